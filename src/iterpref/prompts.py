@@ -1,0 +1,43 @@
+"""The one prompt format, shared by pair building, training and evaluation.
+
+The paper's prompt is the problem statement plus the function signature; completions start
+with a python code fence. Training pairs and benchmark generation both go through
+`user_message` / `completion`, so the student sees the same format in both.
+"""
+
+from __future__ import annotations
+
+import re
+
+FENCE_OPEN = "```python\n"
+FENCE_CLOSE = "\n```"
+
+
+def user_message(instruction: str, code_header: str) -> str:
+    """The user turn: the task statement, then the code to complete inside a python fence."""
+    return (
+        f"{instruction.strip()}\n\n"
+        "Write a complete, self-contained Python solution. Start from this code:\n"
+        f"{FENCE_OPEN}{code_header.rstrip()}{FENCE_CLOSE}"
+    )
+
+
+def completion(code: str) -> str:
+    """The assistant turn for a solution: the code inside a python fence."""
+    return f"{FENCE_OPEN}{code.rstrip()}{FENCE_CLOSE}"
+
+
+def code_offset() -> int:
+    """Offset of the code inside a `completion` string (spans are shifted by it)."""
+    return len(FENCE_OPEN)
+
+
+_FENCED = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def extract_code(text: str) -> str:
+    """The code of a model's answer: the longest fenced block, else the whole text."""
+    blocks = _FENCED.findall(text)
+    if not blocks:
+        return text.strip("\n")
+    return max(blocks, key=len).rstrip()

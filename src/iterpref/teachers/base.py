@@ -1,0 +1,44 @@
+"""The teacher interface: who writes the code versions of a debugging trajectory.
+
+A teacher opens one `DebugSession` per (problem, seed). The debugging loop (not the teacher)
+runs every version in the sandbox: it asks the session to `write` a first version, tests it,
+and while the tests fail it hands the whole history back to `fix` for the next version.
+
+Two teachers implement this protocol: the offline `MutationTeacher` (bugs injected into the
+reference solution, repaired one per round) and an LLM teacher (the model writes the code and
+gets the sandbox's error feedback when asked to fix it).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from iterpref.records import Attempt, Problem
+
+
+@runtime_checkable
+class DebugSession(Protocol):
+    """One debugging run of one teacher on one problem."""
+
+    def write(self) -> tuple[str, str]:
+        """The first version: ``(code, note)``; ``note`` says what the teacher did."""
+        ...
+
+    def fix(self, history: list[Attempt]) -> tuple[str, str]:
+        """The next version given every attempt so far (the last one failed).
+
+        Each `Attempt` carries the tested code and its `Outcome` (status, error type and the
+        trimmed traceback, the feedback a teacher sees). Returns ``(code, note)``.
+        """
+        ...
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """A source of debugging trajectories; ``name`` is recorded in every trajectory."""
+
+    name: str
+
+    def open(self, problem: Problem, seed: int) -> DebugSession | None:
+        """Start a session for ``problem``; None when no trajectory can be made for it."""
+        ...
