@@ -7,6 +7,7 @@ GPT-4o, DeepSeek, vLLM, SGLang, llama.cpp). `make_generator` picks one from a co
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,6 +24,8 @@ class SamplingConfig:
         temperature: 0 means greedy decoding (the paper's evaluation setting).
         top_p: nucleus sampling mass when temperature > 0.
         stop: strings that end a reply early (the stop string itself is kept out of the reply).
+        stop_after_code: end a reply once it holds a closed python code block; small models
+            otherwise keep writing explanations and usage examples after the code.
         batch_size: conversations decoded together (hf) or requests in flight (openai_api).
         seed: sampling seed when temperature > 0.
     """
@@ -31,6 +34,7 @@ class SamplingConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
+    stop_after_code: bool = False
     batch_size: int = 8
     seed: int = 0
 
@@ -46,9 +50,14 @@ class Generator(Protocol):
         ...
 
 
-def truncate_at_stop(text: str, stop: list[str]) -> str:
-    """Cut ``text`` at the first occurrence of any stop string."""
+CLOSED_CODE_BLOCK = re.compile(r"```[^\n`]*\n[\s\S]*?\n```")
+
+
+def truncate_at_stop(text: str, stop: list[str], stop_after_code: bool = False) -> str:
+    """Cut ``text`` at the first stop string, or after its first closed code block."""
     cut = len(text)
+    if stop_after_code and (m := CLOSED_CODE_BLOCK.search(text)):
+        cut = m.end()
     for s in stop:
         i = text.find(s)
         if i != -1:

@@ -6,7 +6,20 @@ import os
 
 from tqdm import tqdm
 
-from iterpref.llm.base import Conversation, SamplingConfig, truncate_at_stop
+from iterpref.llm.base import CLOSED_CODE_BLOCK, Conversation, SamplingConfig, truncate_at_stop
+
+
+def _code_block_closed(tokenizer, prompt_len: int):
+    """A stopping criterion: a row is done once its reply holds a closed code block."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class CodeBlockClosed(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
+            return torch.tensor([bool(CLOSED_CODE_BLOCK.search(t)) for t in texts], device=input_ids.device)
+
+    return CodeBlockClosed()
 
 
 class HFGenerator:
@@ -61,12 +74,16 @@ class HFGenerator:
             ]
             batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             batch = batch.to(self.device)
+            prompt_len = batch["input_ids"].shape[1]
+            extra = {}
+            if sampling.stop_after_code:
+                extra["stopping_criteria"] = [_code_block_closed(self.tokenizer, prompt_len)]
             with torch.inference_mode():
-                out = self.model.generate(**batch, **gen_kwargs)
-            new_tokens = out[:, batch["input_ids"].shape[1]:]
+                out = self.model.generate(**batch, **gen_kwargs, **extra)
+            new_tokens = out[:, prompt_len:]
             for i, ids in zip(idx, new_tokens):
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                replies[i] = truncate_at_stop(text, sampling.stop)
+                replies[i] = truncate_at_stop(text, sampling.stop, sampling.stop_after_code)
             bar.update(len(idx))
         bar.close()
         return replies

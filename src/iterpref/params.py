@@ -1,0 +1,72 @@
+"""params.yaml: the composed configuration every stage reads.
+
+conf/ holds Hydra groups; `dvc exp run -S ...` composes them and overwrites params.yaml.
+`dvc repro` does not compose, so params.yaml is committed as the composition of the default,
+and `python -m iterpref.params` rewrites it after an edit under conf/ (a test checks they agree).
+Stage scripts never use ``@hydra.main``: they call `load` (a known DVC pitfall otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def compose(overrides: list[str] | None = None, conf_dir: str | os.PathLike | None = None) -> dict:
+    """Compose conf/config.yaml with Hydra overrides into a plain dict."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    conf_dir = Path(conf_dir or ROOT / "conf").resolve()
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=overrides or [])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def dump(params: dict) -> str:
+    """params.yaml text, in the key order conf/ composes to (as DVC's Hydra integration writes it)."""
+    return yaml.safe_dump(params, sort_keys=False, default_flow_style=False)
+
+
+def load(path: str | os.PathLike = "params.yaml") -> dict:
+    """The params a stage reads."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def build(cls: type[T], section: dict[str, Any] | None, where: str) -> T:
+    """A config dataclass from a params section; unknown keys are an error naming them."""
+    section = dict(section or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(section) - names)
+    if unknown:
+        raise ValueError(f"params.yaml: {where}: unknown key(s) {unknown}; {cls.__name__} takes {sorted(names)}")
+    return cls(**section)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write params.yaml as conf/ composes it.")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=smoke")
+    parser.add_argument("--out", default=str(ROOT / "params.yaml"))
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs")
+    args = parser.parse_args()
+    text = dump(compose(args.overrides))
+    if args.check:
+        current = Path(args.out).read_text() if Path(args.out).exists() else ""
+        if yaml.safe_load(current) != yaml.safe_load(text):
+            raise SystemExit(f"{args.out} differs from what conf/ composes to; run python -m iterpref.params")
+        return
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

