@@ -344,3 +344,25 @@ def test_resolve_backend_and_warnings(monkeypatch):
 @needs_bwrap
 def test_auto_prefers_bwrap():
     assert resolve_backend(SandboxConfig()) == "bwrap"
+
+
+@needs_bwrap
+def test_interpreter_under_tmp_is_bound_back(tmp_path):
+    """A venv under /tmp (where CI may clone) stays usable although the sandbox gets a fresh /tmp."""
+    import subprocess
+    import sys
+
+    venv = Path("/tmp") / f"iterpref-venv-{uuid.uuid4().hex[:8]}"
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        probe = (f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); "
+                 "from iterpref.sandbox import bwrap_usable, run_unittest, SandboxConfig; "
+                 "ok, why = bwrap_usable(); assert ok, why; "
+                 f"print(run_unittest({GOOD!r}, {ADD_TESTS!r}, SandboxConfig(backend='bwrap')).status)")
+        out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "passed"
+    finally:
+        import shutil
+
+        shutil.rmtree(venv, ignore_errors=True)

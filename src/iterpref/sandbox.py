@@ -259,7 +259,7 @@ def _interpreter_paths() -> list[str]:
 def _bwrap_argv(cmd: list[str], cwd: str, binds: list[tuple[str, bool]], uid: int, config: SandboxConfig) -> list[str]:
     """The bwrap command line running ``cmd`` with the (host path, writable) ``binds`` in place."""
     root = os.geteuid() == 0
-    interp = _interpreter_paths() if root else []
+    interp = _interpreter_paths()
     tmpfs_roots = ["/tmp"]
     # Cover the first ancestor the sandbox uid cannot traverse (e.g. /root, mode 700). Without
     # root we stay our own uid, which can traverse our own directories.
@@ -275,7 +275,8 @@ def _bwrap_argv(cmd: list[str], cwd: str, binds: list[tuple[str, bool]], uid: in
             "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm"]
     for m in masks:
         argv += ["--tmpfs", m]
-    mounts = [(p, False) for p in interp if any(_inside(p, m) for m in masks)] + list(binds)
+    # The interpreter and venv come back wherever a tmpfs covered them (a venv under /tmp too).
+    mounts = [(p, False) for p in interp if any(_inside(p, m) for m in tmpfs_roots)] + list(binds)
     targets = {p for p, _ in mounts}
     made: set[str] = set()
     for path, writable in sorted(mounts, key=lambda m: m[0].count("/")):  # parents first

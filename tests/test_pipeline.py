@@ -1,0 +1,100 @@
+"""End to end: the smoke experiment through real DVC (`dvc exp run -S experiment=smoke`) in a
+temporary copy of the repository, then a training-parameter change re-runs only train,
+evaluate and report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from iterpref import params as P
+from iterpref.records import Pair, Problem, Trajectory, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def sh(cmd: list[str], cwd: Path, env: dict) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout + proc.stderr
+
+
+def ran_stages(log: str) -> set[str]:
+    return {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict]:
+    """A git repository holding the working tree's files, as a fresh clone would."""
+    dst = tmp_path_factory.mktemp("pipeline") / "repo"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dst / rel)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "WANDB_MODE": "offline", "DVC_NO_ANALYTICS": "1"}
+    env.pop("WANDB_API_KEY", None)
+    sh(["git", "init", "-q"], dst, env)
+    sh(["git", "add", "-A"], dst, env)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dst, env)
+    return dst, env
+
+
+def test_smoke_experiment_end_to_end(repo):
+    root, env = repo
+    log = sh(["dvc", "exp", "run", "-S", "experiment=smoke"], root, env)
+    assert ran_stages(log) >= {"model", "problems", "debug", "pairs", "train@dpo", "train@target_dpo",
+                               "evaluate_reference@humaneval", "evaluate@dpo-humaneval",
+                               "evaluate@target_dpo-humaneval", "report"}
+
+    # DVC's Hydra composition wrote params.yaml; it equals ours.
+    assert P.load(root / "params.yaml") == P.compose(["experiment=smoke"])
+
+    problems = read_jsonl(root / "data/problems.jsonl", Problem)
+    assert len(problems) == 8
+    trajectories = read_jsonl(root / "data/trajectories.jsonl", Trajectory)
+    assert trajectories and all(not t.attempts[0].outcome.passed for t in trajectories)
+    assert all(t.attempts[-1].outcome.passed for t in trajectories if t.solved)
+    pairs = read_jsonl(root / "data/pairs.jsonl", Pair)
+    assert pairs
+    for p in pairs:
+        assert p.rejected_spans and all(p.rejected[s:e].strip() for s, e in p.rejected_spans)
+
+    for variant in ("dpo", "target_dpo"):
+        model_dir = root / "models/trained" / variant
+        assert (model_dir / "config.json").exists() and (model_dir / "model.safetensors").exists()
+        train = json.loads((root / f"reports/train/{variant}.json").read_text())
+        assert train["steps"] > 0 and train["pairs"] == min(16, len(pairs))
+
+    for variant in ("reference", "dpo", "target_dpo"):
+        report = json.loads((root / f"reports/eval/{variant}/humaneval.json").read_text())
+        assert report["tasks"] == 8 and len(report["per_task"]) == 8
+        assert 0.0 <= report["pass@1"] <= 1.0
+        assert {t["task_id"] for t in report["per_task"]} == {f"HumanEval/{i}" for i in range(8)}
+
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert set(metrics) == {"reference", "dpo", "target_dpo"}
+    summary = (root / "reports/summary.md").read_text()
+    for variant in ("reference", "dpo", "target_dpo"):
+        assert f"| {variant} |" in summary
+    assert (root / "reports/figures/pass_at_1.png").stat().st_size > 1000
+    assert list((root / "wandb").glob("offline-run-*")), "training should log a W&B offline run"
+
+    # Nothing changed: everything is cached.
+    status = sh(["dvc", "status"], root, env)
+    assert "up to date" in status, status
+
+    # A training parameter re-runs train, evaluate and report only.
+    log = sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "train.common.learning_rate=2e-4"], root, env)
+    ran = ran_stages(log)
+    assert ran == {"train@dpo", "train@target_dpo", "evaluate@dpo-humaneval",
+                   "evaluate@target_dpo-humaneval", "report"}, ran
