@@ -41,11 +41,13 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dst / rel)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "WANDB_MODE": "offline", "DVC_NO_ANALYTICS": "1"}
+           "WANDB_MODE": "offline", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "iterpref-test", "GIT_AUTHOR_EMAIL": "test@localhost",
+           "GIT_COMMITTER_NAME": "iterpref-test", "GIT_COMMITTER_EMAIL": "test@localhost"}
     env.pop("WANDB_API_KEY", None)
     sh(["git", "init", "-q"], dst, env)
     sh(["git", "add", "-A"], dst, env)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dst, env)
+    sh(["git", "commit", "-qm", "init"], dst, env)
     return dst, env
 
 
@@ -66,8 +68,11 @@ def test_smoke_experiment_end_to_end(repo):
     assert all(t.attempts[-1].outcome.passed for t in trajectories if t.solved)
     pairs = read_jsonl(root / "data/pairs.jsonl", Pair)
     assert pairs
+    # Spans cover whole non-blank lines; insert-only fixes (a dropped branch put back) have none.
+    assert any(p.rejected_spans for p in pairs)
     for p in pairs:
-        assert p.rejected_spans and all(p.rejected[s:e].strip() for s, e in p.rejected_spans)
+        for s, e in p.rejected_spans:
+            assert p.rejected[s:e].strip() and (s == 0 or p.rejected[s - 1] == "\n")
 
     for variant in ("dpo", "target_dpo"):
         model_dir = root / "models/trained" / variant

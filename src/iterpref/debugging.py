@@ -78,16 +78,18 @@ def _load_resume(path: Path) -> dict[str, Trajectory]:
     """Trajectories already in the resume log; a line cut short by a crash ends the log there."""
     if not path.exists():
         return {}
+    text = path.read_text(encoding="utf-8")
     done, good = {}, []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             traj = from_dict(Trajectory, json.loads(line))
         except (json.JSONDecodeError, RecordError):
             print(f"{path}: dropping a damaged line and everything after it")
-            path.write_text("".join(good), encoding="utf-8")
             break
         done[traj.trajectory_id] = traj
         good.append(line + "\n")
+    if "".join(good) != text:  # also a whole last record cut before its newline: appends would glue on
+        path.write_text("".join(good), encoding="utf-8")
     return done
 
 

@@ -173,7 +173,6 @@ def _save_hub(cfg: ModelConfig, out: Path) -> None:
 def materialize(cfg: ModelConfig, out: str | os.PathLike) -> Path:
     """Write the student described by ``cfg`` as a loadable HF folder at ``out``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     builders = {
         "smollm2-gguf": lambda: _save_smollm2(out),
         "tiny-random": lambda: _save_tiny(cfg, out),
@@ -181,6 +180,7 @@ def materialize(cfg: ModelConfig, out: str | os.PathLike) -> Path:
     }
     if cfg.source not in builders:
         raise ValueError(f"model.source: unknown {cfg.source!r}; expected one of {sorted(builders)}")
+    out.mkdir(parents=True, exist_ok=True)
     builders[cfg.source]()
     (out / "iterpref_model.json").write_text(
         json.dumps({"name": cfg.name, "source": cfg.source, "hub_id": cfg.hub_id,

@@ -32,7 +32,9 @@ def code_offset() -> int:
     return len(FENCE_OPEN)
 
 
-_FENCED = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+# any info string (```python3, ```py, ```Python...): a fence whose tag were not recognised would
+# leave its closing ``` to open an empty "block" and the code would be lost
+_FENCED = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
 def extract_code(text: str) -> str:

@@ -165,12 +165,13 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         return _build(tp, value, where)
     if origin in (types.UnionType, typing.Union):
         errors = []
-        for arm in typing.get_args(tp):
+        # null last, so the error reported is the real type's (`expected str`, not `expected null`)
+        for arm in sorted(typing.get_args(tp), key=lambda a: a is type(None)):
             try:
                 return _check(value, arm, where)
             except RecordError as e:
                 errors.append(str(e))
-        raise RecordError(errors[-1])
+        raise RecordError(errors[0])
     if tp is type(None):
         if value is not None:
             raise RecordError(f"{where}: expected null, got {type(value).__name__}")
@@ -261,11 +262,15 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(to_dict(r), ensure_ascii=False) + "\n")
-            n += 1
-    tmp.replace(path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(to_dict(r), ensure_ascii=False) + "\n")
+                n += 1
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the old file stays as it was, and no half-written temp file
+        raise
     return n
 
 
