@@ -260,8 +260,6 @@ def test_evaluate_end_to_end(gen):
 def test_shrinking_batch_decode_equals_model_generate(unit_tiny_model_dir):
     """`HFGenerator.decode` drops finished rows from the batch and KV cache; greedy output must
     equal transformers' own `generate`, including rows that end early on EOS."""
-    import torch
-
     from iterpref.llm.base import SamplingConfig
     from iterpref.llm.hf import HFGenerator
 
