@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from iterpref import params as P
-from iterpref import runtime
+from iterpref import runtime, tracking
 from iterpref.evaluation.run import evaluate
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.hf import HFGenerator
@@ -29,4 +29,5 @@ if __name__ == "__main__":
     out = Path("reports/eval") / variant / f"{benchmark}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    tracking.log_eval(params, variant, report)
     print(f"{variant} {benchmark}: pass@1 = {report['pass@1']:.3f} ({report['passed']}/{report['tasks']})")

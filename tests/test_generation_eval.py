@@ -24,18 +24,10 @@ CONVS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Torch on a shared 2-core machine: one thread is faster than two fighting for a core."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
-def gen(unit_tiny_model_dir) -> HFGenerator:
-    return HFGenerator(unit_tiny_model_dir, device="cpu")
+def gen(tiny_model_dir) -> HFGenerator:
+    return HFGenerator(tiny_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -257,13 +249,13 @@ def test_evaluate_end_to_end(gen):
     assert all(isinstance(r["reply"], str) and r["result"] for r in report["per_task"])
 
 
-def test_shrinking_batch_decode_equals_model_generate(unit_tiny_model_dir):
+def test_shrinking_batch_decode_equals_model_generate(tiny_model_dir):
     """`HFGenerator.decode` drops finished rows from the batch and KV cache; greedy output must
     equal transformers' own `generate`, including rows that end early on EOS."""
     from iterpref.llm.base import SamplingConfig
     from iterpref.llm.hf import HFGenerator
 
-    gen = HFGenerator(unit_tiny_model_dir, device="cpu")
+    gen = HFGenerator(tiny_model_dir, device="cpu")
     tok = gen.tokenizer
     convs = [[{"role": "user", "content": "def f(x):" + " y" * i}] for i in range(5)]
     texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]

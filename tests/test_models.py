@@ -17,19 +17,19 @@ CODE = 'def f(xs: list[int]) -> int:\n    """Sum."""\n    return sum(x * 2 for x
 
 
 @pytest.fixture(scope="module")
-def tok(unit_tiny_model_dir):
-    return AutoTokenizer.from_pretrained(unit_tiny_model_dir)
+def tok(tiny_model_dir):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
-def model(unit_tiny_model_dir):
-    return AutoModelForCausalLM.from_pretrained(unit_tiny_model_dir)
+def model(tiny_model_dir):
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir)
 
 
-def test_folder_contents(unit_tiny_model_dir):
-    names = {p.name for p in unit_tiny_model_dir.iterdir()}
+def test_folder_contents(tiny_model_dir):
+    names = {p.name for p in tiny_model_dir.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "iterpref_model.json"} <= names
-    meta = json.loads((unit_tiny_model_dir / "iterpref_model.json").read_text())
+    meta = json.loads((tiny_model_dir / "iterpref_model.json").read_text())
     assert meta["name"] == "tiny-random" and meta["source"] == "tiny-random" and meta["hub_id"] is None
 
 
@@ -79,8 +79,8 @@ def test_tokenizer_round_trips_python(tok):
     assert len(tok(" return", add_special_tokens=False)["input_ids"]) == 1
 
 
-def test_load_tokenizer(unit_tiny_model_dir):
-    t = load_tokenizer(unit_tiny_model_dir)
+def test_load_tokenizer(tiny_model_dir):
+    t = load_tokenizer(tiny_model_dir)
     assert t.pad_token is not None
 
 

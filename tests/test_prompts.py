@@ -23,10 +23,10 @@ def _pair():
     return make_pair(PROBLEM, traj, fail, PairConfig())
 
 
-def test_training_prompt_equals_evaluation_prompt(train_tiny_model_dir):
+def test_training_prompt_equals_evaluation_prompt(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(train_tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     train_prompt = pairs_dataset([_pair()])[0]["prompt"]
     task = Task("t/1", PROBLEM.instruction, PROBLEM.signature, PROBLEM.entry_point)
     assert train_prompt == task.conversation()

@@ -26,14 +26,6 @@ from iterpref.training.trainer import FocalDPOTrainer
 END_OF_TURN = "<|im_end|>\n"  # ChatML, both tokenizers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Torch on a shared 2-core machine: one thread is faster than two fighting for a core."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # --------------------------------------------------------------------------- pairs
 
@@ -237,8 +229,8 @@ def check_straddling(trainer, tok, require_straddler):
 
 
 @pytest.mark.parametrize("mode", ["none", "line", "symmetric"])
-def test_masks_tiny_tokenizer(train_tiny_model_dir, tmp_path, mode):
-    model, tok = load_tiny(train_tiny_model_dir)
+def test_masks_tiny_tokenizer(tiny_model_dir, tmp_path, mode):
+    model, tok = load_tiny(tiny_model_dir)
     trainer = build_trainer(model, tok, ALL, tmp_path, mode=mode)
     check_masks(trainer, tok, mode)
     if mode == "line":
@@ -246,8 +238,8 @@ def test_masks_tiny_tokenizer(train_tiny_model_dir, tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", ["none", "line", "symmetric"])
-def test_masks_smollm2_tokenizer(train_smollm2_tokenizer, tmp_path, mode):
-    tok = train_smollm2_tokenizer
+def test_masks_smollm2_tokenizer(smollm2_tokenizer, tmp_path, mode):
+    tok = smollm2_tokenizer
     trainer = build_trainer(small_llama(len(tok)), tok, ALL, tmp_path, mode=mode)
     check_masks(trainer, tok, mode)
     if mode == "line":
@@ -257,15 +249,15 @@ def test_masks_smollm2_tokenizer(train_smollm2_tokenizer, tmp_path, mode):
 # --------------------------------------------------------------------------- 2. insert-only
 
 @pytest.mark.parametrize("precompute", [True, False])
-def test_insert_only_rejected_sum_is_zero(train_tiny_model_dir, tmp_path, precompute):
+def test_insert_only_rejected_sum_is_zero(tiny_model_dir, tmp_path, precompute):
     pair = BY_ID["insert_only"]
     common = dict(precompute_ref_log_probs=precompute, max_steps=1, per_device_batch_size=1,
                   learning_rate=1e-3, lr_scheduler="constant", warmup_ratio=0.0)
     if precompute:  # plain DPO first on the same data and model: the ref cache must not leak into the focal run
-        model, tok = load_tiny(train_tiny_model_dir)
+        model, tok = load_tiny(tiny_model_dir)
         plain = build_trainer(model, tok, [pair], tmp_path / "none", mode="none", **common)
         assert plain.train_dataset[0]["ref_rejected_logps"] < 0
-    model, tok = load_tiny(train_tiny_model_dir)
+    model, tok = load_tiny(tiny_model_dir)
     trainer = build_trainer(model, tok, [pair], tmp_path / "line", mode="line", **common)
     assert trainer.train_dataset[0]["rejected_token_mask"] == [0] * len(trainer.train_dataset[0]["rejected_ids"])
     if precompute:
@@ -313,8 +305,8 @@ def paper_loss(policy, ref, rows, beta, rpo_alpha=None, focal=True):
 
 @pytest.mark.parametrize("precompute", [True, False])
 @pytest.mark.parametrize("loss", ["dpo", "rpo"])
-def test_loss_is_the_paper_formula(train_tiny_model_dir, tmp_path, precompute, loss):
-    model, tok = load_tiny(train_tiny_model_dir)
+def test_loss_is_the_paper_formula(tiny_model_dir, tmp_path, precompute, loss):
+    model, tok = load_tiny(tiny_model_dir)
     trainer = build_trainer(model, tok, ALL, tmp_path, mode="line", loss=loss, beta=0.1, rpo_alpha=1.0,
                             precompute_ref_log_probs=precompute, per_device_batch_size=len(ALL))
     # Move the policy away from the reference (precomputed, or TRL's own reference copy).
@@ -322,9 +314,9 @@ def test_loss_is_the_paper_formula(train_tiny_model_dir, tmp_path, precompute, l
     with torch.no_grad():
         for prm in trainer.model.parameters():
             prm.add_(0.05 * torch.randn_like(prm))
-    policy = AutoModelForCausalLM.from_pretrained(train_tiny_model_dir)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     policy.load_state_dict(trainer.model.state_dict())
-    ref = AutoModelForCausalLM.from_pretrained(train_tiny_model_dir)  # frozen starting model
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # frozen starting model
     policy.eval(), ref.eval()
 
     batch = next(iter(trainer.get_train_dataloader()))  # TRL's column removal + our collator
@@ -350,10 +342,10 @@ def test_loss_is_the_paper_formula(train_tiny_model_dir, tmp_path, precompute, l
 # --------------------------------------------------------------------------- 4. truncation
 
 @pytest.mark.parametrize("truncation_mode", ["keep_start", "keep_end"])
-def test_truncation_keeps_mask_aligned(train_tiny_model_dir, tmp_path, truncation_mode):
-    model, tok = load_tiny(train_tiny_model_dir)
+def test_truncation_keeps_mask_aligned(tiny_model_dir, tmp_path, truncation_mode):
+    model, tok = load_tiny(tiny_model_dir)
     pairs = [BY_ID["one_line"], BY_ID["two_lines"]]
-    probe = build_trainer(*load_tiny(train_tiny_model_dir), pairs, tmp_path / "probe", mode="line")
+    probe = build_trainer(*load_tiny(tiny_model_dir), pairs, tmp_path / "probe", mode="line")
     row0 = row_by_id(probe.train_dataset, "one_line")
     first_masked = row0["rejected_token_mask"].index(1)
     if truncation_mode == "keep_start":  # cut in the middle of the D- line
@@ -393,7 +385,7 @@ def test_truncation_keeps_mask_aligned(train_tiny_model_dir, tmp_path, truncatio
 
 # --------------------------------------------------------------------------- 5. recipe.train
 
-def test_recipe_train_saves_model_and_metrics(train_tiny_model_dir, tmp_path):
+def test_recipe_train_saves_model_and_metrics(tiny_model_dir, tmp_path):
     pairs_path = tmp_path / "pairs.jsonl"
     write_jsonl(pairs_path, [BY_ID[n] for n in ("one_line", "two_lines", "after_colon", "colon_line")])
     last = {}
@@ -401,14 +393,14 @@ def test_recipe_train_saves_model_and_metrics(train_tiny_model_dir, tmp_path):
         cfg = TrainConfig(loss="dpo", mask=MaskConfig(mode=mode), max_steps=2, per_device_batch_size=2,
                           learning_rate=1e-4, bf16=False, seed=0)
         out = tmp_path / mode
-        metrics = recipe.train(cfg, train_tiny_model_dir, pairs_path, out, run_name=f"test-{mode}",
+        metrics = recipe.train(cfg, tiny_model_dir, pairs_path, out, run_name=f"test-{mode}",
                                report_to=[], use_cpu=True)
         on_disk = json.loads((out / "train_metrics.json").read_text())
         assert on_disk["steps"] == metrics["steps"] == 2
         assert on_disk["pairs"] == 4 and on_disk["config"]["mask"]["mode"] == mode
         reloaded = AutoModelForCausalLM.from_pretrained(out)
         AutoTokenizer.from_pretrained(out)
-        start = AutoModelForCausalLM.from_pretrained(train_tiny_model_dir)
+        start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
         assert any(not torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), start.state_dict().values()))
         last[mode] = metrics["last"]
     assert last["none"]["logps/rejected"] < 0 and last["line"]["logps/rejected"] < 0
@@ -419,8 +411,8 @@ def test_recipe_train_saves_model_and_metrics(train_tiny_model_dir, tmp_path):
 
 @pytest.mark.parametrize("bad", [{"ld_alpha": 0.5}, {"loss_type": "ipo"}, {"loss_type": "sigmoid_norm"},
                                  {"use_weighting": True}])
-def test_focal_mask_refuses_length_normalising_options(train_tiny_model_dir, tmp_path, bad):
-    model, tok = load_tiny(train_tiny_model_dir)
+def test_focal_mask_refuses_length_normalising_options(tiny_model_dir, tmp_path, bad):
+    model, tok = load_tiny(tiny_model_dir)
     args = DPOConfig(output_dir=str(tmp_path), bf16=False, use_cpu=True, report_to=[], **bad)
     with pytest.raises(ValueError, match="focal masks"):
         FocalDPOTrainer(model=model, args=args, train_dataset=pairs_dataset(ALL[:1]),

@@ -44,6 +44,8 @@ def to_completion(task: Task, code: str) -> str:
 def score(tasks: list[Task], codes: list[str], sandbox: SandboxConfig,
           timeout_s: float = 3.0, workers: int = 2) -> list[dict]:
     """Run the official evaluator on one sample per task; per-task results in task order."""
+    if len(codes) != len(tasks):
+        raise ValueError(f"score: {len(codes)} samples for {len(tasks)} tasks; need one per task")
     with tempfile.TemporaryDirectory(prefix="iterpref-humaneval-") as tmp:
         work = Path(tmp)
         with gzip.open(work / "problems.jsonl.gz", "wt") as fh:

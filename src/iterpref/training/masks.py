@@ -92,9 +92,9 @@ def focal_spans(example: dict, cfg: MaskConfig) -> tuple[list[Span] | None, list
     return (cho_spans if cfg.mode == "symmetric" else None), rej_spans
 
 
-def completion_token_ranges(tokenizer, messages: list[dict], completion_ids: list[int]) -> tuple[list[Span], int]:
+def completion_token_ranges(tokenizer, messages: list[dict], completion_ids: list[int]) -> list[Span]:
     """Character ranges of ``completion_ids`` (TRL's tokens of the last message), relative to
-    the start of that message's content, plus the content's offset in the rendered text.
+    the start of that message's content.
 
     Ranges are made contiguous (each token runs to the next token's start), so whitespace that
     a tokenizer's offsets leave out still belongs to some token.
@@ -115,7 +115,7 @@ def completion_token_ranges(tokenizer, messages: list[dict], completion_ids: lis
     first = len(ids) - n
     starts = [offsets[first + i][0] for i in range(n)] + [len(text)]
     ranges = [(starts[i] - content_start, max(starts[i + 1], offsets[first + i][1]) - content_start) for i in range(n)]
-    return ranges, content_start
+    return ranges
 
 
 def token_masks(example: dict, tokenizer, cfg: MaskConfig) -> dict[str, list[int]]:
@@ -127,6 +127,6 @@ def token_masks(example: dict, tokenizer, cfg: MaskConfig) -> dict[str, list[int
         if spans is None:
             out[f"{side}_token_mask"] = [1] * len(ids)
             continue
-        ranges, _ = completion_token_ranges(tokenizer, example["prompt"] + example[side], ids)
+        ranges = completion_token_ranges(tokenizer, example["prompt"] + example[side], ids)
         out[f"{side}_token_mask"] = overlap_mask(ranges, spans)
     return out

@@ -20,11 +20,9 @@ from pathlib import Path
 from iterpref.records import Pair, read_jsonl
 from iterpref.training.masks import MaskConfig
 
-LOSSES = {
-    "dpo": (["sigmoid"], None),
-    "rpo": (["sigmoid", "sft"], "rpo"),
-    "sft": (["sft"], None),
-}
+# TRL loss types per variant loss: "sigmoid" is DPO's -logsigmoid(beta * margin), "sft" the mean
+# NLL of the chosen completion (RPO adds it with weight rpo_alpha).
+LOSSES = {"dpo": ["sigmoid"], "rpo": ["sigmoid", "sft"], "sft": ["sft"]}
 
 
 @dataclass
@@ -103,7 +101,7 @@ def dpo_config(cfg: TrainConfig, output_dir: Path, run_name: str, report_to: lis
 
     if cfg.loss not in LOSSES:
         raise ValueError(f"train.loss: unknown {cfg.loss!r}; expected one of {sorted(LOSSES)}")
-    loss_type, _ = LOSSES[cfg.loss]
+    loss_type = LOSSES[cfg.loss]
     weights = [1.0, cfg.rpo_alpha] if cfg.loss == "rpo" else None
     bf16 = (not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()) if cfg.bf16 == "auto" else bool(cfg.bf16)
     return DPOConfig(
