@@ -81,7 +81,7 @@ class HFGenerator:
         with torch.inference_mode():
             for step in range(sampling.max_new_tokens):
                 logits = self.model(input_ids=feed, attention_mask=mask, position_ids=positions,
-                                    past_key_values=cache, use_cache=True).logits[:, -1, :]
+                                    cache=cache, use_cache=True).logits[:, -1, :]
                 tokens = _next_tokens(logits, sampling, rng)
                 keep = []
                 for b, (row, tok) in enumerate(zip(alive, tokens.tolist())):
