@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +44,8 @@ class TrainConfig:
         lr_scheduler: schedule name (paper cosine).
         warmup_ratio: fraction of steps for linear warmup (paper 0.03).
         max_length: cap on prompt+completion tokens (paper 2048).
-        max_pairs: use at most this many pairs (null: all); for quick runs.
+        max_pairs: train on a random sample (seeded by ``seed``) of this many pairs (null:
+            all); for quick runs. A sample, not the first n, so it spans every problem.
         precompute_ref_log_probs: compute reference log-probs once before training instead of a
             second forward each step (the masks are applied in both).
         gradient_checkpointing: trade compute for memory on large models.
@@ -146,8 +148,8 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
     out_dir = Path(out_dir)
     # setup
     pairs = read_jsonl(pairs_path, Pair)
-    if cfg.max_pairs is not None:
-        pairs = pairs[: cfg.max_pairs]
+    if cfg.max_pairs is not None and cfg.max_pairs < len(pairs):
+        pairs = random.Random(cfg.seed).sample(pairs, cfg.max_pairs)
     if not pairs:
         raise ValueError(f"{pairs_path}: no pairs to train on")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
