@@ -12,4 +12,11 @@ def make_teacher(cfg: dict, sandbox) -> Teacher:
     kind = cfg.pop("kind")
     if kind == "mutation":
         return MutationTeacher(sandbox=sandbox, **cfg)
-    raise ValueError(f"params.yaml: teacher.kind: unknown {kind!r}; expected 'mutation'")
+    if kind == "llm":
+        from iterpref.llm import make_generator
+        from iterpref.llm.base import SamplingConfig
+        from iterpref.teachers.llm import LLMTeacher
+
+        generator = make_generator(cfg["backend"], cfg["model"], cfg.get("device", "auto"))
+        return LLMTeacher(generator, SamplingConfig(**cfg.get("sampling", {})))
+    raise ValueError(f"params.yaml: teacher.kind: unknown {kind!r}; expected 'mutation' or 'llm'")
