@@ -17,6 +17,7 @@ def make_teacher(cfg: dict, sandbox) -> Teacher:
         from iterpref.llm.base import SamplingConfig
         from iterpref.teachers.llm import LLMTeacher
 
-        generator = make_generator(cfg["backend"], cfg["model"], cfg.get("device", "auto"))
+        options = {k: v for k, v in cfg.items() if k not in ("backend", "model", "device", "sampling")}
+        generator = make_generator(cfg["backend"], cfg["model"], cfg.get("device", "auto"), **options)
         return LLMTeacher(generator, SamplingConfig(**cfg.get("sampling", {})))
     raise ValueError(f"params.yaml: teacher.kind: unknown {kind!r}; expected 'mutation' or 'llm'")

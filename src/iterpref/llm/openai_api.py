@@ -1,0 +1,122 @@
+"""OpenAI-compatible chat-completions backend: GPT-4o, DeepSeek, or a local vLLM / SGLang /
+llama.cpp server (``vllm serve MODEL`` serves http://localhost:8000/v1).
+
+Each conversation is one ``POST /chat/completions`` request; a thread pool over the sync
+``openai`` client keeps several in flight. Retries are the client's own: 408, 409, 429, 5xx,
+timeouts and connection errors are retried up to ``max_retries`` times with exponential backoff
+(0.5 s doubling to at most 8 s, with jitter; a server's ``Retry-After`` / ``retry-after-ms``
+header takes precedence). Other errors (400, 401, ...) fail at once. Either way the request
+that finally fails raises `OpenAIRequestError`, naming the model, the server and the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+from tqdm import tqdm
+
+from iterpref.llm.base import Conversation, SamplingConfig, truncate_at_stop
+
+MAX_STOP_STRINGS = 4  # the OpenAI API rejects more; the rest are applied locally
+DUMMY_KEY = "EMPTY"  # what a local server without --api-key accepts (vLLM's convention)
+
+
+class OpenAIRequestError(RuntimeError):
+    """A chat-completions request that failed for good (after the client's retries, if any)."""
+
+
+def _retryable(err: Exception) -> bool:
+    """Whether the openai client retries this kind of failure (see `_base_client._should_retry`)."""
+    import openai
+
+    if isinstance(err, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    status = getattr(err, "status_code", None)
+    return status is not None and (status in (408, 409, 429) or status >= 500)
+
+
+class OpenAIGenerator:
+    """Generate with a model behind an OpenAI-compatible chat-completions endpoint.
+
+    Args:
+        model: the model name the server knows (``gpt-4o``, ``deepseek-chat``, the path or
+            name given to ``vllm serve``).
+        base_url: the server's ``.../v1`` URL; None means the official OpenAI endpoint
+            (or ``OPENAI_BASE_URL`` when set, as the openai client does).
+        api_key_env: the environment variable holding the API key. It must be set for the
+            official endpoint; with a ``base_url`` an unset key is sent as a dummy.
+        max_concurrency: requests in flight at once, over all `chat` calls on this generator
+            (debug workers share one generator). One call also keeps at most
+            ``sampling.batch_size`` in flight.
+        timeout_s: seconds one request may take before it is retried.
+        max_retries: retries per request of 408/409/429/5xx answers, timeouts and connection
+            errors, with exponential backoff (the openai client's).
+    """
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 max_concurrency: int = 8, timeout_s: float = 120, max_retries: int = 5):
+        import openai
+
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            if base_url is None:
+                raise ValueError(
+                    f"{api_key_env} is not set: the OpenAI endpoint needs an API key "
+                    f"(export {api_key_env}=..., or set base_url for a local server)")
+            api_key = DUMMY_KEY
+        self.name = f"openai:{model}"
+        self.model, self.api_key_env = model, api_key_env
+        self.max_concurrency, self.max_retries = max(1, max_concurrency), max_retries
+        self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s,
+                                    max_retries=max_retries)
+        self.base_url = str(self.client.base_url)
+        self._slots = threading.BoundedSemaphore(self.max_concurrency)
+
+    def _request(self, messages: Conversation, sampling: SamplingConfig) -> str:
+        """One reply; raises `OpenAIRequestError` once the client gives up."""
+        import openai
+
+        stop = list(sampling.stop[:MAX_STOP_STRINGS]) or openai.omit
+        try:
+            with self._slots:
+                completion = self.client.chat.completions.create(
+                    model=self.model, messages=messages, temperature=sampling.temperature,
+                    top_p=sampling.top_p, max_tokens=sampling.max_new_tokens, seed=sampling.seed,
+                    stop=stop, n=1)
+        except openai.APIError as err:
+            if _retryable(err):
+                why = f"gave up after {self.max_retries} retries"
+            elif getattr(err, "status_code", None) == 401:
+                why = f"not retried; check the key in {self.api_key_env}"
+            else:
+                why = "not retried"
+            raise OpenAIRequestError(
+                f"{self.name} at {self.base_url}: {type(err).__name__}: {err} ({why})") from err
+        return completion.choices[0].message.content or ""
+
+    def chat(self, conversations: list[Conversation], sampling: SamplingConfig,
+             progress: str | None = None) -> list[str]:
+        """Replies for ``conversations`` (see `iterpref.llm.base.Generator`), in order.
+
+        Stop strings go to the server (the first four) and are applied again locally, with
+        ``stop_after_code``, to the reply text.
+        """
+        if not conversations:
+            return []
+        workers = max(1, min(len(conversations), sampling.batch_size, self.max_concurrency))
+        bar = tqdm(total=len(conversations), desc=progress, disable=progress is None)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai")
+        try:
+            futures = [pool.submit(self._request, c, sampling) for c in conversations]
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                bar.update(len(done))
+                for fut in done:
+                    fut.result()  # the first failure ends the call
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+        return [truncate_at_stop(f.result(), sampling.stop, sampling.stop_after_code) for f in futures]

@@ -1,0 +1,343 @@
+"""The OpenAI-compatible backend against a real HTTP server on 127.0.0.1.
+
+No mocks: `ChatServer` is a stdlib ``ThreadingHTTPServer`` speaking the chat-completions
+protocol, answering either with a deterministic echo (protocol tests) or with the tiny HF model
+(a small "vLLM-like" server). It records every request, counts attempts per conversation, can
+fail the first N of them, hold requests until several are in flight, or stall one past the
+client's timeout. Error answers carry ``retry-after-ms: 10`` (as OpenAI's do), which the
+openai client honours, so retries here take milliseconds, not the default backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from iterpref import debugging
+from iterpref.llm import make_generator
+from iterpref.llm.base import SamplingConfig
+from iterpref.llm.openai_api import OpenAIGenerator, OpenAIRequestError
+from iterpref.problems import load_seed
+from iterpref.sandbox import SandboxConfig
+from iterpref.teachers import make_teacher
+
+HOLD_TIMEOUT_S = 5.0  # the longest a held request waits for company
+
+
+@dataclass
+class Seen:
+    """One request as the server received it."""
+
+    headers: dict[str, str]
+    body: dict
+
+
+def last_user(body: dict) -> str:
+    return [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+
+
+class ChatServer(ThreadingHTTPServer):
+    """``POST /v1/chat/completions`` -> ``respond(body)`` as a ``chat.completion`` object.
+
+    Attributes tests set: ``fail[user_text] = (n, status)`` answers the first n attempts of
+    that conversation with ``status``; ``stall[user_text] = s`` sleeps s seconds on its first
+    attempt; ``hold = k`` keeps the first requests waiting until k are in flight together.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, respond):
+        super().__init__(("127.0.0.1", 0), ChatHandler)
+        self.respond = respond
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/v1"
+        self.requests: list[Seen] = []
+        self.attempts: Counter[str] = Counter()
+        self.fail: dict[str, tuple[int, int]] = {}
+        self.stall: dict[str, float] = {}
+        self.hold = 0
+        self.in_flight = self.max_in_flight = 0
+        self._held = False
+        self.cond = threading.Condition()
+
+    def handle_error(self, request, client_address):
+        """A client that timed out and hung up is expected here; keep pytest output clean."""
+
+    def admit(self, seen: Seen) -> int:
+        """Record a request; returns its attempt number for the conversation (1-based)."""
+        with self.cond:
+            self.requests.append(seen)
+            self.attempts[last_user(seen.body)] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.in_flight >= self.hold:
+                self._held = True
+                self.cond.notify_all()
+            self.cond.wait_for(lambda: self._held, timeout=HOLD_TIMEOUT_S)
+            return self.attempts[last_user(seen.body)]
+
+    def leave(self):
+        with self.cond:
+            self.in_flight -= 1
+
+
+class ChatHandler(BaseHTTPRequestHandler):
+    server: ChatServer
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        if self.path != "/v1/chat/completions":
+            return self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        seen = Seen({k.lower(): v for k, v in self.headers.items()}, body)
+        attempt = self.server.admit(seen)
+        try:
+            text = last_user(body)
+            n_fail, status = self.server.fail.get(text, (0, 200))
+            if attempt <= n_fail:
+                return self._send(status, {"error": {"message": f"injected {status}", "type": "server_error"}},
+                                  {"retry-after-ms": "10"})
+            if attempt == 1 and text in self.server.stall:
+                time.sleep(self.server.stall[text])  # the client has given up by now
+                return
+            content = self.server.respond(body)
+            self._send(200, {
+                "id": f"chatcmpl-{len(self.server.requests)}", "object": "chat.completion",
+                "created": int(time.time()), "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            })
+        finally:
+            self.server.leave()
+
+
+@contextmanager
+def serving(respond):
+    """A started `ChatServer`, shut down and closed on exit."""
+    server = ChatServer(respond)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def echo(body: dict) -> str:
+    return f"reply to: {last_user(body)}"
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch):
+    """Nothing from the environment may redirect traffic off 127.0.0.1 or add credentials."""
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_ADMIN_KEY",
+                "OPENAI_CUSTOM_HEADERS", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def server():
+    with serving(echo) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tiny_model_dir):
+    from iterpref.llm.hf import HFGenerator
+
+    return HFGenerator(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture
+def hf_server(tiny_hf):
+    """A "vLLM-like" server: the tiny model answers, with the request's sampling."""
+    lock = threading.Lock()  # one model: requests take turns
+
+    def respond(body: dict) -> str:
+        stop = body.get("stop") or []
+        sampling = SamplingConfig(
+            max_new_tokens=body["max_tokens"], temperature=body["temperature"], top_p=body["top_p"],
+            seed=body["seed"], stop=[stop] if isinstance(stop, str) else stop, batch_size=1)
+        with lock:
+            return tiny_hf.chat([body["messages"]], sampling)[0]
+
+    with serving(respond) as s:
+        yield s
+
+
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def test_replies_in_order_through_concurrent_requests(server):
+    def slow_echo(body):  # later conversations answer sooner: completion order is scrambled
+        time.sleep(0.01 * (10 - int(last_user(body).split()[-1])))
+        return echo(body)
+
+    server.respond, server.hold = slow_echo, 3
+    gen = make_generator("openai", "echo-model", base_url=server.url, max_concurrency=3)
+    assert isinstance(gen, OpenAIGenerator) and gen.name == "openai:echo-model"
+    convs = [user(f"problem {i}") for i in range(8)]
+    replies = gen.chat(convs, SamplingConfig(batch_size=8), progress="chat")
+    assert replies == [f"reply to: problem {i}" for i in range(8)]
+    assert sorted(last_user(r.body) for r in server.requests) == sorted(f"problem {i}" for i in range(8))
+    assert server.max_in_flight == 3  # concurrent, and never more than max_concurrency
+
+
+def test_max_concurrency_bounds_all_calls_together(server):
+    def slow_echo(body):  # long enough that unbounded calls would overlap 4 deep
+        time.sleep(0.05)
+        return echo(body)
+
+    server.respond, server.hold = slow_echo, 2
+    gen = OpenAIGenerator("echo-model", base_url=server.url, max_concurrency=2)
+    out: dict[int, list[str]] = {}
+    threads = [threading.Thread(target=lambda k=k: out.__setitem__(k, gen.chat(
+        [user(f"t{k} c{i}") for i in range(4)], SamplingConfig(batch_size=4)))) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert out == {k: [f"reply to: t{k} c{i}" for i in range(4)] for k in range(2)}
+    assert server.max_in_flight == 2
+
+
+def test_request_carries_the_sampling_config(server, monkeypatch):
+    monkeypatch.setenv("LOCAL_KEY", "sk-local")
+    gen = OpenAIGenerator("some/model", base_url=server.url, api_key_env="LOCAL_KEY")
+    conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    sampling = SamplingConfig(max_new_tokens=77, temperature=0.3, top_p=0.9, seed=1234, stop=["\nEND", "###"])
+    assert gen.chat([conv], sampling) == ["reply to: hi"]
+    (seen,) = server.requests
+    assert seen.body["model"] == "some/model" and seen.body["messages"] == conv
+    sent = {k: seen.body[k] for k in ("temperature", "top_p", "max_tokens", "seed")}
+    assert sent == {"temperature": 0.3, "top_p": 0.9, "max_tokens": 77, "seed": 1234}
+    assert seen.body["stop"] == ["\nEND", "###"]
+    assert seen.headers["authorization"] == "Bearer sk-local"
+
+
+def test_more_than_four_stop_strings_apply_locally(server):
+    server.respond = lambda body: "keep this<s5>drop this"
+    gen = OpenAIGenerator("m", base_url=server.url)
+    stops = ["<s1>", "<s2>", "<s3>", "<s4>", "<s5>"]
+    assert gen.chat([user("x")], SamplingConfig(stop=stops)) == ["keep this"]
+    assert server.requests[0].body["stop"] == stops[:4]  # the API's limit
+    gen.chat([user("y")], SamplingConfig())
+    assert "stop" not in server.requests[1].body
+
+
+def test_stop_after_code_truncates_the_reply(server):
+    reply = "Here:\n```python\ndef f():\n    return 1\n```\nExample usage:\n```python\nprint(f())\n```\n"
+    server.respond = lambda body: reply
+    gen = OpenAIGenerator("m", base_url=server.url)
+    code_only = "Here:\n```python\ndef f():\n    return 1\n```"
+    assert gen.chat([user("x")], SamplingConfig(stop_after_code=True)) == [code_only]
+    assert gen.chat([user("x")], SamplingConfig(stop_after_code=False)) == [reply]
+
+
+def test_tiny_model_behind_the_server(hf_server, tiny_hf):
+    gen = OpenAIGenerator("tiny-random", base_url=hf_server.url, max_concurrency=2)
+    convs = [user("Write a function that adds two numbers."), user("Reverse a string in python.")]
+    greedy, sampled = SamplingConfig(max_new_tokens=12), SamplingConfig(max_new_tokens=12, temperature=0.7, seed=3)
+    for sampling in (greedy, sampled):
+        replies = gen.chat(convs, sampling)
+        # what the model itself says to each conversation, as the server asks it (one per request)
+        assert replies == [tiny_hf.chat([c], replace(sampling, batch_size=1))[0] for c in convs]
+        assert all(replies)
+
+
+def test_rate_limits_and_server_errors_are_retried(server):
+    server.fail = {"flaky": (2, 429), "broken": (3, 500)}
+    gen = OpenAIGenerator("m", base_url=server.url, max_retries=3)
+    assert gen.chat([user("flaky"), user("broken"), user("fine")], SamplingConfig()) == [
+        "reply to: flaky", "reply to: broken", "reply to: fine"]
+    assert server.attempts == {"flaky": 3, "broken": 4, "fine": 1}
+    retries = [r.headers["x-stainless-retry-count"] for r in server.requests if last_user(r.body) == "broken"]
+    assert retries == ["0", "1", "2", "3"]
+
+
+def test_a_timeout_is_retried(server):
+    server.stall = {"slow": 2.0}  # the first attempt only
+    gen = OpenAIGenerator("m", base_url=server.url, timeout_s=0.5, max_retries=2)
+    assert gen.chat([user("slow")], SamplingConfig()) == ["reply to: slow"]
+    assert server.attempts["slow"] == 2
+
+
+def test_a_permanent_failure_raises_after_max_retries(server):
+    server.fail = {"down": (10**9, 500), "bad": (10**9, 400), "denied": (10**9, 401)}
+    gen = OpenAIGenerator("m", base_url=server.url, max_retries=2)
+    with pytest.raises(OpenAIRequestError, match=r"openai:m at http://127\.0\.0\.1.*500.*gave up after 2 retries"):
+        gen.chat([user("down")], SamplingConfig())
+    assert server.attempts["down"] == 3
+    with pytest.raises(OpenAIRequestError, match="BadRequestError.*not retried"):
+        gen.chat([user("bad")], SamplingConfig())
+    assert server.attempts["bad"] == 1
+    with pytest.raises(OpenAIRequestError, match="AuthenticationError.*check the key in OPENAI_API_KEY"):
+        gen.chat([user("denied")], SamplingConfig())
+
+
+def test_connection_refused_raises_after_max_retries():
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gen = OpenAIGenerator("m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1)
+    with pytest.raises(OpenAIRequestError, match="APIConnectionError.*gave up after 1 retries"):
+        gen.chat([user("x")], SamplingConfig())
+
+
+def test_missing_key_for_the_official_endpoint(server, monkeypatch):
+    with pytest.raises(ValueError, match="OPENAI_API_KEY is not set"):
+        OpenAIGenerator("gpt-4o")
+    with pytest.raises(ValueError, match="DEEPSEEK_API_KEY is not set"):
+        OpenAIGenerator("deepseek-chat", api_key_env="DEEPSEEK_API_KEY")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert OpenAIGenerator("gpt-4o").base_url.startswith("https://api.openai.com/v1")  # no request made
+    monkeypatch.delenv("OPENAI_API_KEY")
+    gen = OpenAIGenerator("m", base_url=server.url)  # a local server: a dummy key will do
+    assert gen.chat([user("x")], SamplingConfig()) == ["reply to: x"]
+    assert server.requests[0].headers["authorization"] == "Bearer EMPTY"
+
+
+def test_llm_teacher_debugs_through_the_server(hf_server, tmp_path):
+    problems = load_seed("data/seed/problems.jsonl", limit=1)
+    cfg = {"kind": "llm", "backend": "openai", "model": "tiny-random", "base_url": hf_server.url,
+           "max_concurrency": 2, "max_retries": 1,
+           "sampling": {"max_new_tokens": 24, "temperature": 0.7, "top_p": 0.95, "stop_after_code": True}}
+    teacher = make_teacher(cfg, SandboxConfig())
+    assert teacher.name == "llm:openai:tiny-random"
+    debug_cfg = debugging.DebugConfig(trajectories_per_problem=1, max_rounds=1, workers=1)
+    trajs, _ = debugging.run(problems, teacher, debug_cfg, SandboxConfig(timeout_s=5),
+                             resume_log=tmp_path / "log.jsonl")
+    (traj,) = trajs
+    assert [a.round for a in traj.attempts] == [0, 1] and not traj.solved
+    first, second = (r.body for r in hf_server.requests)
+    assert first["seed"] == second["seed"] == traj.seed  # sampling seeded per trajectory
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]
+    assert second["messages"][:1] == first["messages"]
+    outcome = traj.attempts[0].outcome
+    feedback = second["messages"][-1]["content"]
+    assert "Fix the code" in feedback and outcome.status in feedback
+    assert (outcome.traceback.strip() or "(no output)")[:50] in feedback
