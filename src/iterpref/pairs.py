@@ -14,6 +14,7 @@ is not applied here. `build_pairs` also returns statistics for ``reports/pairs.j
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import random
 import statistics
@@ -304,16 +305,7 @@ def build_pairs(
     per_task = Counter(p.task_id for p in pairs)
     d_lines = [c.rejected_lines for c in cands]
     stats: dict[str, Any] = {
-        "config": {
-            "selection": config.selection,
-            "seed": config.seed,
-            "diff": config.diff,
-            "max_rejected_lines": config.max_rejected_lines,
-            "drop_comment_only": config.drop_comment_only,
-            "drop_identical_ast": config.drop_identical_ast,
-            "drop_empty_rejected": config.drop_empty_rejected,
-            "max_pairs_per_problem": config.max_pairs_per_problem,
-        },
+        "config": dataclasses.asdict(config),
         "trajectories": n,
         "problems": len({t.task_id for t in trajs}),
         "solved": len(solved),
