@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from iterpref import models
-from iterpref.models import CHATML_TEMPLATE, ModelConfig, load_tokenizer, materialize
+from iterpref.models import CHATML_TEMPLATE, ModelConfig, materialize
 
 CODE = 'def f(xs: list[int]) -> int:\n    """Sum."""\n    return sum(x * 2 for x in xs if x != 0)  # é\n'
 
@@ -77,11 +77,6 @@ def test_tokenizer_round_trips_python(tok):
     assert len(ids) < len(CODE)  # BPE learned merges from Python source
     # common Python keywords are single tokens
     assert len(tok(" return", add_special_tokens=False)["input_ids"]) == 1
-
-
-def test_load_tokenizer(tiny_model_dir):
-    t = load_tokenizer(tiny_model_dir)
-    assert t.pad_token is not None
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):

@@ -188,12 +188,3 @@ def materialize(cfg: ModelConfig, out: str | os.PathLike) -> Path:
     )
     return out
 
-
-def load_tokenizer(path: str | os.PathLike):
-    """The student's tokenizer, padded on the left for batched generation."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
