@@ -10,8 +10,8 @@ from pathlib import Path
 from iterpref import params as P
 from iterpref import runtime, tracking
 from iterpref.evaluation.run import evaluate
+from iterpref.llm import make_generator
 from iterpref.llm.base import SamplingConfig
-from iterpref.llm.hf import HFGenerator
 from iterpref.sandbox import SandboxConfig
 
 if __name__ == "__main__":
@@ -20,7 +20,7 @@ if __name__ == "__main__":
     runtime.configure(params)
     ecfg = params["eval"]
     model_dir = Path("models/student") if variant == "reference" else Path("models/trained") / variant
-    generator = HFGenerator(model_dir, device=params["runtime"]["device"])
+    generator = make_generator("hf", str(model_dir), device=params["runtime"]["device"])
     report = evaluate(
         generator, benchmark, P.build(SamplingConfig, ecfg["sampling"], "eval.sampling"),
         P.build(SandboxConfig, params["sandbox"], "sandbox"), limit=ecfg["limit"], timeout_s=ecfg["timeout_s"],

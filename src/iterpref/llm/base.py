@@ -53,13 +53,16 @@ class Generator(Protocol):
 CLOSED_CODE_BLOCK = re.compile(r"```[^\n`]*\n[\s\S]*?\n```")
 
 
+def stop_position(text: str, stop: list[str], stop_after_code: bool = False) -> int | None:
+    """Where a reply ends: the first stop string, or the end of its first closed code block;
+    None while neither has appeared."""
+    cuts = [i for i in (text.find(s) for s in stop) if i != -1]
+    if stop_after_code and (m := CLOSED_CODE_BLOCK.search(text)):
+        cuts.append(m.end())
+    return min(cuts, default=None)
+
+
 def truncate_at_stop(text: str, stop: list[str], stop_after_code: bool = False) -> str:
     """Cut ``text`` at the first stop string, or after its first closed code block."""
-    cut = len(text)
-    if stop_after_code and (m := CLOSED_CODE_BLOCK.search(text)):
-        cut = m.end()
-    for s in stop:
-        i = text.find(s)
-        if i != -1:
-            cut = min(cut, i)
-    return text[:cut]
+    cut = stop_position(text, stop, stop_after_code)
+    return text if cut is None else text[:cut]
