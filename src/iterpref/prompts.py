@@ -14,7 +14,10 @@ FENCE_CLOSE = "\n```"
 
 
 def user_message(instruction: str, code_header: str) -> str:
-    """The user turn: the task statement, then the code to complete inside a python fence."""
+    """The user turn: the task statement, then the code to complete inside a python fence
+    (no fence when there is no code to start from, as in MBPP)."""
+    if not code_header.strip():
+        return f"{instruction.strip()}\n\nWrite a complete, self-contained Python solution."
     return (
         f"{instruction.strip()}\n\n"
         "Write a complete, self-contained Python solution. Start from this code:\n"

