@@ -1,6 +1,9 @@
-"""Stage `evaluate@VARIANT-BENCHMARK`: greedy pass@1 -> reports/eval/VARIANT/BENCHMARK.json.
+"""Stage `evaluate@VARIANT-BENCHMARK`: greedy pass@1 -> reports/eval/VARIANT/BENCHMARK.json,
+and the samples in the benchmark's official format -> reports/eval/VARIANT/BENCHMARK.samples.jsonl.
 
 VARIANT `reference` is the untrained student (models/student); others are models/trained/VARIANT.
+A broken evaluation environment (missing data, failing reference solutions) stops the stage
+with an error that says so, and the result file records it instead of a score.
 """
 
 import json
@@ -9,6 +12,8 @@ from pathlib import Path
 
 from iterpref import params as P
 from iterpref import runtime, tracking
+from iterpref.evaluation import registry
+from iterpref.evaluation.benchmark import SetupError, write_jsonl
 from iterpref.evaluation.run import evaluate
 from iterpref.llm import make_generator
 from iterpref.llm.base import SamplingConfig
@@ -19,15 +24,25 @@ if __name__ == "__main__":
     params = P.load()
     runtime.configure(params)
     ecfg = params["eval"]
-    model_dir = Path("models/student") if variant == "reference" else Path("models/trained") / variant
-    generator = make_generator("hf", str(model_dir), device=params["runtime"]["device"])
-    report = evaluate(
-        generator, benchmark, P.build(SamplingConfig, ecfg["sampling"], "eval.sampling"),
-        P.build(SandboxConfig, params["sandbox"], "sandbox"), limit=ecfg["limit"], timeout_s=ecfg["timeout_s"],
-    )
-    report["variant"] = variant
     out = Path("reports/eval") / variant / f"{benchmark}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    model_dir = Path("models/student") if variant == "reference" else Path("models/trained") / variant
+    try:
+        bench = registry.get(benchmark, ecfg["data"])
+        generation = {"backend": "hf", "model_dir": str(model_dir), "dtype": ecfg["dtype"],
+                      "device": params["runtime"]["device"], "threads": params["runtime"]["threads"]}
+        generator = make_generator("hf", str(model_dir), device=generation["device"], dtype=ecfg["dtype"])
+        report, samples = evaluate(
+            generator, bench, P.build(SamplingConfig, ecfg["sampling"], "eval.sampling"),
+            P.build(SandboxConfig, params["sandbox"], "sandbox"), limit=ecfg["limit"],
+            timeout_s=ecfg["timeout_s"], gate=ecfg["sanity_gate"], generation=generation)
+    except SetupError as err:
+        out.write_text(json.dumps({"benchmark": benchmark, "variant": variant, "error": str(err),
+                                   "error_kind": "evaluation environment, not the model"}, indent=2) + "\n")
+        raise SystemExit(f"evaluate {variant} {benchmark}: {err}")
+    report["variant"] = variant
     out.write_text(json.dumps(report, indent=2) + "\n")
+    write_jsonl(out.with_suffix(".samples.jsonl"), samples)
     tracking.log_eval(params, variant, report)
-    print(f"{variant} {benchmark}: pass@1 = {report['pass@1']:.3f} ({report['passed']}/{report['tasks']})")
+    print(f"{variant} {benchmark}: pass@1 = {report['pass@1']:.3f} ({report['passed']}/{report['tasks']}); "
+          f"errors {report['error_types']}; timings {report['timings_s']}")

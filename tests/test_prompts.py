@@ -4,7 +4,7 @@ renders the evaluation prompt."""
 
 from iterpref import prompts
 from iterpref.evaluation.benchmark import Task
-from iterpref.evaluation.humaneval import load_tasks
+from iterpref.evaluation import registry
 from iterpref.pairs import PairConfig, make_pair
 from iterpref.records import Attempt, Outcome, Problem, Trajectory
 from iterpref.training.recipe import pairs_dataset
@@ -44,8 +44,13 @@ def test_completions_are_fenced_code_and_extract_back():
 
 
 def test_humaneval_tasks_use_the_same_user_turn():
-    task = load_tasks(limit=1)[0]
+    task = registry.get("humaneval").load(limit=1)[0]
     (message,) = task.conversation()
     assert message["role"] == "user"
     assert message["content"] == prompts.user_message(task.instruction, task.record["prompt"])
     assert "def has_close_elements" in message["content"]
+
+
+def test_a_task_without_code_header_gets_no_empty_fence():
+    message = prompts.user_message("Write a function f. Your code should pass this test:\nassert f(1) == 2", "")
+    assert "```" not in message and message.endswith("Write a complete, self-contained Python solution.")

@@ -22,7 +22,7 @@ def test_disabled_logs_nothing(monkeypatch, tmp_path):
     params = json.loads(json.dumps(PARAMS))
     params["logging"]["wandb"]["mode"] = "disabled"
     assert tracking.wandb_env(params) == []
-    tracking.log_eval(params, "dpo", {"benchmark": "humaneval", "pass@1": 0.5, "sampling": {}, "per_task": []})
+    tracking.log_eval(params, "dpo", {"benchmark": "humaneval", "pass@1": 0.5, "generation": {}, "per_task": []})
     assert not (tmp_path / "wandb").exists()
 
 
@@ -32,9 +32,12 @@ def test_log_eval_writes_an_offline_run(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     for var in ("WANDB_MODE", "WANDB_DIR", "WANDB_RUN_GROUP", "WANDB_PROJECT"):
         monkeypatch.delenv(var, raising=False)
-    report = {"benchmark": "humaneval", "pass@1": 0.5, "sampling": {"temperature": 0.0},
-              "per_task": [{"task_id": "HumanEval/0", "passed": True, "result": "passed", "reply": "x"},
-                           {"task_id": "HumanEval/1", "passed": False, "result": "failed: ", "reply": "y"}]}
+    report = {"benchmark": "humaneval", "pass@1": 0.5, "generation": {"sampling": {"temperature": 0.0}},
+              "error_types": {"NameError": 1},
+              "per_task": [{"task_id": "HumanEval/0", "passed": True, "status": "pass", "error_type": None,
+                            "reply": "x"},
+                           {"task_id": "HumanEval/1", "passed": False, "status": "fail", "error_type": "NameError",
+                            "reply": "y"}]}
     tracking.log_eval(PARAMS, "target_dpo", report)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

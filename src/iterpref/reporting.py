@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-BENCH_TITLES = {"humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP",
-                "mbpp_plus": "MBPP+", "bigcodebench": "BigCodeBench"}
+BENCH_TITLES = {"humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP", "mbpp_plus": "MBPP+",
+                **{f"bigcodebench_{s}_{p}": f"BCB-{s.capitalize()} {p.capitalize()}"
+                   for s in ("full", "hard") for p in ("complete", "instruct")}}
 
 
 def collect(eval_dir: str | Path, variants: list[str], benchmarks: list[str]) -> dict[str, dict[str, dict]]:

@@ -45,9 +45,11 @@ def log_eval(params: dict, variant: str, report: dict) -> None:
     bench = report["benchmark"]
     run = wandb.init(name=f"{params.get('experiment_name', 'iterpref')}-{variant}-{bench}", job_type="eval",
                      group=os.environ["WANDB_RUN_GROUP"], config={"variant": variant, "benchmark": bench,
-                                                                  "sampling": report["sampling"]})
-    table = wandb.Table(columns=["task_id", "passed", "result", "reply"],
-                        data=[[t["task_id"], t["passed"], t["result"], t["reply"]] for t in report["per_task"]])
-    run.log({f"{bench}/pass@1": report["pass@1"], f"{bench}/per_task": table})
+                                                                  "generation": report.get("generation")})
+    table = wandb.Table(columns=["task_id", "passed", "status", "error_type", "reply"],
+                        data=[[t["task_id"], t["passed"], t["status"], t["error_type"], t["reply"]]
+                              for t in report["per_task"]])
+    run.log({f"{bench}/pass@1": report["pass@1"], f"{bench}/per_task": table,
+             **{f"{bench}/errors/{k}": n for k, n in report.get("error_types", {}).items()}})
     run.summary.update({"variant": variant, f"{bench}/pass@1": report["pass@1"]})
     run.finish()
