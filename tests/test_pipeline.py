@@ -56,7 +56,8 @@ def test_smoke_experiment_end_to_end(repo):
     log = sh(["dvc", "exp", "run", "-S", "experiment=smoke"], root, env)
     assert ran_stages(log) >= {"model", "problems", "debug", "pairs", "train@dpo", "train@target_dpo",
                                "evaluate_reference@humaneval", "evaluate@dpo-humaneval",
-                               "evaluate@target_dpo-humaneval", "report"}
+                               "evaluate@target_dpo-humaneval", "evaluate_reference@mbpp", "evaluate@dpo-mbpp",
+                               "evaluate@target_dpo-mbpp", "report"}
 
     # DVC's Hydra composition wrote params.yaml; it equals ours.
     assert P.load(root / "params.yaml") == P.compose(["experiment=smoke"])
@@ -81,10 +82,15 @@ def test_smoke_experiment_end_to_end(repo):
         assert train["steps"] > 0 and train["pairs"] == min(16, len(pairs))
 
     for variant in ("reference", "dpo", "target_dpo"):
-        report = json.loads((root / f"reports/eval/{variant}/humaneval.json").read_text())
-        assert report["tasks"] == 8 and len(report["per_task"]) == 8
-        assert 0.0 <= report["pass@1"] <= 1.0
-        assert {t["task_id"] for t in report["per_task"]} == {f"HumanEval/{i}" for i in range(8)}
+        for bench, ids in (("humaneval", [f"HumanEval/{i}" for i in range(8)]), ("mbpp", [f"MBPP/{i}" for i in range(11, 19)])):
+            report = json.loads((root / f"reports/eval/{variant}/{bench}.json").read_text())
+            assert report["tasks"] == 8 and [t["task_id"] for t in report["per_task"]] == ids
+            assert 0.0 <= report["pass@1"] <= 1.0
+            assert sum(report["error_types"].values()) == 8 - report["passed"]
+            samples = (root / f"reports/eval/{variant}/{bench}.samples.jsonl").read_text().splitlines()
+            assert [json.loads(line)["task_id"] for line in samples] == ids
+        assert report["sanity"] is None  # MBPP carries no reference solutions
+    assert json.loads((root / "reports/eval/reference/humaneval.json").read_text())["sanity"]["pass_rate"] == 1.0
 
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert set(metrics) == {"reference", "dpo", "target_dpo"}
@@ -101,5 +107,5 @@ def test_smoke_experiment_end_to_end(repo):
     # A training parameter re-runs train, evaluate and report only.
     log = sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "train.common.learning_rate=2e-4"], root, env)
     ran = ran_stages(log)
-    assert ran == {"train@dpo", "train@target_dpo", "evaluate@dpo-humaneval",
-                   "evaluate@target_dpo-humaneval", "report"}, ran
+    assert ran == {"train@dpo", "train@target_dpo", "evaluate@dpo-humaneval", "evaluate@target_dpo-humaneval",
+                   "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp", "report"}, ran

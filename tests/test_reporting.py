@@ -158,3 +158,14 @@ def test_report_stage_inputs_round_trip(eval_dir, table, tmp_path):
         for bench, v in scores.items():
             if bench != "average":
                 assert f"{v:.1f} ({table[variant][bench]['passed']}/8)" in row
+
+
+def test_an_environment_error_is_marked_not_scored(eval_dir):
+    broken = {"benchmark": "mbpp", "variant": "target_dpo", "error": "mbpp: data file x.jsonl does not exist",
+              "error_kind": "evaluation environment, not the model"}
+    (eval_dir / "target_dpo" / "mbpp.json").write_text(json.dumps(broken))
+    table = reporting.collect(eval_dir, list(SCORES), BENCHMARKS)
+    assert reporting.metrics(table)["target_dpo"] == {"humaneval": 75.0, "average": 75.0}
+    md = reporting.markdown(table, BENCHMARKS, None, {}, "embedded")
+    assert "| target_dpo | 75.0 (6/8) | ENV ERROR | 75.0 |" in md
+    assert "- target_dpo/mbpp: mbpp: data file x.jsonl does not exist" in md

@@ -26,7 +26,7 @@ def metrics(table: dict[str, dict[str, dict]]) -> dict:
     """The DVC metrics: pass@1 (in %) per variant and benchmark, and the average."""
     out = {}
     for v, row in table.items():
-        scores = {b: round(100 * r["pass@1"], 2) for b, r in row.items()}
+        scores = {b: round(100 * r["pass@1"], 2) for b, r in row.items() if "error" not in r}
         scores["average"] = round(sum(scores.values()) / len(scores), 2) if scores else 0.0
         out[v] = scores
     return out
@@ -41,8 +41,12 @@ def markdown(table: dict[str, dict[str, dict]], benchmarks: list[str], pairs: di
              "pass@1 (%), greedy decoding, official evaluators run in the sandbox.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v, row in table.items():
-        cells = [f"{m[v][b]:.1f} ({row[b]['passed']}/{row[b]['tasks']})" if b in row else "-" for b in benchmarks]
+        cells = [f"{m[v][b]:.1f} ({row[b]['passed']}/{row[b]['tasks']})" if b in m[v]
+                 else ("ENV ERROR" if b in row else "-") for b in benchmarks]
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {m[v]['average']:.1f} |")
+    broken = [f"- {v}/{b}: {r['error']}" for v, row in table.items() for b, r in row.items() if "error" in r]
+    if broken:
+        lines += ["", "## Evaluation environment errors (not model results)", "", *broken]
     if pairs:
         lines += ["", "## Data", "",
                   f"- trajectories: {pairs.get('trajectories')}, solved: {pairs.get('solved')}, "

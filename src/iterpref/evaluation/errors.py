@@ -7,7 +7,8 @@ type is found by running the failing program once more, in the sandbox, and catc
 raises. This is a diagnosis, never a verdict: the verdict is always the official evaluator's.
 
 All programs of one call run in ONE sandboxed process, each in a forked child with its own
-timer, so a few hundred failures cost a few seconds, not a few hundred interpreter start-ups.
+timer (``workers`` at a time), so a few hundred failures cost a second or two, not a few hundred
+interpreter start-ups.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ CLASSIFIER = r'''
 import json, os, select, signal, sys, time
 
 programs = json.load(open("programs.json"))
-limit = float(sys.argv[1])
-names = []
-for src in programs:
+limit, workers = float(sys.argv[1]), int(sys.argv[2])
+names = [None] * len(programs)
+running = {}  # read fd -> (index, pid, deadline)
+
+
+def start(i):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -39,35 +43,51 @@ for src in programs:
         signal.setitimer(signal.ITIMER_REAL, limit)
         name = "NoError"
         try:
-            exec(compile(src, "<sample>", "exec"), {"__name__": "__main__"})
+            exec(compile(programs[i], "<sample>", "exec"), {"__name__": "__main__"})
         except BaseException as e:
             name = type(e).__name__
         os.write(w, name.encode()[:200])
         os._exit(0)
     os.close(w)
-    ready, _, _ = select.select([r], [], [], limit + 1.0)
-    data = os.read(r, 256) if ready else b""
+    running[r] = (i, pid, time.monotonic() + limit + 1.0)
+
+
+def finish(r, data):
+    i, pid, _ = running.pop(r)
     os.close(r)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     os.waitpid(pid, 0)
-    names.append(data.decode() or "Timeout")
+    names[i] = data.decode() or "Timeout"
+
+
+todo = list(range(len(programs)))
+while todo or running:
+    while todo and len(running) < workers:
+        start(todo.pop(0))
+    now = time.monotonic()
+    ready, _, _ = select.select(list(running), [], [], max(0.0, min(d for _, _, d in running.values()) - now))
+    for r in ready:
+        finish(r, os.read(r, 256))
+    now = time.monotonic()
+    for r in [r for r, (_, _, d) in running.items() if d <= now]:
+        finish(r, b"")
 json.dump(names, open("types.json", "w"))
 '''
 
 
 def classify(programs: list[str], sandbox: SandboxConfig, timeout_s: float = 3.0,
-             memory_mb: int | None = None) -> list[str | None]:
+             memory_mb: int | None = None, workers: int = 2) -> list[str | None]:
     """The exception class name each program raises when run as ``__main__`` (``Timeout`` when
     it runs out of time, ``NoError`` when it finishes clean, None when it could not be told)."""
     if not programs:
         return []
     try:
-        names = run_official(["classify.py", str(timeout_s)],
+        names = run_official(["classify.py", str(timeout_s), str(max(1, workers))],
                              {"classify.py": CLASSIFIER, "programs.json": json.dumps(programs)},
-                             "types.json", sandbox, budget_s=30 + len(programs) * (timeout_s + 1.5),
+                             "types.json", sandbox, budget_s=30 + len(programs) * (timeout_s + 1.5) / max(1, workers),
                              memory_mb=memory_mb, parse=lambda p: json.loads(p.read_text()))
     except SetupError:
         return [None] * len(programs)  # a diagnosis lost, never a verdict

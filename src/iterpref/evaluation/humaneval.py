@@ -64,7 +64,8 @@ class HumanEvalHarness(Benchmark):
             verdicts.append(Verdict(t.task_id, bool(r["passed"]), status,
                                     errors.TIMEOUT if status == "timeout" else None, str(r["result"])[:500]))
         failed = [i for i, v in enumerate(verdicts) if v.status == "fail"]
-        types = errors.classify([self.program(tasks[i], codes[i]) for i in failed], sandbox, timeout_s)
+        types = errors.classify([self.program(tasks[i], codes[i]) for i in failed], sandbox, timeout_s,
+                                workers=workers)
         for i, name in zip(failed, types):
             verdicts[i].error_type = name
         return verdicts
