@@ -35,7 +35,7 @@ if __name__ == "__main__":
         report, samples = evaluate(
             generator, bench, P.build(SamplingConfig, ecfg["sampling"], "eval.sampling"),
             P.build(SandboxConfig, params["sandbox"], "sandbox"), limit=ecfg["limit"],
-            timeout_s=ecfg["timeout_s"], gate=ecfg["sanity_gate"], generation=generation)
+            timeout_s=ecfg["timeout_s"], gate=ecfg["sanity_gate"], generation=generation, prompt_style=ecfg["prompt"])
     except SetupError as err:
         out.write_text(json.dumps({"benchmark": benchmark, "variant": variant, "error": str(err),
                                    "error_kind": "evaluation environment, not the model"}, indent=2) + "\n")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from iterpref import prompts
 from iterpref.evaluation import errors, registry, sanity
 from iterpref.evaluation.benchmark import Benchmark, SetupError
 from iterpref.evaluation.humaneval import INSTRUCTION, HumanEval
@@ -299,3 +300,32 @@ def test_compare_counts_gains_losses_and_mcnemar(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "humaneval: dpo 50.0 -> target_dpo 70.0 (+20.0 points, 10 tasks); 6 tasks differ" in out
     assert "gained: t5, t6, t7, t8" in out and "lost: t0, t1" in out
+
+
+def test_evalplus_prompt_style_prefills_the_answer(he, mbpp, monkeypatch, tmp_path):
+    """The Qwen/EvalPlus instruct prompt: the task's own prompt in a fence, the answer pre-filled
+    with an opened python fence, the closing fence as a stop string; the code is prefix + reply."""
+    monkeypatch.chdir(tmp_path)
+    (t,) = he.load(limit=1)
+    user, prefill = t.conversation("evalplus")
+    assert user["content"].startswith("Please provide a self-contained Python script")
+    assert t.record["prompt"].strip() in user["content"]
+    assert prefill == {"role": "assistant", "content": prompts.EVALPLUS_RESPONSE + "\n```python\n"}
+    (m,) = mbpp.load(limit=1)
+    assert '"""\nWrite a python function to remove first' in m.conversation("evalplus")[0]["content"]
+    with pytest.raises(ValueError, match="unknown style 'chatty'"):
+        t.conversation("chatty")
+
+    seen = {}
+
+    class Continue:
+        name = "continue"
+
+        def chat(self, conversations, sampling, progress=None):
+            seen["stop"] = sampling.stop
+            body = he.reference(t)[len(t.record["prompt"]):]
+            return [t.record["prompt"] + body]  # the model writes the code and stops at the fence
+
+    report, samples = evaluate(Continue(), he, SamplingConfig(), SANDBOX, limit=1, prompt_style="evalplus")
+    assert seen["stop"] == ["\n```"] and report["passed"] == 1
+    assert report["prompt"]["style"] == "evalplus" and report["prompt"]["example"][-1]["role"] == "assistant"

@@ -237,6 +237,17 @@ def test_request_carries_the_sampling_config(server, monkeypatch):
     assert sent == {"temperature": 0.3, "top_p": 0.9, "max_tokens": 77, "seed": 1234}
     assert seen.body["stop"] == ["\nEND", "###"]
     assert seen.headers["authorization"] == "Bearer sk-local"
+    assert "continue_final_message" not in seen.body
+
+
+def test_a_prefilled_assistant_turn_asks_the_server_to_continue_it(server):
+    """EvalPlus-style prompts end with an assistant prefix: vLLM/SGLang continue it when told."""
+    gen = OpenAIGenerator("m", base_url=server.url)
+    conv = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Here:\n```python\n"}]
+    gen.chat([conv], SamplingConfig(max_new_tokens=5))
+    (seen,) = server.requests
+    assert seen.body["messages"] == conv
+    assert seen.body["continue_final_message"] is True and seen.body["add_generation_prompt"] is False
 
 
 def test_more_than_four_stop_strings_apply_locally(server):

@@ -25,6 +25,23 @@ def user_message(instruction: str, code_header: str) -> str:
     )
 
 
+# EvalPlus's instruct prompt (evalplus 0.3.1 codegen + provider/utility.make_raw_chat_prompt), the
+# one the Qwen2.5-Coder team reports HumanEval(+)/MBPP(+) with for instruct models: the task's own
+# prompt in a bare fence, and the assistant turn pre-filled up to an opened python fence.
+EVALPLUS_INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem "
+                        "in a markdown code block:")
+EVALPLUS_RESPONSE = ("Below is a Python script with a self-contained function that solves the problem "
+                     "and passes corresponding tests:")
+STYLES = ("iterpref", "evalplus")
+
+
+def evalplus_conversation(task_prompt: str) -> list[dict[str, str]]:
+    """The EvalPlus instruct chat for ``task_prompt``; its last (assistant) turn is a prefix for the
+    model to continue, so the reply is the code itself, ended by the closing fence."""
+    return [{"role": "user", "content": f"{EVALPLUS_INSTRUCTION}\n```\n{task_prompt.strip()}\n```\n"},
+            {"role": "assistant", "content": f"{EVALPLUS_RESPONSE}\n{FENCE_OPEN}"}]
+
+
 def completion(code: str) -> str:
     """The assistant turn for a solution: the code inside a python fence."""
     return f"{FENCE_OPEN}{code.rstrip()}{FENCE_CLOSE}"

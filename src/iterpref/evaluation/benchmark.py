@@ -37,6 +37,9 @@ class Task:
             benchmark gives none (MBPP: the statement and an example assert say it all).
         entry_point: the function the tests call.
         record: the benchmark's original record, handed back to its official evaluator.
+        prompt: the benchmark's own prompt text, as its reference harness shows it (HumanEval:
+            signature and docstring; MBPP: a docstring with the statement and one assert);
+            empty means the code header, else the instruction.
     """
 
     task_id: str
@@ -44,9 +47,19 @@ class Task:
     code_header: str
     entry_point: str
     record: dict[str, Any] = field(default_factory=dict)
+    prompt: str = ""
 
-    def conversation(self) -> list[dict[str, str]]:
-        """The chat the student answers: the same user-turn format as the training pairs."""
+    def conversation(self, style: str = "iterpref") -> list[dict[str, str]]:
+        """The chat the model answers.
+
+        ``iterpref``: the same user-turn format as the training pairs (what a trained student
+        knows). ``evalplus``: EvalPlus's instruct prompt with the assistant turn pre-filled (what
+        model cards report for instruct models); the reply continues that last turn.
+        """
+        if style == "evalplus":
+            return prompts.evalplus_conversation(self.prompt or self.code_header or self.instruction)
+        if style != "iterpref":
+            raise ValueError(f"eval.prompt: unknown style {style!r}; expected one of {prompts.STYLES}")
         return [{"role": "user", "content": prompts.user_message(self.instruction, self.code_header)}]
 
 
@@ -126,9 +139,6 @@ class Benchmark(ABC):
         data carries none (then the benchmark has no sanity gate)."""
         return None
 
-    def prompt_format(self) -> str:
-        """How the tasks are put to the model, for the result file."""
-        return "iterpref.prompts.user_message(instruction, code header), chat template"
 
     # ---------------------------------------------------------------- shared
 

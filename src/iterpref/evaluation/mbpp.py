@@ -78,7 +78,8 @@ class MBPP(HumanEvalHarness):
             except (SyntaxError, ValueError) as e:
                 raise SetupError(f"{path}:{n}: field 'test' of {row['task_id']}: {e}") from None
             instruction = f"{row['prompt'].strip()}\n{EXAMPLE}\n{asserts[0]}"
-            tasks.append(Task(row["task_id"], instruction, "", entry, row))
+            docstring = f'"""\n{row["prompt"].strip()}\n{asserts[0]}\n"""\n'  # EvalPlus's MBPP prompt
+            tasks.append(Task(row["task_id"], instruction, "", entry, row, prompt=docstring))
         return tasks[:limit]
 
     def problem(self, task: Task) -> dict:
@@ -86,5 +87,3 @@ class MBPP(HumanEvalHarness):
         return {"task_id": task.task_id, "prompt": "", "entry_point": task.entry_point,
                 "test": f"def check(candidate):\n{body}"}
 
-    def prompt_format(self) -> str:
-        return f"statement + '{EXAMPLE}' + the first assert, no code header; chat template"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from iterpref import prompts
 from iterpref.evaluation import sanity
@@ -22,10 +22,12 @@ from iterpref.sandbox import SandboxConfig
 
 def evaluate(generator: Generator, bench: Benchmark, sampling: SamplingConfig, sandbox: SandboxConfig,
              limit: int | None = None, timeout_s: float = 3.0, gate: float = 0.99,
-             generation: dict | None = None) -> tuple[dict, list[dict]]:
+             generation: dict | None = None, prompt_style: str = "iterpref") -> tuple[dict, list[dict]]:
     """pass@1 of ``generator`` on ``bench`` with per-task verdicts (one greedy sample each).
 
     Args:
+        prompt_style: ``iterpref`` (the training format) or ``evalplus`` (EvalPlus's instruct
+            prompt, assistant turn pre-filled with an opened fence; the closing fence ends it).
         gate: the share of the benchmark's reference solutions that must pass first (see
             `sanity`); 0 turns the gate off.
         generation: how the generator was set up (backend, dtype, ...), recorded as is.
@@ -42,12 +44,16 @@ def evaluate(generator: Generator, bench: Benchmark, sampling: SamplingConfig, s
     sanity.enforce(bench, check, gate)
     sanity_s = time.time() - start
 
+    conversations = [t.conversation(prompt_style) for t in tasks]
+    if prompt_style == "evalplus":  # the reply continues an opened fence: its closing fence ends it
+        sampling = replace(sampling, stop=[*sampling.stop, prompts.FENCE_CLOSE])
     start = time.time()
-    replies = generator.chat([t.conversation() for t in tasks], sampling, progress=f"generate {bench.name}")
+    replies = generator.chat(conversations, sampling, progress=f"generate {bench.name}")
     gen_s = time.time() - start
 
     start = time.time()
-    codes = [prompts.extract_code(r) for r in replies]
+    prefills = [c[-1]["content"] if c[-1]["role"] == "assistant" else "" for c in conversations]
+    codes = [prompts.extract_code(p + r) for p, r in zip(prefills, replies)]
     verdicts = bench.score(tasks, codes, sandbox, timeout_s=timeout_s, workers=sandbox.workers)
     score_s = time.time() - start
 
@@ -60,7 +66,7 @@ def evaluate(generator: Generator, bench: Benchmark, sampling: SamplingConfig, s
         "passed": passed,
         "pass@1": passed / len(tasks) if tasks else 0.0,
         "error_types": dict(Counter(v.error_type or v.status for v in verdicts if not v.passed).most_common()),
-        "prompt_format": bench.prompt_format(),
+        "prompt": {"style": prompt_style, "example": conversations[0] if conversations else None},
         "generation": {**(generation or {}), "sampling": asdict(sampling)},
         "data": {"file": str(bench.data_file()), "sha256": bench.data_sha256(), "limit": limit},
         "evaluator": bench.versions(),

@@ -79,12 +79,16 @@ class OpenAIGenerator:
         import openai
 
         stop = list(sampling.stop[:MAX_STOP_STRINGS]) or openai.omit
+        # A conversation ending with an assistant turn asks for its continuation (vLLM's and
+        # SGLang's chat API take these two fields; the official OpenAI API does not prefill).
+        extra = ({"continue_final_message": True, "add_generation_prompt": False}
+                 if messages[-1]["role"] == "assistant" else None)
         try:
             with self._slots:
                 completion = self.client.chat.completions.create(
                     model=self.model, messages=messages, temperature=sampling.temperature,
                     top_p=sampling.top_p, max_tokens=sampling.max_new_tokens, seed=sampling.seed,
-                    stop=stop, n=1)
+                    stop=stop, n=1, extra_body=extra)
         except openai.APIError as err:
             if _retryable(err):
                 why = f"gave up after {self.max_retries} retries"
