@@ -45,3 +45,40 @@ def test_llm_teacher_in_the_debugging_loop(tiny_model_dir, tmp_path):
     again, _ = debugging.run(problems, _teacher(tiny_model_dir), cfg, SandboxConfig(timeout_s=5),
                              resume_log=tmp_path / "log2.jsonl")
     assert [a.code for a in again[0].attempts] == [a.code for a in traj.attempts]
+
+
+def test_an_in_process_teacher_batches_the_trajectories_turns(tiny_model_dir, tmp_path):
+    """With an hf teacher, concurrent trajectories share batched decodes; greedy versions are the
+    same as when every trajectory runs alone."""
+    from iterpref.llm.batching import BatchingGenerator
+
+    problems = load_seed("data/seed/problems.jsonl", limit=3)
+    greedy = {**SAMPLING, "temperature": 0.0, "batch_size": 8}
+    cfg = {"kind": "llm", "backend": "hf", "model": str(tiny_model_dir), "device": "cpu", "sampling": greedy}
+    teacher = make_teacher(cfg, SandboxConfig())
+    assert isinstance(teacher.generator, BatchingGenerator)
+    run = debugging.DebugConfig(trajectories_per_problem=2, max_rounds=2, workers=6)
+    trajs, _ = debugging.run(problems, teacher, run, SandboxConfig(timeout_s=5), resume_log=tmp_path / "a.jsonl")
+    assert len(trajs) == 6 and max(teacher.generator.batches) > 1
+    assert sum(teacher.generator.batches) == sum(len(t.attempts) for t in trajs)
+    alone = make_teacher(cfg, SandboxConfig())
+    solo, _ = debugging.run(problems, alone, debugging.DebugConfig(trajectories_per_problem=2, max_rounds=2, workers=1),
+                            SandboxConfig(timeout_s=5), resume_log=tmp_path / "b.jsonl")
+    assert max(alone.generator.batches) == 1
+    assert [[a.code for a in t.attempts] for t in trajs] == [[a.code for a in t.attempts] for t in solo]
+
+
+def test_a_failing_batch_fails_every_waiting_caller():
+    import pytest
+
+    from iterpref.llm.base import SamplingConfig
+    from iterpref.llm.batching import BatchingGenerator
+
+    class Broken:
+        name = "broken"
+
+        def chat(self, conversations, sampling, progress=None):
+            raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError, match="model crashed"):
+        BatchingGenerator(Broken()).chat([[{"role": "user", "content": "x"}]], SamplingConfig())

@@ -19,5 +19,10 @@ def make_teacher(cfg: dict, sandbox) -> Teacher:
 
         options = {k: v for k, v in cfg.items() if k not in ("backend", "model", "device", "sampling")}
         generator = make_generator(cfg["backend"], cfg["model"], cfg.get("device", "auto"), **options)
-        return LLMTeacher(generator, SamplingConfig(**cfg.get("sampling", {})))
+        sampling = SamplingConfig(**cfg.get("sampling", {}))
+        if cfg["backend"] == "hf":  # one in-process model: batch the trajectories' turns together
+            from iterpref.llm.batching import BatchingGenerator
+
+            generator = BatchingGenerator(generator, max_batch=sampling.batch_size)
+        return LLMTeacher(generator, sampling)
     raise ValueError(f"params.yaml: teacher.kind: unknown {kind!r}; expected 'mutation' or 'llm'")
