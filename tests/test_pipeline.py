@@ -54,7 +54,7 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
 def test_smoke_experiment_end_to_end(repo):
     root, env = repo
     log = sh(["dvc", "exp", "run", "-S", "experiment=smoke"], root, env)
-    assert ran_stages(log) >= {"model", "problems", "debug", "pairs", "train@dpo", "train@target_dpo",
+    assert ran_stages(log) >= {"model", "teacher_model", "problems", "debug", "pairs", "train@dpo", "train@target_dpo",
                                "evaluate_reference@humaneval", "evaluate@dpo-humaneval",
                                "evaluate@target_dpo-humaneval", "evaluate_reference@mbpp", "evaluate@dpo-mbpp",
                                "evaluate@target_dpo-mbpp", "report"}

@@ -9,6 +9,7 @@ __all__ = ["DebugSession", "Teacher", "MutationTeacher", "MutationSession", "Mut
 def make_teacher(cfg: dict, sandbox) -> Teacher:
     """The teacher a params ``teacher`` section describes."""
     cfg = dict(cfg)
+    cfg.pop("materialize", None)  # built by the teacher_model stage; `model` then names its folder
     kind = cfg.pop("kind")
     if kind == "mutation":
         return MutationTeacher(sandbox=sandbox, **cfg)
