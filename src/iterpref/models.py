@@ -42,7 +42,8 @@ class ModelConfig:
         source: ``smollm2-gguf``, ``gguf-parts``, ``tiny-random`` or ``hub``.
         hub_id: the hub repository for ``source: hub``.
         revision: hub revision (branch, tag or commit) for ``source: hub``.
-        dtype: dtype to save a hub model in (``bfloat16`` for 7B models, ``float32`` on CPU).
+        dtype: dtype to save the model in (``bfloat16`` for 7B models and CPU teachers,
+            ``float32`` for a CPU student: training and exact fp32 evaluation).
         tiny_vocab_size: BPE vocabulary of the tiny random model.
         tiny_hidden_size: hidden width of the tiny random model.
         tiny_layers: number of transformer layers of the tiny random model.
@@ -80,8 +81,9 @@ def smollm2_gguf_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _save_gguf(folder: Path, filename: str, out: Path) -> None:
-    """Dequantise a GGUF file with transformers and save it as a plain fp32 HF folder."""
+def _save_gguf(folder: Path, filename: str, out: Path, dtype: str = "float32") -> None:
+    """Dequantise a GGUF file with transformers and save it as a plain HF folder in ``dtype``."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
@@ -90,7 +92,7 @@ def _save_gguf(folder: Path, filename: str, out: Path) -> None:
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config
     del gguf_model
@@ -234,8 +236,8 @@ def materialize(cfg: ModelConfig, out: str | os.PathLike) -> Path:
     """Write the student described by ``cfg`` as a loadable HF folder at ``out``."""
     out = Path(out)
     builders = {
-        "smollm2-gguf": lambda: _save_gguf(smollm2_gguf_dir(), SMOLLM2_GGUF, out),
-        "gguf-parts": lambda: _save_gguf(*_joined(cfg), out),
+        "smollm2-gguf": lambda: _save_gguf(smollm2_gguf_dir(), SMOLLM2_GGUF, out, cfg.dtype),
+        "gguf-parts": lambda: _save_gguf(*_joined(cfg), out, cfg.dtype),
         "tiny-random": lambda: _save_tiny(cfg, out),
         "hub": lambda: _save_hub(cfg, out),
     }
