@@ -182,3 +182,23 @@ def test_cli_writes_the_composition_with_overrides(tmp_path, smoke):
     assert yaml.safe_load(out.read_text()) == smoke
     assert run_cli("experiment=smoke", "--check", "--out", str(out)).returncode == 0
     assert run_cli("--check", "--out", str(out)).returncode != 0  # smoke is not the default
+
+
+@pytest.mark.parametrize("overrides", [["experiment=qwen_coder"], ["eval=paper"], ["teacher=llm_qwen15b"],
+                                       ["model=qwen25_coder_15b"]])
+def test_real_tier_presets_compose_and_build(overrides):
+    """The Qwen tier and the paper's benchmarks compose into sections every stage can build."""
+    from iterpref.evaluation import registry
+    from iterpref.models import ModelConfig
+
+    p = P.compose(overrides)
+    P.build(ModelConfig, p["model"], "model")
+    if p["teacher"]["materialize"]:
+        spec = P.build(ModelConfig, p["teacher"]["materialize"], "teacher.materialize")
+        assert spec.source == "gguf-parts" and p["teacher"]["model"] == "models/teacher"
+    assert set(p["eval"]["benchmarks"]) <= set(registry.names())
+    assert p["eval"]["prompt"] in ("iterpref", "evalplus")
+    if overrides == ["experiment=qwen_coder"]:
+        assert p["model"]["gguf_parts"]["sha256"].startswith("1d9614")
+        assert p["teacher"]["materialize"]["name"] == "qwen2.5-coder-0.5b-instruct"
+        assert p["train"]["common"]["lora"]["r"] == 16 and p["eval"]["dtype"] == "bfloat16"
