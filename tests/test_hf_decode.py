@@ -1,0 +1,181 @@
+"""HFGenerator's decoder (iterpref.llm.hf): continuous batching equals decoding each prompt
+alone, the tail stop check equals the full one, bfloat16 runs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from iterpref.llm import hf
+from iterpref.llm.base import SamplingConfig, stop_position
+from iterpref.llm.hf import HFGenerator
+
+
+def chaotic(gen: HFGenerator) -> HFGenerator:
+    """Re-draw the tiny model's weight matrices larger: its 0.02-std init repeats one token
+    forever, which would hide a wrong position or cache column; these replies change every step."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in gen.model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.1)
+    return gen
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_model_dir) -> HFGenerator:
+    return chaotic(HFGenerator(tiny_model_dir, device="cpu"))
+
+
+def prompt_ids(gen: HFGenerator, n: int) -> list[list[int]]:
+    """``n`` chat prompts of different lengths, in no particular order (a long one comes late,
+    so the cache must grow to the left too)."""
+    tok = gen.tokenizer
+    lengths = [3, 9, 1, 14, 6, 0, 30, 2, 11, 5][:n]
+    texts = [tok.apply_chat_template([{"role": "user", "content": "def f(x):" + " y" * k}], tokenize=False,
+                                     add_generation_prompt=True) for k in lengths]
+    return [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def alone(gen: HFGenerator, prompts, max_new_tokens: int) -> list[list[int]]:
+    """Reference: transformers' own greedy `generate`, one prompt at a time (no padding)."""
+    eos = sorted(gen.eos_ids)
+    out = []
+    for p in prompts:
+        ids = torch.tensor([p])
+        new = gen.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                 do_sample=False, eos_token_id=eos, pad_token_id=gen.tokenizer.pad_token_id)
+        out.append(new[0, len(p):].tolist())
+    return out
+
+
+@pytest.fixture
+def early_eos(gen):
+    """Make rows finish at different steps: a token the model emits mid-reply becomes EOS."""
+    saved = gen.eos_ids
+    probe = gen.decode(prompt_ids(gen, 10), SamplingConfig(max_new_tokens=12, batch_size=10))
+    counts: dict[int, int] = {}
+    for reply in probe:
+        for t in set(reply[2:]):
+            counts[t] = counts.get(t, 0) + 1
+    gen.eos_ids = set(sorted(counts, key=counts.get)[-2:])  # the two tokens most replies emit
+    yield
+    gen.eos_ids = saved
+
+
+@pytest.mark.parametrize("room", [hf.ROOM, 3])
+def test_continuous_batching_equals_decoding_alone(gen, early_eos, monkeypatch, room):
+    """10 prompts through 3 rows: rows finish at different steps and are refilled at once;
+    every reply equals greedy `generate` on its prompt alone. ``room`` 3 makes the cache grow
+    (copy, drop dead columns) every 3 steps."""
+    monkeypatch.setattr(hf, "ROOM", room)
+    prompts = prompt_ids(gen, 10)
+    ref = alone(gen, prompts, 40)
+    assert sum(len(r) < 40 for r in ref) >= 4, "several rows should end early on the probe EOS"
+    assert gen.decode(prompts, SamplingConfig(max_new_tokens=40, batch_size=3)) == ref
+
+
+def test_stream_yields_each_prompt_once_as_it_finishes(gen, early_eos):
+    prompts = prompt_ids(gen, 7)
+    done = list(gen.stream(prompts, SamplingConfig(max_new_tokens=30, batch_size=2)))
+    assert sorted(i for i, _ in done) == list(range(7))
+    first = gen.decode(prompts, SamplingConfig(max_new_tokens=1, batch_size=2))  # never enter the batch
+    assert first == alone(gen, prompts, 1)
+    assert gen.decode([], SamplingConfig()) == []
+
+
+def test_sampling_runs_and_is_seeded(gen):
+    prompts = prompt_ids(gen, 4)
+    s = SamplingConfig(max_new_tokens=10, temperature=1.0, top_p=0.9, batch_size=2, seed=3)
+    a, b = gen.decode(prompts, s), gen.decode(prompts, s)
+    assert a == b and all(len(r) == 10 or r[-1] in gen.eos_ids for r in a)
+
+
+# ----------------------------------------------------------------------------- stop check
+
+TRICKY = [
+    "Here is the code:\n```python\ndef f(x):\n    return x  # é…\n```\nAnd more text.",
+    "Use `f` like ``this``:\n``` py\nprint('漢字🙂')\n```",
+    "```\n```",  # opening line, then the closing fence right away: no match ("\n```" needs a body line)
+    "```\nx\n```",
+    "no fence here, just ` and `` and ```inline``` text\n```python\n\n```",
+    "ééé🙂🙂 stop here STOP\n\ndef g(): pass",
+]
+STOPS = [[], ["STOP"], ["\ndef", "🙂"], ["é"], ["x\n```"], [""], ["``"]]
+
+
+def check_tail_equals_full(gen: HFGenerator, ids: list[int], stop: list[str], after_code: bool) -> None:
+    """Step through ``ids`` as the decoder does: `_finished` must say True exactly at the first
+    prefix whose whole text `stop_position` stops (or EOS / max_new_tokens)."""
+    sampling = SamplingConfig(max_new_tokens=len(ids) + 1, stop=stop, stop_after_code=after_code)
+    for k in range(1, len(ids) + 1):
+        text = gen.tokenizer.decode(ids[:k], skip_special_tokens=True)
+        full = ids[k - 1] in gen.eos_ids or stop_position(text, stop, after_code) is not None
+        assert gen._finished(ids[:k], sampling) == full, (k, text, stop, after_code)
+        if full:
+            return
+
+
+@pytest.mark.parametrize("after_code", [True, False])
+def test_tail_stop_check_equals_full_check(gen, after_code):
+    tok = gen.tokenizer
+    for text in TRICKY:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        for stop in STOPS:
+            check_tail_equals_full(gen, ids, stop, after_code)
+    # random replies over the tokens of those strings and single bytes of multi-byte characters
+    pool = sorted({t for text in TRICKY for t in tok(text, add_special_tokens=False)["input_ids"]})
+    pool += [t for t in range(len(tok)) if tok.decode([t]) in ("\ufffd", "`", "``", "```", "\n")]
+    rng = random.Random(0)
+    for _ in range(150):
+        ids = [rng.choice(pool) for _ in range(rng.randint(1, 40))]
+        check_tail_equals_full(gen, ids, rng.choice(STOPS), after_code)
+
+
+def test_tail_stop_check_with_smollm2_tokenizer(smollm2_tokenizer):
+    """The real student's byte-level BPE: multi-byte characters split over tokens."""
+    fake = HFGenerator.__new__(HFGenerator)
+    fake.tokenizer, fake.eos_ids = smollm2_tokenizer, {smollm2_tokenizer.eos_token_id}
+    for text in TRICKY:
+        ids = smollm2_tokenizer(text, add_special_tokens=False)["input_ids"]
+        for stop in STOPS:
+            for after_code in (True, False):
+                check_tail_equals_full(fake, ids, stop, after_code)
+
+
+# ----------------------------------------------------------------------------- dtype
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_decode_attention_equals_sdpa(dtype, tol):
+    """`_decode_attention` (one query per row, grouped query heads, padding mask) against
+    transformers' sdpa attention on the same inputs."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 3, True
+    q, k, v = torch.randn(4, 6, 1, 16), torch.randn(4, 2, 9, 16), torch.randn(4, 2, 9, 16)
+    mask = torch.ones(4, 1, 1, 9, dtype=torch.bool)
+    mask[0, ..., :4] = mask[2, ..., :1] = mask[3, ..., -2:] = False
+    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    ours, _ = hf._decode_attention(module, q, k, v, mask, scaling=0.3)
+    ref, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
+    assert ours.shape == ref.shape == (4, 1, 6, 16)
+    torch.testing.assert_close(ours.float(), ref.float(), atol=tol, rtol=tol)
+
+
+def test_bfloat16_decodes(tiny_model_dir):
+    gen = chaotic(HFGenerator(tiny_model_dir, device="cpu", dtype="bfloat16"))
+    assert gen.model.dtype == torch.bfloat16
+    assert gen.model.config._attn_implementation == "iterpref_decode"
+    prompts = prompt_ids(gen, 5)
+    batched = gen.decode(prompts, SamplingConfig(max_new_tokens=16, batch_size=2))
+    assert all(len(r) == 16 or r[-1] in gen.eos_ids for r in batched)
+    cache = hf._BatchCache(gen.model, 2)
+    assert cache.kv[0][0].dtype == torch.bfloat16
+    replies = gen.chat([[{"role": "user", "content": "hi"}], [{"role": "user", "content": "Sort a list."}]],
+                       SamplingConfig(max_new_tokens=8, batch_size=2))
+    assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
