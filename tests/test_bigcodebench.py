@@ -312,5 +312,5 @@ def test_bad_record_names_file_line_and_field(tmp_path):
     with pytest.raises(SetupError, match=rf"{bad}:3: field 'entry_point'"):
         registry.get("bigcodebench_full_complete", {"bigcodebench_full": str(bad)}).load()
     bad.write_text(FULL.read_text().splitlines()[0] + "\n{not json\n")
-    with pytest.raises(SetupError, match=rf"{bad}:2: not valid JSON"):
+    with pytest.raises(SetupError, match=rf"{bad}:2: invalid JSON"):
         registry.get("bigcodebench_full_complete", {"bigcodebench_full": str(bad)}).load()

@@ -258,7 +258,7 @@ def test_bad_records_name_file_line_and_field(tmp_path):
     with pytest.raises(SetupError, match=rf"{path}:3: field 'prompt' of Mbpp/4"):
         bench("mbpp", path).load()
     path.write_text(lines[0] + "\n{not json\n")
-    with pytest.raises(SetupError, match=rf"{path}:2: not valid JSON"):
+    with pytest.raises(SetupError, match=rf"{path}:2: invalid JSON"):
         bench("mbpp", path).load()
     he = json.loads(FILES["humaneval"].read_text().splitlines()[0])
     he["atol"] = "0"

@@ -12,6 +12,7 @@ turns them into token masks.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import types
@@ -230,25 +231,36 @@ def to_dict(record: Any) -> dict[str, Any]:
     return dataclasses.asdict(record)
 
 
+def json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line number, parsed JSON)`` from a JSON-lines file (gzip when the name ends in
+    .gz); blank lines are skipped.
+
+    Raises:
+        RecordError: ``<file>:<line>: invalid JSON ...`` for the first bad line.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RecordError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+
+
 def iter_jsonl(path: str | os.PathLike, cls: type[T]) -> Iterator[T]:
     """Yield validated records of type ``cls`` from a JSONL file; blank lines are skipped.
 
     Raises:
         RecordError: ``<file>:<line>: <field>: <problem>`` for the first bad line.
     """
-    path = Path(path)
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
-            try:
-                yield _build(cls, obj, "")
-            except RecordError as e:
-                raise RecordError(f"{path}:{lineno}: {cls.__name__}.{e}") from None
+    for lineno, obj in json_lines(path):
+        try:
+            yield _build(cls, obj, "")
+        except RecordError as e:
+            raise RecordError(f"{Path(path)}:{lineno}: {cls.__name__}.{e}") from None
 
 
 def read_jsonl(path: str | os.PathLike, cls: type[T]) -> list[T]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from iterpref import prompts
+from iterpref.records import RecordError, json_lines
 from iterpref.sandbox import SandboxConfig, run_python
 
 
@@ -177,17 +179,30 @@ def write_jsonl(path: str | os.PathLike, rows) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """JSON lines, with the file and line named on a bad one."""
+def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """``(line number, record)`` of each JSON object in a JSON-lines file (gzip when the name
+    ends in .gz); a bad line or an unreadable file is a SetupError naming the file and line."""
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise SetupError(f"{path}:{n}: not valid JSON ({e})") from None
+    try:
+        for n, row in json_lines(path):
+            if not isinstance(row, dict):
+                raise SetupError(f"{path}:{n}: a record must be a JSON object")
+            rows.append((n, row))
+    except RecordError as e:
+        raise SetupError(str(e)) from None
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise SetupError(f"{path}: cannot be read ({e})") from None
     return rows
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The JSON objects of a JSON-lines file (see `numbered_jsonl`)."""
+    return [row for _, row in numbered_jsonl(path)]
+
+
+def defines(code: str, name: str) -> bool:
+    """Whether ``code`` has a ``def name(`` line: the model wrote the whole function, not a body."""
+    return re.search(rf"^\s*def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
 
 
 def run_official(args: list[str], files: dict[str, str | os.PathLike], results: str, sandbox: SandboxConfig,

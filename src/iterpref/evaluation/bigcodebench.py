@@ -47,7 +47,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import threading
 import time
@@ -58,7 +57,8 @@ from importlib import metadata
 from pathlib import Path
 
 from iterpref.evaluation import errors
-from iterpref.evaluation.benchmark import Benchmark, SetupError, Task, Verdict, read_jsonl, run_official
+from iterpref.evaluation.benchmark import (Benchmark, SetupError, Task, Verdict, defines, numbered_jsonl, read_jsonl,
+                                           run_official)
 from iterpref.sandbox import SandboxConfig
 
 SUBSETS = ("full", "hard")
@@ -233,10 +233,8 @@ class BigCodeBench(Benchmark):
     def records(self) -> list[dict]:
         """The data file's records, checked: file, line and field named on a bad one."""
         path = self.data_file()
-        rows, seen = read_jsonl(path), set()
-        for n, row in enumerate(rows, 1):
-            if not isinstance(row, dict):
-                raise SetupError(f"{path}:{n}: not a JSON object (a BigCodeBench record has {', '.join(FIELDS)})")
+        rows, seen = numbered_jsonl(path), set()
+        for n, row in rows:
             for key in FIELDS:
                 if not isinstance(row.get(key), str):
                     raise SetupError(f"{path}:{n}: field {key!r} missing or not text "
@@ -244,7 +242,7 @@ class BigCodeBench(Benchmark):
             if row["task_id"] in seen:
                 raise SetupError(f"{path}:{n}: field 'task_id': {row['task_id']} appears twice")
             seen.add(row["task_id"])
-        return rows
+        return [row for _, row in rows]
 
     def load(self, limit: int | None = None) -> list[Task]:
         tasks = []
@@ -264,8 +262,7 @@ class BigCodeBench(Benchmark):
         """The program for ``code``: as written, or, on the complete split, after the task's
         ``complete_prompt`` when the model wrote only the body (as bigcodebench's sanitiser joins
         a completion)."""
-        if self.split == "complete" and not re.search(
-                rf"^\s*def\s+{re.escape(task.entry_point)}\s*\(", code, re.MULTILINE):
+        if self.split == "complete" and not defines(code, task.entry_point):
             return task.record["complete_prompt"] + "\n" + code
         return code
 

