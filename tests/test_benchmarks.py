@@ -304,7 +304,8 @@ def test_compare_counts_gains_losses_and_mcnemar(tmp_path, capsys):
 
 def test_evalplus_prompt_style_prefills_the_answer(he, mbpp, monkeypatch, tmp_path):
     """The Qwen/EvalPlus instruct prompt: the task's own prompt in a fence, the answer pre-filled
-    with an opened python fence, the closing fence as a stop string; the code is prefix + reply."""
+    with an opened python fence, EvalPlus's stop strings (the closing fence, ``\nprint(``...);
+    the code is EvalPlus's sanitised reply: the entry point and what it needs, no stray tests."""
     monkeypatch.chdir(tmp_path)
     (t,) = he.load(limit=1)
     user, prefill = t.conversation("evalplus")
@@ -324,8 +325,10 @@ def test_evalplus_prompt_style_prefills_the_answer(he, mbpp, monkeypatch, tmp_pa
         def chat(self, conversations, sampling, progress=None):
             seen["stop"] = sampling.stop
             body = he.reference(t)[len(t.record["prompt"]):]
-            return [t.record["prompt"] + body]  # the model writes the code and stops at the fence
+            # the whole function, then a stray check of the model's own that would fail the task
+            return [t.record["prompt"] + body + "\n\nassert has_close_elements([1.0, 1.1], 0.5) is False\n"]
 
     report, samples = evaluate(Continue(), he, SamplingConfig(), SANDBOX, limit=1, prompt_style="evalplus")
-    assert seen["stop"] == ["\n```"] and report["passed"] == 1
+    assert {"\n```", "\nprint(", "\nif __name__", "\ndef main("} <= set(seen["stop"])
+    assert report["passed"] == 1 and "assert" not in samples[0]["completion"]
     assert report["prompt"]["style"] == "evalplus" and report["prompt"]["example"][-1]["role"] == "assistant"

@@ -45,15 +45,14 @@ def evaluate(generator: Generator, bench: Benchmark, sampling: SamplingConfig, s
     sanity_s = time.time() - start
 
     conversations = [t.conversation(prompt_style) for t in tasks]
-    if prompt_style == "evalplus":  # the reply continues an opened fence: its closing fence ends it
-        sampling = replace(sampling, stop=[*sampling.stop, prompts.FENCE_CLOSE])
+    if prompt_style == "evalplus":
+        sampling = replace(sampling, stop=[*sampling.stop, *evalplus_stops()])
     start = time.time()
     replies = generator.chat(conversations, sampling, progress=f"generate {bench.name}")
     gen_s = time.time() - start
 
     start = time.time()
-    prefills = [c[-1]["content"] if c[-1]["role"] == "assistant" else "" for c in conversations]
-    codes = [prompts.extract_code(p + r) for p, r in zip(prefills, replies)]
+    codes = answers(tasks, conversations, replies, prompt_style)
     verdicts = bench.score(tasks, codes, sandbox, timeout_s=timeout_s, workers=sandbox.workers)
     score_s = time.time() - start
 
@@ -76,3 +75,26 @@ def evaluate(generator: Generator, bench: Benchmark, sampling: SamplingConfig, s
     }
     samples = [bench.sample(t, c) for t, c in zip(tasks, codes)]
     return report, samples
+
+
+def evalplus_stops() -> list[str]:
+    """EvalPlus's stop strings for a chat model (evalplus 0.3.1 provider/hf.py: its EOS list, which
+    cuts a reply at a test harness such as ``\nprint(`` or ``\nif __name__``, plus the closing
+    fence of the pre-filled code block)."""
+    from evalplus.provider.utility import EOS
+
+    return [*EOS, prompts.FENCE_CLOSE]
+
+
+def answers(tasks: list, conversations: list[list[dict]], replies: list[str], prompt_style: str) -> list[str]:
+    """The code of each reply as its prompt style reads it: ``iterpref`` takes the first fenced
+    block (the reply continues a pre-filled assistant turn when there is one); ``evalplus`` runs
+    EvalPlus's own sanitiser on the reply, as its codegen does, keeping the imports and the
+    definitions the entry point needs, and dropping prose and stray test code."""
+    if prompt_style == "evalplus":
+        from evalplus.sanitize import sanitize
+
+        return [sanitize(r, entrypoint=t.entry_point) for t, r in zip(tasks, replies)]
+    prefills = [c[-1]["content"] if c[-1]["role"] == "assistant" else "" for c in conversations]
+    return [prompts.extract_code(p + r) for p, r in zip(prefills, replies)]
+
