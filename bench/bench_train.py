@@ -334,6 +334,7 @@ def run_variant(variant: str, shape: str, opts, tokenizer, dataset, lora: bool, 
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    mem_at_start = torch.cuda.memory_allocated() / 2**30 if cuda else 0.0  # > 0: an earlier variant leaked
     rss_reset = False if cuda else _reset_rss_peak()
     t0 = time.perf_counter()
     model = build_model(shape, tokenizer, opts.device, dtype, opts.attn, opts.seed)
@@ -394,7 +395,7 @@ def run_variant(variant: str, shape: str, opts, tokenizer, dataset, lora: bool, 
         "rejected_tokens_per_pair": [s[2] / p for s, p in zip(timed, pairs)],
         "batch_keys": [[*shp, int(s[3])] for shp, s in zip(trainer.probe_shapes, stats)],
         "seq_len": [shp[1] for shp in trainer.probe_shapes[w:]],
-        "peak_mem_gib": peak, "peak_reserved_gib": reserved, "peak_mem_kind": "cuda max_memory_allocated" if cuda else (
+        "peak_mem_gib": peak, "peak_reserved_gib": reserved, "mem_at_start_gib": mem_at_start, "peak_mem_kind": "cuda max_memory_allocated" if cuda else (
             "VmHWM (reset before the variant)" if rss_reset else "process peak RSS since start"),
         "model_s": model_s, "init_s": init_s, "train_s": train_s,
         "prep_s": trainer.probe_prep_s, "tokenise_s": getattr(trainer, "probe_trl_prep_s", 0.0),
@@ -413,8 +414,10 @@ def run_variant(variant: str, shape: str, opts, tokenizer, dataset, lora: bool, 
 def summarise(runs: list[dict]) -> dict:
     """One variant's runs (``--repeat``) pooled."""
     pool = lambda key: [x for r in runs for x in r[key]]  # noqa: E731
-    step_m, step_sd = _mean_sd(pool("step_s"))
-    comp_m, comp_sd = _mean_sd(pool("compute_s"))
+    # medians: one slow step (a first variant's lazy CUDA set-up, a load spike on a shared CPU)
+    # would move a mean; the sd beside it still shows the spread
+    step_m, step_sd = statistics.median(pool("step_s")), _mean_sd(pool("step_s"))[1]
+    comp_m, comp_sd = statistics.median(pool("compute_s")), _mean_sd(pool("compute_s"))[1]
     tokens = statistics.fmean(pool("tokens_per_step"))
     first = runs[0]
     return {
@@ -426,6 +429,7 @@ def summarise(runs: list[dict]) -> dict:
         "chosen_tokens_per_pair": statistics.fmean(pool("chosen_tokens_per_pair")),
         "rejected_tokens_per_pair": statistics.fmean(pool("rejected_tokens_per_pair")),
         "peak_mem_gib": max(r["peak_mem_gib"] for r in runs), "peak_mem_kind": first["peak_mem_kind"],
+        "mem_at_start_gib": max(r["mem_at_start_gib"] for r in runs),
         **{k: statistics.fmean(r[k] for r in runs) for k in ("model_s", "init_s", "prep_s", "tokenise_s", "mask_s", "precompute_s")},
         "loss_first": first["loss_first"], "loss_last": first["loss_last"],
     }
@@ -481,8 +485,8 @@ def markdown(report: dict) -> str:
             f"{'LoRA r=16 all linear layers (reference = adapter disabled)' if sr['lora'] else 'full-parameter AdamW'}, "
             f"batch {sr['batch']} pairs ({2 * sr['batch']} rows), {sr['pairs']} pairs; pair set built in {sr['data_s']:.1f} s",
             "",
-            "| variant | trainer | mask | step s | compute s | seq len | tokens/step | tokens/s | chosen tok/pair "
-            "| rejected tok/pair | peak mem GiB | tokenise s | masks s | ref precompute s | init s | loss first/last |",
+            "| variant | trainer | mask | median step s | median compute s | seq len | tokens/step | tokens/s | chosen tok/pair "
+            "| rejected tok/pair | peak mem GiB (at start) | tokenise s | masks s | ref precompute s | init s | loss first/last |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for v in VARIANTS:
@@ -493,10 +497,10 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {v} | error: {s['error']} |" + " |" * 14)
                 continue
             lines.append(
-                f"| {v} | {s['trainer']} | {s['mask']} | {s['step_s']:.4f} ± {s['step_sd']:.4f} | "
-                f"{s['compute_s']:.4f} ± {s['compute_sd']:.4f} | {s['seq_len']:.0f} | {s['tokens_per_step']:.0f} | "
+                f"| {v} | {s['trainer']} | {s['mask']} | {s['step_s']:.4f} (sd {s['step_sd']:.4f}) | "
+                f"{s['compute_s']:.4f} (sd {s['compute_sd']:.4f}) | {s['seq_len']:.0f} | {s['tokens_per_step']:.0f} | "
                 f"{s['tokens_per_s']:.0f} | {s['chosen_tokens_per_pair']:.1f} | {s['rejected_tokens_per_pair']:.1f} | "
-                f"{s['peak_mem_gib']:.2f} | {s['tokenise_s']:.2f} | {s['mask_s']:.2f} | {s['precompute_s']:.2f} | "
+                f"{s['peak_mem_gib']:.2f} ({s['mem_at_start_gib']:.2f}) | {s['tokenise_s']:.2f} | {s['mask_s']:.2f} | {s['precompute_s']:.2f} | "
                 f"{s['init_s']:.1f} | {_f(s['loss_first'], 4)}/{_f(s['loss_last'], 4)} |")
         r = sr.get("ratios", {})
         lines += [""]

@@ -14,9 +14,8 @@ from iterpref import params as P
 from iterpref import runtime, tracking
 from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import SetupError, write_jsonl
-from iterpref.evaluation.run import evaluate
+from iterpref.evaluation.run import evaluate, sampling_for
 from iterpref.llm import make_generator
-from iterpref.llm.base import SamplingConfig
 from iterpref.sandbox import SandboxConfig
 
 if __name__ == "__main__":
@@ -33,7 +32,7 @@ if __name__ == "__main__":
                       "device": params["runtime"]["device"], "threads": params["runtime"]["threads"]}
         generator = make_generator("hf", str(model_dir), device=generation["device"], dtype=ecfg["dtype"])
         report, samples = evaluate(
-            generator, bench, P.build(SamplingConfig, ecfg["sampling"], "eval.sampling"),
+            generator, bench, sampling_for(ecfg, benchmark),
             P.build(SandboxConfig, params["sandbox"], "sandbox"), limit=ecfg["limit"],
             timeout_s=ecfg["timeout_s"], gate=ecfg["sanity_gate"], generation=generation, prompt_style=ecfg["prompt"])
     except SetupError as err:

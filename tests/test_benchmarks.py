@@ -15,7 +15,7 @@ from iterpref.evaluation import errors, registry, sanity
 from iterpref.evaluation.benchmark import Benchmark, SetupError
 from iterpref.evaluation.humaneval import INSTRUCTION, HumanEval
 from iterpref.evaluation.mbpp import MBPP, SHIPPED_SHA256, function_name
-from iterpref.evaluation.run import evaluate
+from iterpref.evaluation.run import evaluate, sampling_for
 from iterpref.llm.base import SamplingConfig
 from iterpref.sandbox import SandboxConfig
 
@@ -332,3 +332,13 @@ def test_evalplus_prompt_style_prefills_the_answer(he, mbpp, monkeypatch, tmp_pa
     assert {"\n```", "\nprint(", "\nif __name__", "\ndef main("} <= set(seen["stop"])
     assert report["passed"] == 1 and "assert" not in samples[0]["completion"]
     assert report["prompt"]["style"] == "evalplus" and report["prompt"]["example"][-1]["role"] == "assistant"
+
+
+def test_sampling_by_benchmark_overrides_only_its_keys():
+    ecfg = {"sampling": {"max_new_tokens": 320, "batch_size": 32},
+            "sampling_by_benchmark": {"mbpp": {"max_new_tokens": 192}}}
+    assert sampling_for(ecfg, "mbpp").max_new_tokens == 192 and sampling_for(ecfg, "mbpp").batch_size == 32
+    assert sampling_for(ecfg, "humaneval").max_new_tokens == 320
+    ecfg["sampling_by_benchmark"]["mbpp"] = {"max_tokens": 192}
+    with pytest.raises(ValueError, match=r"eval.sampling \+ eval.sampling_by_benchmark.mbpp: unknown key\(s\) \['max_tokens'\]"):
+        sampling_for(ecfg, "mbpp")

@@ -77,6 +77,16 @@ def evaluate(generator: Generator, bench: Benchmark, sampling: SamplingConfig, s
     return report, samples
 
 
+def sampling_for(eval_params: dict, benchmark: str) -> SamplingConfig:
+    """The sampling settings of ``benchmark``: ``eval.sampling``, then the keys that
+    ``eval.sampling_by_benchmark.<benchmark>`` overrides (e.g. a shorter answer cap for MBPP)."""
+    from iterpref import params
+
+    extra = (eval_params.get("sampling_by_benchmark") or {}).get(benchmark) or {}
+    where = f"eval.sampling + eval.sampling_by_benchmark.{benchmark}" if extra else "eval.sampling"
+    return params.build(SamplingConfig, {**eval_params["sampling"], **extra}, where)
+
+
 def evalplus_stops() -> list[str]:
     """EvalPlus's stop strings for a chat model (evalplus 0.3.1 provider/hf.py: its EOS list, which
     cuts a reply at a test harness such as ``\nprint(`` or ``\nif __name__``, plus the closing
