@@ -135,14 +135,15 @@ def test_pair_fields_and_spans_index_into_completions():
     assert again.rejected_spans == p.rejected_spans
 
 
-def test_spans_of_a_changed_last_line_stop_before_the_fence():
-    t = traj("t/0#1", [("def f(x):\n    return x\n", fail()), ("def f(x):\n    return x + 1\n", PASS)])
+def test_spans_of_a_changed_last_line_keep_its_newline():
+    """The completion's last code line ends with the newline the closing fence starts with: its
+    span covers it, like every other line's (the issue's example: (20, 37), not (20, 36))."""
+    t = traj("t/0#1", [("def f(x):\n    return x - 1", fail()), ("def f(x):\n    return x + 1\n\n", PASS)])
     (p,), _ = build_pairs(PROBLEMS, [t], PairConfig(selection="first"))
-    (s, e), = p.rejected_spans
-    assert p.rejected[s:e] == "    return x"
-    assert p.rejected[e:] == prompts.FENCE_CLOSE
+    assert [tuple(s) for s in p.rejected_spans] == [(20, 37)]
+    assert p.rejected[20:37] == "    return x - 1\n" and p.rejected[37:] == "```"
     (s, e), = p.chosen_spans
-    assert p.chosen[s:e] == "    return x + 1"
+    assert p.chosen[s:e] == "    return x + 1\n"
 
 
 def test_spans_cover_exactly_the_changed_lines_on_random_edits():
@@ -161,7 +162,7 @@ def test_spans_cover_exactly_the_changed_lines_on_random_edits():
     cfg = PairConfig(selection="first", drop_identical_ast=False, drop_comment_only=False)
     pairs, _ = build_pairs(PROBLEMS, trajs, cfg)
     for p in pairs:
-        code = p.rejected[prompts.code_offset() : len(p.rejected) - len(prompts.FENCE_CLOSE)]
+        code = p.rejected[prompts.code_offset() : len(p.rejected) - len(prompts.FENCE_CLOSE.lstrip("\n"))]
         chosen_lines = set(split_lines(p.chosen))
         for s, e in p.rejected_spans:
             piece = p.rejected[s:e]

@@ -179,9 +179,11 @@ def make_pair(problem: Problem, traj: Trajectory, rejected: Attempt, config: Pai
 
 def _candidate(problem: Problem, traj: Trajectory, rejected: Attempt, config: PairConfig) -> _Candidate:
     final = traj.attempts[-1]
-    # Diff exactly the code that lands in the completion (prompts.completion rstrips it).
-    rej_code = rejected.code.rstrip()
-    cho_code = final.code.rstrip()
+    # Diff exactly the code that lands in the completion: prompts.completion rstrips it and the
+    # closing fence starts with a newline, so the last line keeps its newline and its span
+    # covers the whole line like every other line's.
+    rej_code = rejected.code.rstrip() + "\n"
+    cho_code = final.code.rstrip() + "\n"
     d_minus, d_plus = changed_lines(rej_code, cho_code, config.diff)
     off = prompts.code_offset()
     provenance: dict[str, Any] = {
