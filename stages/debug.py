@@ -10,6 +10,7 @@ from pathlib import Path
 
 from iterpref import debugging
 from iterpref import params as P
+from iterpref import runtime
 from iterpref.records import Problem, read_jsonl, to_dict, write_jsonl
 from iterpref.sandbox import SandboxConfig
 from iterpref.teachers import make_teacher
@@ -28,4 +29,4 @@ if __name__ == "__main__":
     )
     write_jsonl("data/trajectories.jsonl", trajectories)
     resume_log.unlink(missing_ok=True)
-    print(json.dumps(stats))
+    print(json.dumps({**stats, "peak_rss_gib": runtime.peak_rss_gib()}))

@@ -40,8 +40,10 @@ if __name__ == "__main__":
                                    "error_kind": "evaluation environment, not the model"}, indent=2) + "\n")
         raise SystemExit(f"evaluate {variant} {benchmark}: {err}")
     report["variant"] = variant
+    report["peak_rss_gib"] = runtime.peak_rss_gib()
     out.write_text(json.dumps(report, indent=2) + "\n")
     write_jsonl(out.with_suffix(".samples.jsonl"), samples)
     tracking.log_eval(params, variant, report)
     print(f"{variant} {benchmark}: pass@1 = {report['pass@1']:.3f} ({report['passed']}/{report['tasks']}); "
-          f"errors {report['error_types']}; timings {report['timings_s']}")
+          f"errors {report['error_types']}; timings {report['timings_s']}; "
+          f"peak RSS {report['peak_rss_gib']} GiB")

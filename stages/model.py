@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from iterpref import params as P
+from iterpref import runtime
 from iterpref.models import ModelConfig, materialize
 
 if __name__ == "__main__":
@@ -23,4 +24,4 @@ if __name__ == "__main__":
         print(f"{role}: no model to build")
     else:
         materialize(P.build(ModelConfig, section, where), out)
-        print(f"{role}: {section['name']} -> {out}")
+        print(f"{role}: {section['name']} -> {out} (peak RSS {runtime.peak_rss_gib()} GiB)")

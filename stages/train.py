@@ -28,5 +28,6 @@ if __name__ == "__main__":
     Path("reports/train").mkdir(parents=True, exist_ok=True)
     summary = {k: metrics[k] for k in ("pairs", "steps", "train_loss", "train_runtime_s")}
     summary.update({k: metrics["last"].get(k) for k in ("rewards/accuracies", "rewards/margins")})
+    summary["peak_rss_gib"] = runtime.peak_rss_gib()
     Path(f"reports/train/{variant}.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))

@@ -80,12 +80,13 @@ def test_smoke_experiment_end_to_end(repo):
         assert (model_dir / "config.json").exists() and (model_dir / "model.safetensors").exists()
         train = json.loads((root / f"reports/train/{variant}.json").read_text())
         assert train["steps"] > 0 and train["pairs"] == min(16, len(pairs))
+        assert 0.1 < train["peak_rss_gib"] < 20  # the stage's own peak: a model was loaded, under the 20 GiB cap
 
     for variant in ("reference", "dpo", "target_dpo"):
         for bench, ids in (("humaneval", [f"HumanEval/{i}" for i in range(8)]), ("mbpp", [f"MBPP/{i}" for i in range(11, 19)])):
             report = json.loads((root / f"reports/eval/{variant}/{bench}.json").read_text())
             assert report["tasks"] == 8 and [t["task_id"] for t in report["per_task"]] == ids
-            assert 0.0 <= report["pass@1"] <= 1.0
+            assert 0.0 <= report["pass@1"] <= 1.0 and 0.1 < report["peak_rss_gib"] < 20
             assert sum(report["error_types"].values()) == 8 - report["passed"]
             samples = (root / f"reports/eval/{variant}/{bench}.samples.jsonl").read_text().splitlines()
             assert [json.loads(line)["task_id"] for line in samples] == ids

@@ -9,3 +9,11 @@ def configure(params: dict) -> None:
     import torch
 
     torch.set_num_threads(int(params["runtime"]["threads"]))
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, in GiB (Linux reports ru_maxrss in KiB);
+    the sandboxed children that run generated code are not counted."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
