@@ -29,5 +29,9 @@ if __name__ == "__main__":
     summary = {k: metrics[k] for k in ("pairs", "steps", "train_loss", "train_runtime_s")}
     summary.update({k: metrics["last"].get(k) for k in ("rewards/accuracies", "rewards/margins")})
     summary["peak_rss_gib"] = runtime.peak_rss_gib()
-    Path(f"reports/train/{variant}.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
+    # the per-step curve, for the report's figure (the report stage does not read model folders;
+    # `dvc metrics` skips the list)
+    summary["curve"] = [{k: h[k] for k in ("step", "loss", "rewards/margins", "rewards/accuracies") if k in h}
+                        for h in metrics["log_history"]]
+    Path(f"reports/train/{variant}.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,171 +1,311 @@
-"""reporting.py: the comparison table from eval reports as src/iterpref/evaluation/run.py writes them."""
+"""reporting.py and figures.py: the report stage on small synthetic run folders.
+
+Eval reports follow src/iterpref/evaluation/run.py (plus the stage's variant and peak RSS),
+train reports stages/train.py, pairs.json src/iterpref/pairs.py.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import subprocess
+import sys
 from pathlib import Path
 
+import matplotlib.image
 import pytest
+import yaml
 
-from iterpref import reporting
-from iterpref.llm.base import SamplingConfig
+from iterpref import figures, reporting
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ["humaneval", "mbpp"]
+PREFIX = {"humaneval": "HumanEval", "mbpp": "MBPP"}
 
 
 def eval_report(benchmark: str, variant: str, outcomes: list[bool]) -> dict:
-    """An eval report in the format of `iterpref.evaluation.run.evaluate` plus the stage's variant."""
+    """An eval report as `iterpref.evaluation.run.evaluate` and stages/evaluate.py write it."""
     passed = sum(outcomes)
-    return {
-        "benchmark": benchmark,
-        "model": f"hf:models/trained/{variant}",
-        "tasks": len(outcomes),
-        "passed": passed,
-        "pass@1": passed / len(outcomes) if outcomes else 0.0,
-        "generation_s": 1.5,
-        "scoring_s": 0.7,
-        "sampling": asdict(SamplingConfig()),
-        "per_task": [
-            {"task_id": f"HumanEval/{i}", "passed": ok, "result": "passed" if ok else "failed: ", "reply": "```python\n```"}
-            for i, ok in enumerate(outcomes)
-        ],
-        "variant": variant,
-    }
+    errors = ["AssertionError", "NameError", "SyntaxError"]
+    per_task = [{"task_id": f"{PREFIX[benchmark]}/{i}", "passed": ok, "status": "pass" if ok else "fail",
+                 "error_type": None if ok else errors[i % 3], "reply": "```python\n```"}
+                for i, ok in enumerate(outcomes)]
+    kinds: dict[str, int] = {}
+    for t in per_task:
+        if t["error_type"]:
+            kinds[t["error_type"]] = kinds.get(t["error_type"], 0) + 1
+    return {"benchmark": benchmark, "model": f"hf:models/trained/{variant}", "tasks": len(outcomes),
+            "passed": passed, "pass@1": passed / len(outcomes), "error_types": kinds,
+            "timings_s": {"sanity": 0.0, "generation": 12.5, "scoring": 0.75}, "per_task": per_task,
+            "variant": variant, "peak_rss_gib": 1.25}
 
 
-# variant: {benchmark: (passed of 8)}
+def first(k: int, n: int = 8) -> list[bool]:
+    return [True] * k + [False] * (n - k)
+
+
+# variant: {benchmark: outcomes of 8 tasks}
 SCORES = {
-    "reference": {"humaneval": 3, "mbpp": 5},
-    "dpo": {"humaneval": 4, "mbpp": 4},
-    "target_dpo": {"humaneval": 6},  # mbpp not evaluated (yet)
+    "reference": {"humaneval": first(3), "mbpp": first(5)},
+    "dpo": {"humaneval": first(4), "mbpp": first(4)},
+    "target_dpo": {"humaneval": first(6)},  # mbpp not evaluated (yet)
 }
-BENCHMARKS = ["humaneval", "mbpp"]
-PAIRS = {"trajectories": 134, "solved": 134, "solved_first_try": 0, "cumulative_pass_rate": [0.0, 0.4, 0.8, 1.0],
-         "pairs": 120, "candidate_pairs": 134, "removed": {"identical_ast": 14}, "rejected_lines_mean": 1.7,
-         "rejected_lines_median": 1}
+PAIRS = {"trajectories": 134, "problems": 67, "solved": 134, "solved_first_try": 0,
+         "cumulative_pass_rate": {"0": 0.0, "1": 0.4, "2": 0.8, "3": 1.0}, "candidate_pairs": 134,
+         "removed": {"comment_only": 0, "identical_ast": 14}, "pairs": 120, "rejected_lines_mean": 1.7,
+         "rejected_lines_median": 1.0}
+CURVE = [{"step": 1, "loss": 0.69, "rewards/margins": 0.0, "rewards/accuracies": 0.0},
+         {"step": 2, "loss": 0.6, "rewards/margins": 0.1, "rewards/accuracies": 0.75}]
 TRAIN = {
     "dpo": {"pairs": 64, "steps": 16, "train_loss": 0.69314718, "train_runtime_s": 42.1,
-            "rewards/accuracies": 0.5, "rewards/margins": 0.0123456},
+            "rewards/accuracies": 0.5, "rewards/margins": 0.0123456, "peak_rss_gib": 3.5, "curve": CURVE},
     "target_dpo": {"pairs": 64, "steps": 16, "train_loss": 0.5, "train_runtime_s": 40.0,
-                   "rewards/accuracies": None, "rewards/margins": None},
+                   "rewards/accuracies": None, "rewards/margins": None},  # an older report: no RSS, no curve
 }
+# pairs.jsonl rows: (rejected completion, rejected_spans) -> D- lines 2, 2, 0 and 1 (no final newline)
+PAIR_ROWS = [("a\nb\nc\n", [[0, 4]]), ("a\nb\nc\n", [[0, 2], [4, 6]]), ("a\n", []), ("a\nbc", [[2, 4]])]
 
 
-@pytest.fixture
-def eval_dir(tmp_path) -> Path:
-    root = tmp_path / "reports" / "eval"
-    for variant, row in SCORES.items():
-        for bench, k in row.items():
-            path = root / variant / f"{bench}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(eval_report(bench, variant, [True] * k + [False] * (8 - k)), indent=2) + "\n")
+def write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def make_run(root: Path, scores=SCORES, train=TRAIN, pairs=True) -> Path:
+    """A run folder: reports/eval, reports/train, reports/pairs.json and data/pairs.jsonl."""
+    for variant, row in scores.items():
+        for bench, outcomes in row.items():
+            write(root / f"reports/eval/{variant}/{bench}.json", eval_report(bench, variant, outcomes))
+    for variant, t in train.items():
+        write(root / f"reports/train/{variant}.json", t)
+    if pairs:
+        write(root / "reports/pairs.json", PAIRS)
+        (root / "data").mkdir()
+        (root / "data/pairs.jsonl").write_text("".join(
+            json.dumps({"pair_id": str(i), "rejected": rej, "rejected_spans": spans}) + "\n"
+            for i, (rej, spans) in enumerate(PAIR_ROWS)))
     return root
 
 
+def load(root: Path, model: str = "smollm2-135m-instruct", trained=("dpo", "target_dpo"),
+         benchmarks=BENCHMARKS) -> reporting.Inputs:
+    return reporting.load(root, list(trained), list(benchmarks), "embedded", model)
+
+
 @pytest.fixture
-def table(eval_dir) -> dict:
-    return reporting.collect(eval_dir, list(SCORES), BENCHMARKS)
+def run(tmp_path) -> Path:
+    return make_run(tmp_path)
 
 
-def test_collect(eval_dir, table):
+def table_rows(md: str) -> list[str]:
+    """The Table 1 block: its header, rule and rows."""
+    lines = md.splitlines()
+    start = lines.index("## Table 1: pass@1 (%)") + 2
+    end = lines.index("", start)
+    return lines[start:end]
+
+
+# --------------------------------------------------------------------------- inputs and metrics
+
+def test_collect(run):
+    table = reporting.collect(run / "reports/eval", list(SCORES), BENCHMARKS)
     assert list(table) == ["reference", "dpo", "target_dpo"]
-    assert list(table["reference"]) == ["humaneval", "mbpp"]
     assert list(table["target_dpo"]) == ["humaneval"]
-    assert table["dpo"]["mbpp"]["passed"] == 4 and table["dpo"]["mbpp"]["tasks"] == 8
     # order follows the arguments; a variant with no report at all is left out
-    t = reporting.collect(eval_dir, ["target_dpo", "sft", "reference"], ["mbpp", "humaneval"])
-    assert list(t) == ["target_dpo", "reference"]
-    assert list(t["reference"]) == ["mbpp", "humaneval"]
-    assert reporting.collect(eval_dir.parent / "nowhere", ["dpo"], BENCHMARKS) == {}
+    t = reporting.collect(run / "reports/eval", ["target_dpo", "sft", "reference"], ["mbpp", "humaneval"])
+    assert list(t) == ["target_dpo", "reference"] and list(t["reference"]) == ["mbpp", "humaneval"]
+    assert reporting.collect(run / "nowhere", ["dpo"], BENCHMARKS) == {}
 
 
-def test_metrics(table):
-    m = reporting.metrics(table)
+def test_metrics_is_flat_per_benchmark_with_average(run):
+    m = reporting.metrics(load(run).table)
     assert m == {
         "reference": {"humaneval": 37.5, "mbpp": 62.5, "average": 50.0},
         "dpo": {"humaneval": 50.0, "mbpp": 50.0, "average": 50.0},
         "target_dpo": {"humaneval": 75.0, "average": 75.0},
     }
-    json.dumps(m)  # the DVC metrics file
-
-
-def test_metrics_rounding():
     t = {"v": {"humaneval": eval_report("humaneval", "v", [True] + [False] * 163)}}  # 1/164
     assert reporting.metrics(t) == {"v": {"humaneval": 0.61, "average": 0.61}}
 
 
-def test_markdown_table(table):
-    md = reporting.markdown(table, BENCHMARKS, None, {}, "smoke")
-    lines = md.splitlines()
-    assert lines[0] == "# IterPref results: experiment `smoke`"
-    header = lines.index("| variant | HumanEval | MBPP | avg |")
-    assert lines[header + 1] == "|---|---|---|---|"
-    assert lines[header + 2:header + 5] == [
+def test_rejected_line_counts(run):
+    assert reporting.rejected_line_counts(run / "data/pairs.jsonl") == [2, 2, 0, 1]
+    assert load(run).rejected_lines == [2, 2, 0, 1]
+
+
+# --------------------------------------------------------------------------- Table 1
+
+def test_table_layout_and_averages(run):
+    md = reporting.markdown(load(run))
+    assert md.splitlines()[0] == "# IterPref results: experiment `embedded`"
+    assert "Student model: `smollm2-135m-instruct`." in md
+    assert table_rows(md) == [
+        "| variant | HumanEval | MBPP | avg |",
+        "|---|---|---|---|",
         "| reference | 37.5 (3/8) | 62.5 (5/8) | 50.0 |",
         "| dpo | 50.0 (4/8) | 50.0 (4/8) | 50.0 |",
         "| target_dpo | 75.0 (6/8) | - | 75.0 |",
     ]
-    assert "## Data" not in md and "## Training" not in md
     assert md.endswith("\n")
 
 
-def test_markdown_single_benchmark(table):
-    md = reporting.markdown({"reference": {"humaneval": table["reference"]["humaneval"]}}, ["humaneval"],
-                            None, {}, "embedded")
-    assert "| variant | HumanEval | avg |" in md
-    assert "| reference | 37.5 (3/8) | 37.5 |" in md.splitlines()
+def test_published_rows_only_for_the_matching_model(run):
+    assert "published" not in reporting.markdown(load(run, model="smollm2-135m-instruct"))
+
+    md = reporting.markdown(load(run, model="qwen2.5-coder-0.5b-instruct"))
+    assert table_rows(md)[2:4] == ["| reference | 37.5 (3/8) | 62.5 (5/8) | 50.0 |",
+                                   "| reference, published (Qwen) | 61.6 | 52.4 | 57.0 |"]
+    assert sum("published" in row for row in table_rows(md)) == 1  # Qwen reports the untrained model only
+    assert "Qwen2.5-Coder-0.5B-Instruct model card" in md
+    assert "MBPP here is the original MBPP test split (500 tasks)" in md
+
+    md = reporting.markdown(load(run, model="qwen2.5-coder-7b"))
+    rows = table_rows(md)
+    assert "| dpo, published (paper) | 71.3 | 76.2 | 73.8 |" in rows  # (71.3 + 76.2) / 2 = 73.75
+    assert rows[rows.index("| target_dpo | 75.0 (6/8) | - | 75.0 |") + 1] == \
+        "| target_dpo, published (paper) | 89.0 | 83.1 | 86.0 |"  # (89.0 + 83.1) / 2 = 86.05
+    assert "The source also reports rpo, target_rpo (not run here)." in md
+
+    # a column the source has no number for: "-" there, and no average
+    md = reporting.markdown(load(run, model="qwen2.5-coder-1.5b-instruct",
+                                 benchmarks=["humaneval", "bigcodebench_hard_complete"]))
+    assert "| reference, published (Qwen) | 70.7 | - | - |" in table_rows(md)
+    assert "MBPP here" not in md
 
 
-def test_markdown_data_and_training_sections(table):
-    md = reporting.markdown(table, BENCHMARKS, PAIRS, TRAIN, "embedded")
-    lines = md.splitlines()
-    assert "## Data" in lines and "## Training" in lines
-    assert "- trajectories: 134, solved: 134, solved at round 0 (no pair): 0" in lines
-    assert "- cumulative pass rate by round: [0.0, 0.4, 0.8, 1.0]" in lines
-    assert "- pairs kept: 120 of 134 candidates; removed by filter: {'identical_ast': 14}" in lines
-    assert "- rejected error lines (D-): mean 1.7, median 1" in lines
-    assert "| variant | pairs | steps | loss | reward acc. | margin | time (s) |" in lines
-    assert "| dpo | 64 | 16 | 0.6931 | 0.50 | 0.0123 | 42.1 |" in lines
-    assert "| target_dpo | 64 | 16 | 0.5000 | - | - | 40.0 |" in lines
-
-
-def test_figure_writes_a_png(table, tmp_path):
-    import matplotlib.image
-
-    path = tmp_path / "figures" / "pass_at_1.png"  # the folder is created
-    reporting.figure(table, BENCHMARKS, path)
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    img = matplotlib.image.imread(path)
-    h, w = img.shape[:2]
-    assert w > h > 100  # a wide bar chart: 1.5 + 1.8 * 2 inches by 3.2 inches at 120 dpi
-    assert (w, h) == (round((1.5 + 1.8 * 2) * 120), round(3.2 * 120))
-    assert img.std() > 0  # not blank
-
-
-def test_figure_one_variant_one_benchmark(table, tmp_path):
-    path = tmp_path / "one.png"
-    reporting.figure({"reference": {"humaneval": table["reference"]["humaneval"]}}, ["humaneval"], path)
-    assert path.read_bytes()[:4] == b"\x89PNG"
-
-
-def test_report_stage_inputs_round_trip(eval_dir, table, tmp_path):
-    """What stages/report.py writes from the same inputs: metrics JSON and summary agree."""
-    m = reporting.metrics(table)
-    md = reporting.markdown(table, BENCHMARKS, PAIRS, TRAIN, "embedded")
-    for variant, scores in m.items():
-        row = next(line for line in md.splitlines() if line.startswith(f"| {variant} |"))
-        assert row.endswith(f"| {scores['average']:.1f} |")
-        for bench, v in scores.items():
-            if bench != "average":
-                assert f"{v:.1f} ({table[variant][bench]['passed']}/8)" in row
-
-
-def test_an_environment_error_is_marked_not_scored(eval_dir):
-    broken = {"benchmark": "mbpp", "variant": "target_dpo", "error": "mbpp: data file x.jsonl does not exist",
-              "error_kind": "evaluation environment, not the model"}
-    (eval_dir / "target_dpo" / "mbpp.json").write_text(json.dumps(broken))
-    table = reporting.collect(eval_dir, list(SCORES), BENCHMARKS)
-    assert reporting.metrics(table)["target_dpo"] == {"humaneval": 75.0, "average": 75.0}
-    md = reporting.markdown(table, BENCHMARKS, None, {}, "embedded")
-    assert "| target_dpo | 75.0 (6/8) | ENV ERROR | 75.0 |" in md
+def test_an_environment_error_is_marked_not_scored(run):
+    write(run / "reports/eval/target_dpo/mbpp.json",
+          {"benchmark": "mbpp", "variant": "target_dpo", "error": "mbpp: data file x.jsonl does not exist",
+           "error_kind": "evaluation environment, not the model"})
+    inp = load(run)
+    assert reporting.metrics(inp.table)["target_dpo"] == {"humaneval": 75.0, "average": 75.0}
+    md = reporting.markdown(inp)
+    assert "| target_dpo | 75.0 (6/8) | ENV ERROR | 75.0 |" in table_rows(md)
     assert "- target_dpo/mbpp: mbpp: data file x.jsonl does not exist" in md
+    assert "- skipped: target_dpo vs dpo on MBPP: no scored result for target_dpo" in md
+
+
+# --------------------------------------------------------------------------- significance
+
+def test_significance_hand_checked(tmp_path):
+    # humaneval, 10 tasks: a passes 0-4, b passes 3-9 -> 5 gained, 3 lost;
+    # McNemar: 2 * P(X <= 3), X ~ Bin(8, 1/2) = 2 * (1 + 8 + 28 + 56) / 256 = 0.7265625
+    # mbpp, 8 tasks: a passes 1, b passes 7 (a superset) -> 6 gained, 0 lost; p = 2 / 2**6 = 0.03125
+    a = {"humaneval": [i < 5 for i in range(10)], "mbpp": first(1)}
+    b = {"humaneval": [i >= 3 for i in range(10)], "mbpp": first(7)}
+    c = {"humaneval": [i < 5 for i in range(10)]}  # the same as a: nothing differs
+    inp = load(make_run(tmp_path, {"reference": a, "dpo": b, "target_dpo": c}, {}, pairs=False))
+    rows, skipped = reporting.significance(inp.table, BENCHMARKS)
+    first_row = rows[0]
+    assert (first_row["a"], first_row["b"], first_row["benchmark"]) == ("reference", "dpo", "humaneval")
+    assert first_row["gained"] == ["HumanEval/5", "HumanEval/6", "HumanEval/7", "HumanEval/8", "HumanEval/9"]
+    assert first_row["lost"] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
+    assert first_row["p_value"] == pytest.approx(0.7265625)
+    assert [(r["a"], r["b"], r["benchmark"]) for r in rows] == [
+        ("reference", "dpo", "humaneval"), ("reference", "dpo", "mbpp"),
+        ("reference", "target_dpo", "humaneval"), ("dpo", "target_dpo", "humaneval")]
+    assert skipped == ["target_dpo vs reference on MBPP: no scored result for target_dpo",
+                       "target_dpo vs dpo on MBPP: no scored result for target_dpo"]
+
+    lines = reporting.markdown(inp).splitlines()
+    assert "| B vs A | benchmark | A | B | B - A (points) | tasks differ | gained | lost | McNemar p |" in lines
+    assert "| dpo vs reference | HumanEval | 50.0 | 70.0 | +20.0 | 8 | 5 | 3 | 0.727 |" in lines
+    assert "| dpo vs reference | MBPP | 12.5 | 87.5 | +75.0 | 6 | 6 | 0 | 0.0312 |" in lines
+    assert "| target_dpo vs reference | HumanEval | 50.0 | 50.0 | +0.0 | 0 | 0 | 0 | 1 |" in lines
+    assert "| target_dpo vs dpo | HumanEval | 70.0 | 50.0 | -20.0 | 8 | 3 | 5 | 0.727 |" in lines
+
+
+def test_significance_different_task_sets_are_skipped(run):
+    write(run / "reports/eval/dpo/humaneval.json", eval_report("humaneval", "dpo", first(4, 9)))
+    rows, skipped = reporting.significance(load(run).table, ["humaneval"])
+    assert [(r["a"], r["b"]) for r in rows] == [("reference", "target_dpo")]
+    assert len(skipped) == 2 and all("cover different tasks" in s for s in skipped)
+
+
+# --------------------------------------------------------------------------- data, training, evaluation
+
+def test_data_training_and_timing_sections(run):
+    lines = reporting.markdown(load(run)).splitlines()
+    assert "- trajectories: 134, solved: 134, solved at round 0 (no pair): 0" in lines
+    assert "- cumulative pass rate by round: round 0: 0.0%, round 1: 40.0%, round 2: 80.0%, round 3: 100.0%" in lines
+    assert "- pairs kept: 120 of 134 candidates; removed by filter: comment_only 0, identical_ast 14" in lines
+    assert "- rejected error lines (D-): mean 1.70, median 1" in lines
+    assert "| variant | pairs | steps | loss | reward acc. | margin | time (s) | peak RSS (GiB) |" in lines
+    assert "| dpo | 64 | 16 | 0.6931 | 0.50 | 0.0123 | 42.1 | 3.5 |" in lines
+    assert "| target_dpo | 64 | 16 | 0.5000 | - | - | 40.0 | - |" in lines
+    assert "| variant | benchmark | tasks | generation (s) | scoring (s) | peak RSS (GiB) |" in lines
+    assert "| reference | MBPP | 8 | 12.5 | 0.75 | 1.25 |" in lines
+    assert sum(line.startswith("| target_dpo | ") and "| 1.25 |" in line for line in lines) == 1
+
+
+# --------------------------------------------------------------------------- figures
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = matplotlib.image.imread(path)
+    assert min(img.shape[:2]) > 100 and img.std() > 0  # drawn, not blank
+
+
+def test_every_figure_is_written_and_linked(run, tmp_path):
+    inp = load(run)
+    written, skipped = figures.render(inp, tmp_path / "out" / "figures")  # the folder is created
+    names = ["pass_at_1", "cumulative_pass_rate", "rejected_lines", "training_curves", "error_types", "gains_losses"]
+    assert list(written) == names and skipped == {}
+    for path in written.values():
+        assert_png(path)
+    md = reporting.markdown(inp, {n: f"figures/{p.name}" for n, p in written.items()}, skipped)
+    for name in names:
+        assert md.count(f"](figures/{name}.png)") == 1
+    assert "Figure skipped" not in md
+
+
+def test_pass_at_1_figure_size(run, tmp_path):
+    path = tmp_path / "p.png"
+    figures.pass_at_1(reporting.metrics(load(run).table), BENCHMARKS, path)
+    h, w = matplotlib.image.imread(path).shape[:2]
+    assert (w, h) == (round((1.5 + 1.8 * 2) * 120), round(3.2 * 120))  # inches at 120 dpi
+
+
+def test_missing_inputs_are_skipped_with_a_line(tmp_path):
+    # dpo never trained (no curve anywhere), target_dpo's mbpp errored, no pairs built
+    root = make_run(tmp_path, train={"target_dpo": TRAIN["target_dpo"]}, pairs=False)
+    write(root / "reports/eval/target_dpo/mbpp.json", {"benchmark": "mbpp", "error": "no data"})
+    inp = load(root, trained=("dpo", "target_dpo", "rpo"))
+    assert inp.missing == ["reports/eval/rpo/humaneval.json (not evaluated)",
+                           "reports/eval/rpo/mbpp.json (not evaluated)",
+                           "reports/train/dpo.json (not trained)", "reports/train/rpo.json (not trained)",
+                           "reports/pairs.json (no pairs built)", "data/pairs.jsonl (no pairs built)"]
+    written, skipped = figures.render(inp, tmp_path / "figures")
+    assert set(skipped) == {"cumulative_pass_rate", "rejected_lines", "training_curves"}
+    assert set(written) == {"pass_at_1", "error_types", "gains_losses"}  # gains on HumanEval alone
+    md = reporting.markdown(inp, {n: f"figures/{p.name}" for n, p in written.items()}, skipped)
+    assert ("Figure skipped (training loss, margin and reward accuracy): "
+            "no reports/train/<variant>.json holds a per-step curve.") in md
+    assert "Figure skipped (D- size): data/pairs.jsonl is missing or holds no pairs." in md
+    lines = md.splitlines()
+    assert lines[lines.index("## Missing inputs (skipped)") + 2:] == [f"- {m}" for m in inp.missing]
+    assert "## Data" in lines and not any(line.startswith("- trajectories") for line in lines)
+
+    # without target_dpo results there is nothing to compare per task; nothing at all still renders
+    written, skipped = figures.render(load(root, trained=("dpo",)), tmp_path / "f2")
+    assert skipped["gains_losses"] == "needs scored results of both dpo and target_dpo on the same tasks"
+    empty = load(tmp_path / "nothing")
+    written, skipped = figures.render(empty, tmp_path / "f3")
+    assert written == {} and len(skipped) == 6
+    assert "No pair of variants has scored results" in reporting.markdown(empty, {}, skipped)
+
+
+# --------------------------------------------------------------------------- the stage
+
+def test_report_stage_writes_summary_metrics_and_figures(run):
+    params = {"train": {"run": ["dpo", "target_dpo"]}, "eval": {"benchmarks": BENCHMARKS},
+              "experiment_name": "embedded", "model": {"name": "qwen2.5-coder-0.5b-instruct"}}
+    (run / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run([sys.executable, str(ROOT / "stages/report.py")], cwd=run, check=True, capture_output=True)
+    assert json.loads((run / "reports/metrics.json").read_text())["dpo"] == {"humaneval": 50.0, "mbpp": 50.0,
+                                                                           "average": 50.0}
+    md = (run / "reports/summary.md").read_text()
+    assert "| reference, published (Qwen) | 61.6 | 52.4 | 57.0 |" in md
+    for png in sorted((run / "reports/figures").iterdir()):
+        assert f"](figures/{png.name})" in md
+        assert_png(png)
+    assert len(list((run / "reports/figures").iterdir())) == 6

@@ -1,13 +1,66 @@
-"""The comparison report: variants x benchmarks pass@1, like the paper's Table 1."""
+"""The comparison report in the paper's Table 1 layout: variants x benchmarks pass@1 with averages,
+published numbers beside ours when the student matches, paired significance, data and training.
+
+`load` reads a run's report folders, `metrics` is the DVC metrics file, `markdown` is
+reports/summary.md; the figures it links are drawn by `iterpref.figures`.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
+
+from iterpref.compare import compare
 
 BENCH_TITLES = {"humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP", "mbpp_plus": "MBPP+",
                 **{f"bigcodebench_{s}_{p}": f"BCB-{s.capitalize()} {p.capitalize()}"
                    for s in ("full", "hard") for p in ("complete", "instruct")}}
+
+
+def _row(*values: float) -> dict[str, float]:
+    """Published numbers in the paper's column order, which BENCH_TITLES follows."""
+    return dict(zip(BENCH_TITLES, values))
+
+
+# Published pass@1 (%) by student (params model.name) and variant. LiveCodeBench, the paper's last
+# column, has no benchmark in this project and is left out.
+PUBLISHED: dict[str, dict] = {
+    "qwen2.5-coder-7b": {
+        "label": "paper",
+        "source": "IterPref paper (arXiv 2503.02783) Table 1, Qwen2.5-Coder-7B base; shared/PAPER.md section 7",
+        "rows": {"reference": _row(61.6, 53.0, 76.9, 62.9, 45.8, 40.2, 16.2, 14.2),
+                 "dpo": _row(71.3, 59.1, 76.2, 48.7, 38.8, 28.5, 12.8, 12.2),
+                 "rpo": _row(71.3, 59.8, 70.9, 50.3, 39.8, 29.7, 14.2, 13.5),
+                 "target_dpo": _row(89.0, 83.6, 83.1, 69.0, 52.7, 41.0, 25.6, 20.9),
+                 "target_rpo": _row(89.6, 84.8, 83.3, 69.6, 53.3, 43.1, 29.7, 20.9)},
+    },
+    "qwen2.5-coder-0.5b-instruct": {
+        "label": "Qwen",
+        "source": "Qwen2.5-Coder-0.5B-Instruct model card (Qwen2.5-Coder technical report, arXiv 2409.12186)",
+        "rows": {"reference": _row(61.6, 57.3, 52.4, 43.7)},
+    },
+    "qwen2.5-coder-1.5b-instruct": {
+        "label": "Qwen",
+        "source": "Qwen2.5-Coder-1.5B-Instruct model card (Qwen2.5-Coder technical report, arXiv 2409.12186)",
+        "rows": {"reference": _row(70.7, 66.5, 69.2, 59.4)},
+    },
+}
+
+
+@dataclass
+class Inputs:
+    """Everything the report reads from one run; a missing input is ``None``/absent and noted."""
+
+    experiment: str
+    model: str
+    benchmarks: list[str]
+    table: dict[str, dict[str, dict]]  # {variant: {benchmark: eval report}}
+    train: dict[str, dict] = field(default_factory=dict)  # {variant: reports/train/<variant>.json}
+    pairs: dict | None = None  # reports/pairs.json
+    rejected_lines: list[int] | None = None  # |D-| in lines per kept pair
+    missing: list[str] = field(default_factory=list)  # one line per input that was not there
 
 
 def collect(eval_dir: str | Path, variants: list[str], benchmarks: list[str]) -> dict[str, dict[str, dict]]:
@@ -22,6 +75,45 @@ def collect(eval_dir: str | Path, variants: list[str], benchmarks: list[str]) ->
     return table
 
 
+def rejected_line_counts(pairs_jsonl: str | Path) -> list[int]:
+    """The number of rejected-only lines (D-) of each pair in a pairs.jsonl (0: an insert-only fix)."""
+    counts = []
+    with open(pairs_jsonl) as f:
+        for line in f:
+            if line.strip():
+                pair = json.loads(line)
+                texts = [pair["rejected"][s:e] for s, e in pair["rejected_spans"]]
+                counts.append(sum(t.count("\n") + (not t.endswith("\n")) for t in texts if t))
+    return counts
+
+
+def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment: str, model: str) -> Inputs:
+    """Read a run's reports under ``root``: variant ``reference`` (the untrained student) and
+    ``trained``; what is missing is recorded in ``Inputs.missing``, never raised."""
+    root = Path(root)
+    variants = ["reference", *trained]
+    table = collect(root / "reports/eval", variants, benchmarks)
+    missing = [f"reports/eval/{v}/{b}.json (not evaluated)" for v in variants for b in benchmarks
+               if b not in table.get(v, {})]
+    train = {}
+    for v in trained:
+        path = root / f"reports/train/{v}.json"
+        if path.exists():
+            train[v] = json.loads(path.read_text())
+        else:
+            missing.append(f"reports/train/{v}.json (not trained)")
+    pairs = rejected = None
+    if (root / "reports/pairs.json").exists():
+        pairs = json.loads((root / "reports/pairs.json").read_text())
+    else:
+        missing.append("reports/pairs.json (no pairs built)")
+    if (root / "data/pairs.jsonl").exists():
+        rejected = rejected_line_counts(root / "data/pairs.jsonl")
+    else:
+        missing.append("data/pairs.jsonl (no pairs built)")
+    return Inputs(experiment, model, benchmarks, table, train, pairs, rejected, missing)
+
+
 def metrics(table: dict[str, dict[str, dict]]) -> dict:
     """The DVC metrics: pass@1 (in %) per variant and benchmark, and the average."""
     out = {}
@@ -32,60 +124,142 @@ def metrics(table: dict[str, dict[str, dict]]) -> dict:
     return out
 
 
-def markdown(table: dict[str, dict[str, dict]], benchmarks: list[str], pairs: dict | None,
-             train: dict[str, dict], experiment: str) -> str:
-    """reports/summary.md: the comparison table, then where the numbers came from."""
-    m = metrics(table)
-    head = ["variant"] + [BENCH_TITLES.get(b, b) for b in benchmarks] + ["avg"]
-    lines = [f"# IterPref results: experiment `{experiment}`", "",
-             "pass@1 (%), greedy decoding, official evaluators run in the sandbox.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for v, row in table.items():
+def significance(table: dict[str, dict[str, dict]], benchmarks: list[str]) -> tuple[list[dict], list[str]]:
+    """For every pair of variants (b against a, in table order) and benchmark: the pass@1
+    difference, the tasks that flipped and McNemar's exact p (`iterpref.compare`).
+
+    Returns ``(rows, skipped)``: rows carry ``a``, ``b`` and `compare`'s fields; ``skipped`` says
+    which comparisons had no result on one side or different task sets.
+    """
+    rows, skipped = [], []
+    for a, b in combinations(table, 2):
+        for bench in benchmarks:
+            ra, rb = table[a].get(bench), table[b].get(bench)
+            absent = [v for v, r in ((a, ra), (b, rb)) if r is None or "per_task" not in r]
+            if absent:
+                skipped.append(f"{b} vs {a} on {BENCH_TITLES.get(bench, bench)}: no scored result for "
+                               f"{' and '.join(absent)}")
+                continue
+            try:
+                rows.append({"a": a, "b": b, **compare(ra, rb)})
+            except ValueError as err:
+                skipped.append(f"{b} vs {a}: {err}")
+    return rows, skipped
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _link(name: str, title: str, figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
+    if name in figures:
+        return ["", f"![{title}]({figures[name]})"]
+    return ["", f"Figure skipped ({title}): {skipped.get(name, 'not drawn')}."]
+
+
+def _results(inp: Inputs) -> list[str]:
+    m = metrics(inp.table)
+    pub = PUBLISHED.get(inp.model)
+    head = ["variant"] + [BENCH_TITLES.get(b, b) for b in inp.benchmarks] + ["avg"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v, row in inp.table.items():
         cells = [f"{m[v][b]:.1f} ({row[b]['passed']}/{row[b]['tasks']})" if b in m[v]
-                 else ("ENV ERROR" if b in row else "-") for b in benchmarks]
+                 else ("ENV ERROR" if b in row else "-") for b in inp.benchmarks]
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {m[v]['average']:.1f} |")
-    broken = [f"- {v}/{b}: {r['error']}" for v, row in table.items() for b, r in row.items() if "error" in r]
+        published = (pub or {}).get("rows", {}).get(v)
+        if published:
+            values = [published.get(b) for b in inp.benchmarks]
+            avg = None if None in values else sum(values) / len(values)
+            lines.append(f"| {v}, published ({pub['label']}) | " + " | ".join(_num(x, ".1f") for x in values)
+                         + f" | {_num(avg, '.1f')} |")
+    if pub:
+        lines += ["", f"Published rows ({pub['label']}): {pub['source']}; the average is over the columns shown."]
+        not_run = [v for v in pub["rows"] if v not in inp.table]
+        if not_run:
+            lines[-1] += f" The source also reports {', '.join(not_run)} (not run here)."
+        if "mbpp" in inp.benchmarks:
+            lines += ["", "MBPP here is the original MBPP test split (500 tasks); the published MBPP numbers are "
+                          "EvalPlus's MBPP (378 tasks), so that column compares different task sets."]
+    broken = [f"- {v}/{b}: {r['error']}" for v, row in inp.table.items() for b, r in row.items() if "error" in r]
     if broken:
-        lines += ["", "## Evaluation environment errors (not model results)", "", *broken]
-    if pairs:
-        lines += ["", "## Data", "",
-                  f"- trajectories: {pairs.get('trajectories')}, solved: {pairs.get('solved')}, "
-                  f"solved at round 0 (no pair): {pairs.get('solved_first_try')}",
-                  f"- cumulative pass rate by round: {pairs.get('cumulative_pass_rate')}",
-                  f"- pairs kept: {pairs.get('pairs')} of {pairs.get('candidate_pairs')} candidates; "
-                  f"removed by filter: {pairs.get('removed')}",
-                  f"- rejected error lines (D-): mean {pairs.get('rejected_lines_mean')}, "
-                  f"median {pairs.get('rejected_lines_median')}"]
-    if train:
-        lines += ["", "## Training", "", "| variant | pairs | steps | loss | reward acc. | margin | time (s) |",
-                  "|---|---|---|---|---|---|---|"]
-        for v, t in train.items():
-            acc, margin = t.get("rewards/accuracies"), t.get("rewards/margins")
+        lines += ["", "Evaluation environment errors (not model results):", "", *broken]
+    return lines
+
+
+def _significance(inp: Inputs) -> list[str]:
+    rows, skipped = significance(inp.table, inp.benchmarks)
+    lines = ["With one greedy sample per task, a difference of a few tasks is noise. For each pair of "
+             "variants: the pass@1 difference, the tasks that flipped (gained: only B passes; lost: only "
+             "A passes) and McNemar's exact two-sided p on those flips.", ""]
+    if rows:
+        lines += ["| B vs A | benchmark | A | B | B - A (points) | tasks differ | gained | lost | McNemar p |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            g, lo = len(r["gained"]), len(r["lost"])
+            lines.append(f"| {r['b']} vs {r['a']} | {BENCH_TITLES.get(r['benchmark'], r['benchmark'])} | "
+                         f"{100 * r['pass@1_a']:.1f} | {100 * r['pass@1_b']:.1f} | "
+                         f"{100 * (r['pass@1_b'] - r['pass@1_a']):+.1f} | {g + lo} | {g} | {lo} | {r['p_value']:.3g} |")
+    else:
+        lines.append("No pair of variants has scored results on a common benchmark.")
+    return lines + [f"- skipped: {s}" for s in skipped]
+
+
+def _data(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
+    lines = []
+    p = inp.pairs
+    if p:
+        rates = ", ".join(f"round {r}: {100 * x:.1f}%" for r, x in p["cumulative_pass_rate"].items())
+        lines += [f"- trajectories: {p['trajectories']}, solved: {p['solved']}, "
+                  f"solved at round 0 (no pair): {p['solved_first_try']}",
+                  f"- cumulative pass rate by round: {rates}",
+                  f"- pairs kept: {p['pairs']} of {p['candidate_pairs']} candidates; removed by filter: "
+                  + ", ".join(f"{k} {n}" for k, n in p["removed"].items()),
+                  f"- rejected error lines (D-): mean {_num(p['rejected_lines_mean'], '.2f')}, "
+                  f"median {_num(p['rejected_lines_median'], 'g')}"]
+    return (lines + _link("cumulative_pass_rate", "cumulative pass rate by debugging round", figures, skipped)
+            + _link("rejected_lines", "D- size", figures, skipped))
+
+
+def _training(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
+    lines = []
+    if inp.train:
+        lines += ["| variant | pairs | steps | loss | reward acc. | margin | time (s) | peak RSS (GiB) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for v, t in inp.train.items():
             lines.append(f"| {v} | {t['pairs']} | {t['steps']} | {t['train_loss']:.4f} | "
-                         f"{'-' if acc is None else f'{acc:.2f}'} | {'-' if margin is None else f'{margin:.4f}'} | "
-                         f"{t['train_runtime_s']} |")
+                         f"{_num(t.get('rewards/accuracies'), '.2f')} | {_num(t.get('rewards/margins'), '.4f')} | "
+                         f"{t['train_runtime_s']} | {_num(t.get('peak_rss_gib'), 'g')} |")
+    return lines + _link("training_curves", "training loss, margin and reward accuracy", figures, skipped)
+
+
+def _evaluation(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
+    lines = ["| variant | benchmark | tasks | generation (s) | scoring (s) | peak RSS (GiB) |",
+             "|---|---|---|---|---|---|"]
+    for v, row in inp.table.items():
+        for b, r in row.items():
+            if "error" not in r:
+                t = r.get("timings_s", {})
+                lines.append(f"| {v} | {BENCH_TITLES.get(b, b)} | {r['tasks']} | {_num(t.get('generation'), 'g')} | "
+                             f"{_num(t.get('scoring'), 'g')} | {_num(r.get('peak_rss_gib'), 'g')} |")
+    return lines + _link("error_types", "error types by variant", figures, skipped)
+
+
+def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[str, str] | None = None) -> str:
+    """reports/summary.md: Table 1 with published rows, significance, data, training, evaluation.
+
+    ``figures`` maps a figure name (see `iterpref.figures.render`) to its link relative to the
+    summary; ``skipped`` maps the names of figures not drawn to the reason.
+    """
+    figures, skipped = figures or {}, skipped or {}
+    lines = [f"# IterPref results: experiment `{inp.experiment}`", "",
+             f"Student model: `{inp.model}`. pass@1 (%), greedy decoding, one sample per task, official "
+             "evaluators run in the sandbox.", "", "## Table 1: pass@1 (%)", "", *_results(inp),
+             *_link("pass_at_1", "pass@1 by benchmark", figures, skipped),
+             "", "## Which differences are real", "", *_significance(inp),
+             *_link("gains_losses", "per-task gains and losses, target_dpo vs dpo", figures, skipped),
+             "", "## Data", "", *_data(inp, figures, skipped),
+             "", "## Training", "", *_training(inp, figures, skipped),
+             "", "## Evaluation", "", *_evaluation(inp, figures, skipped)]
+    if inp.missing:
+        lines += ["", "## Missing inputs (skipped)", "", *[f"- {m}" for m in inp.missing]]
     return "\n".join(lines) + "\n"
-
-
-def figure(table: dict[str, dict[str, dict]], benchmarks: list[str], path: str | Path) -> None:
-    """A grouped bar chart of pass@1 per benchmark and variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = metrics(table)
-    variants = list(table)
-    width = 0.8 / max(1, len(variants))
-    fig, ax = plt.subplots(figsize=(1.5 + 1.8 * len(benchmarks), 3.2))
-    for i, v in enumerate(variants):
-        xs = [j + i * width for j in range(len(benchmarks))]
-        ax.bar(xs, [m[v].get(b, 0.0) for b in benchmarks], width, label=v)
-    ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(benchmarks))])
-    ax.set_xticklabels([BENCH_TITLES.get(b, b) for b in benchmarks])
-    ax.set_ylabel("pass@1 (%)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -139,7 +139,8 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
           use_cpu: bool = False) -> dict:
     """Train one variant from ``model_path`` on ``pairs_path``; save the model to ``out_dir``.
 
-    Returns the final training metrics (also written to ``out_dir/train_metrics.json``).
+    Returns the final training metrics and ``log_history``, every logged step's metrics (also
+    written to ``out_dir/train_metrics.json``).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -181,6 +182,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
         "train_loss": result.training_loss,
         "train_runtime_s": round(time.time() - start, 2),
         "last": logged[-1] if logged else {},
+        "log_history": logged,
         "config": asdict(cfg),
     }
     (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")

@@ -1,0 +1,196 @@
+"""The report's figures as PNG files, drawn offline on matplotlib's Agg canvas (no pyplot, no
+display, no global backend state).
+
+`render` draws every figure its inputs allow and says why it skipped the others; each other
+function draws one figure from plain data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from iterpref.compare import compare
+from iterpref.reporting import BENCH_TITLES, Inputs, metrics
+
+# The paper's figure 6: cumulative pass rate (%) of CodeFlow's debugging by round (shared/PAPER.md section 4).
+PAPER_CUMULATIVE = [36.7, 54.7, 61.5, 64.6, 66.3, 67.5]
+# The pair the per-task figure compares: the paper's focal loss against plain DPO.
+GAINS_PAIR = ("dpo", "target_dpo")
+CURVE_KEYS = (("loss", "training loss"), ("rewards/margins", "reward margin"),
+              ("rewards/accuracies", "reward accuracy"))
+TOP_ERROR_TYPES = 8
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure (inches) on an Agg canvas."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path, **layout) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout(**layout)
+    fig.savefig(path, dpi=120)
+
+
+def _title(bench: str) -> str:
+    return BENCH_TITLES.get(bench, bench)
+
+
+def pass_at_1(scores: dict[str, dict[str, float]], benchmarks: list[str], path: str | Path) -> None:
+    """Grouped bars of pass@1 (%) per benchmark, one bar per variant (``scores`` as `metrics`)."""
+    variants = list(scores)
+    width = 0.8 / max(1, len(variants))
+    fig = _figure(1.5 + 1.8 * len(benchmarks), 3.2)
+    ax = fig.subplots()
+    for i, v in enumerate(variants):
+        ax.bar([j + i * width for j in range(len(benchmarks))], [scores[v].get(b, 0.0) for b in benchmarks],
+               width, label=v)
+    ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(benchmarks))])
+    ax.set_xticklabels([_title(b) for b in benchmarks])
+    ax.set_ylabel("pass@1 (%)")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def cumulative_pass_rate(rates: dict[str, float], path: str | Path) -> None:
+    """Cumulative pass rate (%) by debugging round, ours against the paper's figure 6."""
+    fig = _figure(5, 3.2)
+    ax = fig.subplots()
+    rounds = sorted(rates, key=int)
+    ax.plot([int(r) for r in rounds], [100 * rates[r] for r in rounds], "o-", label="this run")
+    ax.plot(range(len(PAPER_CUMULATIVE)), PAPER_CUMULATIVE, "s--", color="grey", label="paper (CodeFlow)")
+    ax.set_xlabel("debugging round")
+    ax.set_ylabel("solved so far (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def rejected_lines(counts: list[int], path: str | Path) -> None:
+    """Histogram of D- sizes: pairs by their number of rejected-only lines (0: insert-only fix)."""
+    fig = _figure(5, 3.2)
+    ax = fig.subplots()
+    top = max(counts)
+    ax.bar(range(top + 1), [counts.count(k) for k in range(top + 1)])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("rejected-only lines (D-) per pair")
+    ax.set_ylabel("pairs")
+    _save(fig, path)
+
+
+def training_curves(curves: dict[str, list[dict]], path: str | Path) -> None:
+    """Training loss, reward margin and reward accuracy by step, one line per variant."""
+    fig = _figure(4 * len(CURVE_KEYS), 3.2)
+    axes = fig.subplots(1, len(CURVE_KEYS), squeeze=False)
+    for ax, (key, label) in zip(axes[0], CURVE_KEYS):
+        for v, curve in curves.items():
+            points = [(h["step"], h[key]) for h in curve if key in h]
+            if points:
+                ax.plot(*zip(*points), ".-", label=v)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("step")
+        ax.set_title(label)
+    axes[0, 0].legend(fontsize=8)
+    _save(fig, path)
+
+
+def error_types(table: dict[str, dict[str, dict]], benchmarks: list[str], path: str | Path) -> None:
+    """Failing tasks by error type: a stacked bar per variant, one panel per benchmark; the most
+    frequent types have their own colour, the rest are "other"."""
+    totals: dict[str, int] = {}
+    for row in table.values():
+        for b in benchmarks:
+            for kind, n in row.get(b, {}).get("error_types", {}).items():
+                totals[kind] = totals.get(kind, 0) + n
+    ranked = sorted(totals, key=lambda k: (-totals[k], k))
+    kinds = ranked[:TOP_ERROR_TYPES] + (["other"] if len(ranked) > TOP_ERROR_TYPES else [])
+    colours = dict(zip(kinds, colormaps["tab10"].colors))
+    fig = _figure(1.5 + 2.5 * len(benchmarks), 3.6)
+    axes = fig.subplots(1, len(benchmarks), squeeze=False)
+    for ax, b in zip(axes[0], benchmarks):
+        variants = [v for v in table if "error_types" in table[v].get(b, {})]
+        bottom = [0] * len(variants)
+        for kind in kinds:
+            counts = [sum(n for k, n in table[v][b]["error_types"].items()
+                          if k == kind or (kind == "other" and k not in kinds)) for v in variants]
+            ax.bar(variants, counts, bottom=bottom, color=colours[kind], label=kind)
+            bottom = [x + y for x, y in zip(bottom, counts)]
+        ax.set_title(_title(b))
+        ax.tick_params(axis="x", labelrotation=30)
+    axes[0, 0].set_ylabel("failing tasks")
+    fig.legend(handles=[Patch(color=colours[k], label=k) for k in kinds], loc="center right", fontsize=7)
+    _save(fig, path, rect=(0, 0, 0.8, 1))
+
+
+def gains_losses(comparisons: dict[str, tuple[dict, dict]], labels: tuple[str, str], path: str | Path) -> None:
+    """Per-task outcome strips, one per benchmark: ``{benchmark: (report a, compare(a, b))}``;
+    each task is gained (only b passes), lost (only a passes), passed by both or by neither."""
+    outcomes = ["neither", "both", "lost", "gained"]
+    cmap = ListedColormap(["#f2f2f2", "#9e9e9e", "#d62728", "#2ca02c"])
+    height = 0.6 + 1.0 * len(comparisons)
+    fig = _figure(10, height)
+    axes = fig.subplots(len(comparisons), 1, squeeze=False)
+    for ax, (bench, (a, c)) in zip(axes[:, 0], comparisons.items()):
+        gained, lost = set(c["gained"]), set(c["lost"])
+        row = [3 if t["task_id"] in gained else 2 if t["task_id"] in lost else int(t["passed"]) for t in a["per_task"]]
+        ax.imshow([row], cmap=cmap, vmin=0, vmax=3, aspect="auto", interpolation="nearest")
+        ax.set_yticks([])
+        ax.set_title(f"{_title(bench)}: {labels[1]} vs {labels[0]}, +{len(gained)} gained, -{len(lost)} lost, "
+                     f"McNemar p = {c['p_value']:.3g}", fontsize=9)
+    axes[-1, 0].set_xlabel("task (benchmark order)")
+    fig.legend(handles=[Patch(color=cmap(i), label=o) for i, o in enumerate(outcomes)], loc="lower center",
+               ncol=4, fontsize=7)
+    _save(fig, path, rect=(0, 0.3 / height, 1, 1))
+
+
+def render(inp: Inputs, out_dir: str | Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """Draw every figure the inputs allow into ``out_dir``.
+
+    Returns ``(written, skipped)``: ``{name: png path}`` and ``{name: why it was not drawn}``.
+    """
+    out_dir = Path(out_dir)
+    scored = {v: {b: r for b, r in row.items() if "per_task" in r} for v, row in inp.table.items()}
+    scored = {v: row for v, row in scored.items() if row}
+    benches = [bench for bench in inp.benchmarks if any(bench in row for row in scored.values())]
+    a, b = GAINS_PAIR
+    comparisons = {}
+    for bench in inp.benchmarks:
+        if bench in scored.get(a, {}) and bench in scored.get(b, {}):
+            try:
+                comparisons[bench] = (scored[a][bench], compare(scored[a][bench], scored[b][bench]))
+            except ValueError:  # different task sets: the summary's significance section says so
+                pass
+    curves = {v: t["curve"] for v, t in inp.train.items() if t.get("curve")}
+    rates = (inp.pairs or {}).get("cumulative_pass_rate")
+    # name: (why it cannot be drawn, or None; how to draw it)
+    jobs = {
+        "pass_at_1": (None if scored else "no scored evaluation results",
+                      lambda p: pass_at_1(metrics(scored), benches, p)),
+        "cumulative_pass_rate": (None if rates else "reports/pairs.json is missing or has no cumulative pass rate",
+                                 lambda p: cumulative_pass_rate(rates, p)),
+        "rejected_lines": (None if inp.rejected_lines else "data/pairs.jsonl is missing or holds no pairs",
+                           lambda p: rejected_lines(inp.rejected_lines, p)),
+        "training_curves": (None if curves else "no reports/train/<variant>.json holds a per-step curve",
+                            lambda p: training_curves(curves, p)),
+        "error_types": (None if scored else "no scored evaluation results",
+                        lambda p: error_types(scored, benches, p)),
+        "gains_losses": (None if comparisons else f"needs scored results of both {a} and {b} on the same tasks",
+                         lambda p: gains_losses(comparisons, GAINS_PAIR, p)),
+    }
+    written, skipped = {}, {}
+    for name, (reason, draw) in jobs.items():
+        if reason:
+            skipped[name] = reason
+        else:
+            written[name] = out_dir / f"{name}.png"
+            draw(written[name])
+    return written, skipped
