@@ -14,7 +14,7 @@ from iterpref import params as P
 from iterpref import runtime, tracking
 from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import SetupError, write_jsonl
-from iterpref.evaluation.run import evaluate, sampling_for
+from iterpref.evaluation.run import evaluate, settings_for
 from iterpref.llm import make_generator
 from iterpref.sandbox import SandboxConfig
 
@@ -26,14 +26,14 @@ if __name__ == "__main__":
     out = Path("reports/eval") / variant / f"{benchmark}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     model_dir = Path("models/student") if variant == "reference" else Path("models/trained") / variant
+    sampling, limit = settings_for(ecfg, benchmark)
     try:
         bench = registry.get(benchmark, ecfg["data"])
         generation = {"backend": "hf", "model_dir": str(model_dir), "dtype": ecfg["dtype"],
                       "device": params["runtime"]["device"], "threads": params["runtime"]["threads"]}
         generator = make_generator("hf", str(model_dir), device=generation["device"], dtype=ecfg["dtype"])
         report, samples = evaluate(
-            generator, bench, sampling_for(ecfg, benchmark),
-            P.build(SandboxConfig, params["sandbox"], "sandbox"), limit=ecfg["limit"],
+            generator, bench, sampling, P.build(SandboxConfig, params["sandbox"], "sandbox"), limit=limit,
             timeout_s=ecfg["timeout_s"], gate=ecfg["sanity_gate"], generation=generation, prompt_style=ecfg["prompt"])
     except SetupError as err:
         out.write_text(json.dumps({"benchmark": benchmark, "variant": variant, "error": str(err),

@@ -15,7 +15,7 @@ from iterpref.evaluation import errors, registry, sanity
 from iterpref.evaluation.benchmark import Benchmark, SetupError
 from iterpref.evaluation.humaneval import INSTRUCTION, HumanEval
 from iterpref.evaluation.mbpp import MBPP, SHIPPED_SHA256, function_name
-from iterpref.evaluation.run import evaluate, sampling_for
+from iterpref.evaluation.run import evaluate, settings_for
 from iterpref.llm.base import SamplingConfig
 from iterpref.sandbox import SandboxConfig
 
@@ -334,14 +334,19 @@ def test_evalplus_prompt_style_prefills_the_answer(he, mbpp, monkeypatch, tmp_pa
     assert report["prompt"]["style"] == "evalplus" and report["prompt"]["example"][-1]["role"] == "assistant"
 
 
-def test_sampling_by_benchmark_overrides_only_its_keys():
-    ecfg = {"sampling": {"max_new_tokens": 320, "batch_size": 32},
-            "sampling_by_benchmark": {"mbpp": {"max_new_tokens": 192}}}
-    assert sampling_for(ecfg, "mbpp").max_new_tokens == 192 and sampling_for(ecfg, "mbpp").batch_size == 32
-    assert sampling_for(ecfg, "humaneval").max_new_tokens == 320
-    ecfg["sampling_by_benchmark"]["mbpp"] = {"max_tokens": 192}
-    with pytest.raises(ValueError, match=r"eval.sampling \+ eval.sampling_by_benchmark.mbpp: unknown key\(s\) \['max_tokens'\]"):
-        sampling_for(ecfg, "mbpp")
+def test_by_benchmark_settings_override_only_their_keys():
+    ecfg = {"sampling": {"max_new_tokens": 320, "batch_size": 32}, "limit": None,
+            "by_benchmark": {"mbpp": {"sampling": {"max_new_tokens": 192}, "limit": 100}}}
+    sampling, limit = settings_for(ecfg, "mbpp")
+    assert (sampling.max_new_tokens, sampling.batch_size, limit) == (192, 32, 100)
+    sampling, limit = settings_for(ecfg, "humaneval")
+    assert (sampling.max_new_tokens, limit) == (320, None)
+    ecfg["by_benchmark"]["mbpp"]["sampling"] = {"max_tokens": 192}
+    with pytest.raises(ValueError, match=r"eval.sampling \+ eval.by_benchmark.mbpp.sampling: unknown key\(s\) \['max_tokens'\]"):
+        settings_for(ecfg, "mbpp")
+    ecfg["by_benchmark"]["mbpp"] = {"limt": 5}
+    with pytest.raises(ValueError, match=r"eval.by_benchmark.mbpp: unknown key\(s\) \['limt'\]"):
+        settings_for(ecfg, "mbpp")
 
 
 @pytest.mark.parametrize("name", ["humaneval", "mbpp"])

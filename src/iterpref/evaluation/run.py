@@ -77,14 +77,20 @@ def evaluate(generator: Generator, bench: Benchmark, sampling: SamplingConfig, s
     return report, samples
 
 
-def sampling_for(eval_params: dict, benchmark: str) -> SamplingConfig:
-    """The sampling settings of ``benchmark``: ``eval.sampling``, then the keys that
-    ``eval.sampling_by_benchmark.<benchmark>`` overrides (e.g. a shorter answer cap for MBPP)."""
+def settings_for(eval_params: dict, benchmark: str) -> tuple[SamplingConfig, int | None]:
+    """``(sampling, limit)`` for ``benchmark``: ``eval.sampling`` and ``eval.limit``, with what
+    ``eval.by_benchmark.<benchmark>`` changes (``limit``, and the ``sampling`` keys it gives),
+    e.g. a shorter answer cap for MBPP or its first 100 tasks only."""
     from iterpref import params
 
-    extra = (eval_params.get("sampling_by_benchmark") or {}).get(benchmark) or {}
-    where = f"eval.sampling + eval.sampling_by_benchmark.{benchmark}" if extra else "eval.sampling"
-    return params.build(SamplingConfig, {**eval_params["sampling"], **extra}, where)
+    own = dict((eval_params.get("by_benchmark") or {}).get(benchmark) or {})
+    where = f"eval.by_benchmark.{benchmark}"
+    unknown = sorted(set(own) - {"limit", "sampling"})
+    if unknown:
+        raise ValueError(f"params.yaml: {where}: unknown key(s) {unknown}; it takes limit and sampling")
+    sampling = params.build(SamplingConfig, {**eval_params["sampling"], **(own.get("sampling") or {})},
+                            f"eval.sampling + {where}.sampling" if own.get("sampling") else "eval.sampling")
+    return sampling, own.get("limit", eval_params.get("limit"))
 
 
 def evalplus_stops() -> list[str]:
