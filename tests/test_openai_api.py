@@ -1,25 +1,17 @@
-"""The OpenAI-compatible backend against a real HTTP server on 127.0.0.1.
-
-No mocks: `ChatServer` is a stdlib ``ThreadingHTTPServer`` speaking the chat-completions
-protocol, answering either with a deterministic echo (protocol tests) or with the tiny HF model
-(a small "vLLM-like" server). It records every request, counts attempts per conversation, can
-fail the first N of them, hold requests until several are in flight, or stall one past the
-client's timeout. Error answers carry ``retry-after-ms: 10`` (as OpenAI's do), which the
-openai client honours, so retries here take milliseconds, not the default backoff.
+"""The OpenAI-compatible backend against a real HTTP server on 127.0.0.1 (`chat_server`),
+answering either with a deterministic echo (protocol tests) or with the tiny HF model (a small
+"vLLM-like" server).
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
-from collections import Counter
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 
 import pytest
+from chat_server import echo, hermetic_env, last_user, server, serving, user  # noqa: F401 (fixtures)
 
 from iterpref import debugging
 from iterpref.llm import make_generator
@@ -28,140 +20,6 @@ from iterpref.llm.openai_api import OpenAIGenerator, OpenAIRequestError
 from iterpref.problems import load_seed
 from iterpref.sandbox import SandboxConfig
 from iterpref.teachers import make_teacher
-
-HOLD_TIMEOUT_S = 5.0  # the longest a held request waits for company
-
-
-@dataclass
-class Seen:
-    """One request as the server received it."""
-
-    headers: dict[str, str]
-    body: dict
-
-
-def last_user(body: dict) -> str:
-    return [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
-
-
-class ChatServer(ThreadingHTTPServer):
-    """``POST /v1/chat/completions`` -> ``respond(body)`` as a ``chat.completion`` object.
-
-    Attributes tests set: ``fail[user_text] = (n, status)`` answers the first n attempts of
-    that conversation with ``status``; ``stall[user_text] = s`` sleeps s seconds on its first
-    attempt; ``hold = k`` keeps the first requests waiting until k are in flight together.
-    """
-
-    daemon_threads = True
-
-    def __init__(self, respond):
-        super().__init__(("127.0.0.1", 0), ChatHandler)
-        self.respond = respond
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/v1"
-        self.requests: list[Seen] = []
-        self.attempts: Counter[str] = Counter()
-        self.fail: dict[str, tuple[int, int]] = {}
-        self.stall: dict[str, float] = {}
-        self.hold = 0
-        self.in_flight = self.max_in_flight = 0
-        self._held = False
-        self.cond = threading.Condition()
-
-    def handle_error(self, request, client_address):
-        """A client that timed out and hung up is expected here; keep pytest output clean."""
-
-    def admit(self, seen: Seen) -> int:
-        """Record a request; returns its attempt number for the conversation (1-based)."""
-        with self.cond:
-            self.requests.append(seen)
-            self.attempts[last_user(seen.body)] += 1
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            if self.in_flight >= self.hold:
-                self._held = True
-                self.cond.notify_all()
-            self.cond.wait_for(lambda: self._held, timeout=HOLD_TIMEOUT_S)
-            return self.attempts[last_user(seen.body)]
-
-    def leave(self):
-        with self.cond:
-            self.in_flight -= 1
-
-
-class ChatHandler(BaseHTTPRequestHandler):
-    server: ChatServer
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self):
-        if self.path != "/v1/chat/completions":
-            return self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        seen = Seen({k.lower(): v for k, v in self.headers.items()}, body)
-        attempt = self.server.admit(seen)
-        try:
-            text = last_user(body)
-            n_fail, status = self.server.fail.get(text, (0, 200))
-            if attempt <= n_fail:
-                return self._send(status, {"error": {"message": f"injected {status}", "type": "server_error"}},
-                                  {"retry-after-ms": "10"})
-            if attempt == 1 and text in self.server.stall:
-                time.sleep(self.server.stall[text])  # the client has given up by now
-                return
-            content = self.server.respond(body)
-            self._send(200, {
-                "id": f"chatcmpl-{len(self.server.requests)}", "object": "chat.completion",
-                "created": int(time.time()), "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            })
-        finally:
-            self.server.leave()
-
-
-@contextmanager
-def serving(respond):
-    """A started `ChatServer`, shut down and closed on exit."""
-    server = ChatServer(respond)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def echo(body: dict) -> str:
-    return f"reply to: {last_user(body)}"
-
-
-@pytest.fixture(autouse=True)
-def _hermetic_env(monkeypatch):
-    """Nothing from the environment may redirect traffic off 127.0.0.1 or add credentials."""
-    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_ADMIN_KEY",
-                "OPENAI_CUSTOM_HEADERS", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def server():
-    with serving(echo) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")
@@ -186,10 +44,6 @@ def hf_server(tiny_hf):
 
     with serving(respond) as s:
         yield s
-
-
-def user(text: str) -> list[dict]:
-    return [{"role": "user", "content": text}]
 
 
 def test_replies_in_order_through_concurrent_requests(server):
@@ -281,33 +135,70 @@ def test_tiny_model_behind_the_server(hf_server, tiny_hf):
 
 
 def test_rate_limits_and_server_errors_are_retried(server):
-    server.fail = {"flaky": (2, 429), "broken": (3, 500)}
+    server.faults = {"flaky": [429] * 2, "broken": [500] * 3}
     gen = OpenAIGenerator("m", base_url=server.url, max_retries=3)
     assert gen.chat([user("flaky"), user("broken"), user("fine")], SamplingConfig()) == [
         "reply to: flaky", "reply to: broken", "reply to: fine"]
     assert server.attempts == {"flaky": 3, "broken": 4, "fine": 1}
-    retries = [r.headers["x-stainless-retry-count"] for r in server.requests if last_user(r.body) == "broken"]
+    retries = [r.headers["x-stainless-retry-count"] for r in server.requests_for("broken")]
     assert retries == ["0", "1", "2", "3"]
 
 
+def test_retry_after_in_seconds_is_waited_for(server):
+    server.faults = {"limited": [(429, {"retry-after": "0.4"})]}
+    gen = OpenAIGenerator("m", base_url=server.url, max_retries=1)
+    assert gen.chat([user("limited")], SamplingConfig()) == ["reply to: limited"]
+    first, second = server.requests_for("limited")
+    assert second.at - first.at >= 0.4  # the server's delay, not the client's 0.5 s +- jitter backoff
+
+
 def test_a_timeout_is_retried(server):
-    server.stall = {"slow": 2.0}  # the first attempt only
+    server.faults = {"slow": ["hang"]}  # the first attempt only
     gen = OpenAIGenerator("m", base_url=server.url, timeout_s=0.5, max_retries=2)
     assert gen.chat([user("slow")], SamplingConfig()) == ["reply to: slow"]
     assert server.attempts["slow"] == 2
 
 
+def test_a_dropped_connection_is_retried(server):
+    server.faults = {"cut": ["drop"]}
+    gen = OpenAIGenerator("m", base_url=server.url, max_retries=1)
+    assert gen.chat([user("cut")], SamplingConfig()) == ["reply to: cut"]
+    assert server.attempts["cut"] == 2
+
+
 def test_a_permanent_failure_raises_after_max_retries(server):
-    server.fail = {"down": (10**9, 500), "bad": (10**9, 400), "denied": (10**9, 401)}
+    server.faults = {"down": [500] * 9, "bad": [400] * 9, "denied": [401] * 9, "gone": ["drop"] * 9}
+    server.hang_s = 1.0
     gen = OpenAIGenerator("m", base_url=server.url, max_retries=2)
-    with pytest.raises(OpenAIRequestError, match=r"openai:m at http://127\.0\.0\.1.*500.*gave up after 2 retries"):
+    with pytest.raises(OpenAIRequestError, match=r"openai:m at http://127\.0\.0\.1.*500.*gave up after 2 retries") as err:
         gen.chat([user("down")], SamplingConfig())
-    assert server.attempts["down"] == 3
-    with pytest.raises(OpenAIRequestError, match="BadRequestError.*not retried"):
+    assert server.attempts["down"] == 3 and err.value.cause == "server_error"
+    with pytest.raises(OpenAIRequestError, match="BadRequestError.*not retried") as err:
         gen.chat([user("bad")], SamplingConfig())
-    assert server.attempts["bad"] == 1
-    with pytest.raises(OpenAIRequestError, match="AuthenticationError.*check the key in OPENAI_API_KEY"):
+    assert server.attempts["bad"] == 1 and err.value.cause == "http_400"
+    with pytest.raises(OpenAIRequestError, match="AuthenticationError.*check the key in OPENAI_API_KEY") as err:
         gen.chat([user("denied")], SamplingConfig())
+    assert err.value.cause == "http_401"
+    gen = OpenAIGenerator("m", base_url=server.url, max_retries=1)
+    with pytest.raises(OpenAIRequestError, match="APIConnectionError.*gave up after 1 retries") as err:
+        gen.chat([user("gone")], SamplingConfig())
+    assert server.attempts["gone"] == 2 and err.value.cause == "connection"
+    server.faults["stuck"] = ["hang"] * 9
+    gen = OpenAIGenerator("m", base_url=server.url, timeout_s=0.2, max_retries=1)
+    with pytest.raises(OpenAIRequestError, match="APITimeoutError.*gave up after 1 retries") as err:
+        gen.chat([user("stuck")], SamplingConfig())
+    assert server.attempts["stuck"] == 2 and err.value.cause == "timeout"
+
+
+def test_a_reply_that_is_not_a_chat_completion_raises_at_once(server):
+    server.faults = {"garbled": ["malformed"], "no choices": [(200, {})]}
+    gen = OpenAIGenerator("m", base_url=server.url, max_retries=3)
+    with pytest.raises(OpenAIRequestError, match="the reply is not JSON.*not retried") as err:
+        gen.chat([user("garbled")], SamplingConfig())
+    assert server.attempts["garbled"] == 1 and err.value.cause == "malformed_reply"
+    with pytest.raises(OpenAIRequestError, match=r"no choices\[0\]\.message.*not retried") as err:
+        gen.chat([user("no choices")], SamplingConfig())
+    assert server.attempts["no choices"] == 1 and err.value.cause == "malformed_reply"
 
 
 def test_connection_refused_raises_after_max_retries():
@@ -315,8 +206,9 @@ def test_connection_refused_raises_after_max_retries():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     gen = OpenAIGenerator("m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1)
-    with pytest.raises(OpenAIRequestError, match="APIConnectionError.*gave up after 1 retries"):
+    with pytest.raises(OpenAIRequestError, match="APIConnectionError.*gave up after 1 retries") as err:
         gen.chat([user("x")], SamplingConfig())
+    assert err.value.cause == "connection"
 
 
 def test_missing_key_for_the_official_endpoint(server, monkeypatch):
@@ -333,6 +225,8 @@ def test_missing_key_for_the_official_endpoint(server, monkeypatch):
 
 
 def test_llm_teacher_debugs_through_the_server(hf_server, tmp_path):
+    model = hf_server.respond  # its noise in a python fence: a version (unfenced it holds no code)
+    hf_server.respond = lambda body: f"```python\n# the model wrote:\n{model(body)}\n```"
     problems = load_seed("data/seed/problems.jsonl", limit=1)
     cfg = {"kind": "llm", "backend": "openai", "model": "tiny-random", "base_url": hf_server.url,
            "max_concurrency": 2, "max_retries": 1,

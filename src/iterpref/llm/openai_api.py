@@ -5,12 +5,16 @@ Each conversation is one ``POST /chat/completions`` request; a thread pool over 
 ``openai`` client keeps several in flight. Retries are the client's own: 408, 409, 429, 5xx,
 timeouts and connection errors are retried up to ``max_retries`` times with exponential backoff
 (0.5 s doubling to at most 8 s, with jitter; a server's ``Retry-After`` / ``retry-after-ms``
-header takes precedence). Other errors (400, 401, ...) fail at once. Either way the request
-that finally fails raises `OpenAIRequestError`, naming the model, the server and the cause.
+header takes precedence). Other errors (400, 401, ...) fail at once, and so does a 200 answer
+that is not a chat completion (a body that is not JSON, or no ``choices[0].message``). Either
+way the request that finally fails raises `OpenAIRequestError`, naming the model, the server and
+the cause, with ``cause`` a short name for counting: ``rate_limit`` (429), ``server_error``
+(5xx), ``http_<status>`` (any other status), ``timeout``, ``connection``, ``malformed_reply``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -24,7 +28,12 @@ DUMMY_KEY = "EMPTY"  # what a local server without --api-key accepts (vLLM's con
 
 
 class OpenAIRequestError(RuntimeError):
-    """A chat-completions request that failed for good (after the client's retries, if any)."""
+    """A chat-completions request that failed for good (after the client's retries, if any);
+    ``cause`` names the kind of failure (see the module docstring)."""
+
+    def __init__(self, message: str, cause: str):
+        super().__init__(message)
+        self.cause = cause
 
 
 def _retryable(err: Exception) -> bool:
@@ -35,6 +44,20 @@ def _retryable(err: Exception) -> bool:
         return True
     status = getattr(err, "status_code", None)
     return status is not None and (status in (408, 409, 429) or status >= 500)
+
+
+def _cause(err: Exception) -> str:
+    """The short name of a failure the openai client raised (see the module docstring)."""
+    import openai
+
+    if isinstance(err, openai.APITimeoutError):  # a subclass of APIConnectionError
+        return "timeout"
+    if isinstance(err, openai.APIConnectionError):
+        return "connection"
+    if isinstance(err, openai.APIStatusError):
+        status = err.status_code
+        return "rate_limit" if status == 429 else "server_error" if status >= 500 else f"http_{status}"
+    return "malformed_reply"  # APIResponseValidationError: a 200 the client could not read
 
 
 class OpenAIGenerator:
@@ -96,9 +119,17 @@ class OpenAIGenerator:
                 why = f"not retried; check the key in {self.api_key_env}"
             else:
                 why = "not retried"
-            raise OpenAIRequestError(
-                f"{self.name} at {self.base_url}: {type(err).__name__}: {err} ({why})") from err
-        return completion.choices[0].message.content or ""
+            raise self._error(f"{type(err).__name__}: {err} ({why})", _cause(err)) from err
+        except json.JSONDecodeError as err:  # a 200 whose body the client could not parse
+            raise self._error(f"the reply is not JSON: {err} (not retried)", "malformed_reply") from err
+        try:
+            return completion.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError) as err:
+            raise self._error(f"the reply holds no choices[0].message: {str(completion)[:200]} (not retried)",
+                              "malformed_reply") from err
+
+    def _error(self, what: str, cause: str) -> OpenAIRequestError:
+        return OpenAIRequestError(f"{self.name} at {self.base_url}: {what}", cause)
 
     def chat(self, conversations: list[Conversation], sampling: SamplingConfig,
              progress: str | None = None) -> list[str]:
