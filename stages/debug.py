@@ -1,8 +1,14 @@
-"""Stage `debug`: teacher writes, sandbox tests, teacher fixes -> data/trajectories.jsonl.
+"""Stage `debug`: teacher writes, sandbox tests, teacher fixes -> data/trajectories.jsonl,
+reports/debug.json.
 
 Resumable: finished trajectories go to .cache/debug/<hash>.jsonl as they complete, keyed by the
 teacher, debug and sandbox params and the problems themselves; an interrupted run resumes from
-it, and a finished run deletes it (so changed code never reuses a stale log).
+it, and a finished run deletes it (so changed code never reuses a stale log). An LLM teacher's
+replies are also cached on disk (teacher.cache_dir), so the trajectories a kill -9 cut short
+replay their finished turns for free.
+
+The report (printed, and written to reports/debug.json) counts trajectories, solved ones,
+sandbox runs, teacher faults by cause, and the response cache's hits and misses.
 """
 
 import json
@@ -11,6 +17,7 @@ from pathlib import Path
 from iterpref import debugging
 from iterpref import params as P
 from iterpref import runtime
+from iterpref.llm.cache import CachedGenerator
 from iterpref.records import Problem, read_jsonl, to_dict, write_jsonl
 from iterpref.sandbox import SandboxConfig
 from iterpref.teachers import make_teacher
@@ -29,4 +36,10 @@ if __name__ == "__main__":
     )
     write_jsonl("data/trajectories.jsonl", trajectories)
     resume_log.unlink(missing_ok=True)
-    print(json.dumps({**stats, "peak_rss_gib": runtime.peak_rss_gib()}))
+    cache = getattr(teacher, "generator", None)
+    if isinstance(cache, CachedGenerator):
+        stats["teacher_cache"] = cache.stats()
+    report = {**stats, "peak_rss_gib": runtime.peak_rss_gib()}
+    Path("reports").mkdir(exist_ok=True)
+    Path("reports/debug.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report))

@@ -5,6 +5,11 @@
         v_{r+1} = teacher.fix(v_0..v_r)       the teacher sees every version and its error
     solved = the last version passed
 
+When the teacher cannot write a version (an LLM teacher's request failed for good, or its
+reply held no code: `iterpref.teachers.TeacherError`), the trajectory ends there, unsolved, with
+the fault recorded in ``teacher_fault``; it keeps the versions written before, and gives no pair.
+The run goes on, and its statistics count the faults by cause.
+
 Trajectories are appended to a resume log as they finish, so an interrupted run picks up
 where it stopped; the log is keyed by a hash of everything that shapes a trajectory.
 """
@@ -14,15 +19,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from iterpref.records import Attempt, Problem, RecordError, Trajectory, append_jsonl, from_dict
+from iterpref.records import Attempt, Problem, RecordError, TeacherFault, Trajectory, append_jsonl, from_dict
 from iterpref.sandbox import SandboxConfig, run_unittest
-from iterpref.teachers import Teacher
+from iterpref.teachers import Teacher, TeacherError
 
 
 @dataclass
@@ -55,15 +61,21 @@ def debug_one(problem: Problem, teacher: Teacher, k: int, cfg: DebugConfig, sand
     session = teacher.open(problem, seed)
     if session is None:
         return None
-    code, note = session.write()
-    attempts = [Attempt(round=0, code=code, outcome=run_unittest(code, problem.tests, sandbox), note=note)]
-    while not attempts[-1].outcome.passed and len(attempts) <= cfg.max_rounds:
-        code, note = session.fix(attempts)
-        outcome = run_unittest(code, problem.tests, sandbox)
-        attempts.append(Attempt(round=len(attempts), code=code, outcome=outcome, note=note))
+    attempts: list[Attempt] = []
+    fault = None
+    try:
+        code, note = session.write()
+        attempts.append(Attempt(round=0, code=code, outcome=run_unittest(code, problem.tests, sandbox), note=note))
+        while not attempts[-1].outcome.passed and len(attempts) <= cfg.max_rounds:
+            code, note = session.fix(attempts)
+            outcome = run_unittest(code, problem.tests, sandbox)
+            attempts.append(Attempt(round=len(attempts), code=code, outcome=outcome, note=note))
+    except TeacherError as err:
+        fault = TeacherFault(round=len(attempts), cause=err.cause, detail=str(err))
     return Trajectory(
         trajectory_id=f"{problem.task_id}#{k}", task_id=problem.task_id, teacher=teacher.name,
-        seed=seed, attempts=attempts, solved=attempts[-1].outcome.passed, provenance=provenance,
+        seed=seed, attempts=attempts, solved=bool(attempts) and attempts[-1].outcome.passed,
+        provenance=provenance, teacher_fault=fault,
     )
 
 
@@ -97,17 +109,18 @@ def run(problems: list[Problem], teacher: Teacher, cfg: DebugConfig, sandbox: Sa
         resume_log: str | os.PathLike, provenance: dict | None = None) -> tuple[list[Trajectory], dict]:
     """Debug every problem ``cfg.trajectories_per_problem`` times.
 
-    Returns the trajectories in (problem, index) order and counts of what happened. Finished
-    trajectories found in ``resume_log`` are reused; new ones are appended to it.
+    Returns the trajectories in (problem, index) order and counts of what happened
+    (``teacher_faults``: trajectories ended by a teacher fault, by cause). Finished trajectories
+    found in ``resume_log`` are reused; new ones are appended to it.
     """
     resume_log = Path(resume_log)
     done = _load_resume(resume_log)
     jobs = [(p, k) for p in problems for k in range(cfg.trajectories_per_problem)]
     todo = [(p, k) for p, k in jobs if f"{p.task_id}#{k}" not in done]
     provenance = dict(provenance or {})
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="debug trajectories")
     no_session = 0
-    with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
+    with (tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="debug trajectories") as bar,
+          ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool):
         futures = [pool.submit(debug_one, p, teacher, k, cfg, sandbox, provenance) for p, k in todo]
         for fut in futures:
             traj = fut.result()
@@ -117,7 +130,6 @@ def run(problems: list[Problem], teacher: Teacher, cfg: DebugConfig, sandbox: Sa
                 continue
             append_jsonl(resume_log, traj)
             done[traj.trajectory_id] = traj
-    bar.close()
     ordered = [done[f"{p.task_id}#{k}"] for p, k in jobs if f"{p.task_id}#{k}" in done]
     stats = {
         "jobs": len(jobs),
@@ -126,5 +138,6 @@ def run(problems: list[Problem], teacher: Teacher, cfg: DebugConfig, sandbox: Sa
         "trajectories": len(ordered),
         "solved": sum(t.solved for t in ordered),
         "sandbox_runs": sum(len(t.attempts) for t in ordered),
+        "teacher_faults": dict(sorted(Counter(t.teacher_fault.cause for t in ordered if t.teacher_fault).items())),
     }
     return ordered, stats

@@ -100,6 +100,23 @@ class Attempt:
 
 
 @dataclass
+class TeacherFault:
+    """A version the teacher could not write: its request failed, or its reply held no code.
+
+    Attributes:
+        round: the round whose version is missing (0: the first version).
+        cause: what went wrong: ``rate_limit``, ``server_error``, ``http_<status>``,
+            ``timeout``, ``connection``, ``malformed_reply`` (the request, after the client's
+            retries), ``empty_reply`` or ``no_code`` (the reply).
+        detail: the error message (backend, server, retries).
+    """
+
+    round: int
+    cause: str
+    detail: str = ""
+
+
+@dataclass
 class Trajectory:
     """The versions v0 (fails) ... vk (passes, when solved) of one debugging run.
 
@@ -111,6 +128,9 @@ class Trajectory:
         attempts: every version in order, with its outcome.
         solved: the last attempt passed.
         provenance: where it came from (params hash, model, ...).
+        teacher_fault: what ended the run early when the teacher could not write the next
+            version (the trajectory is then unsolved; ``attempts`` may be empty); None when
+            the teacher wrote every version.
     """
 
     trajectory_id: str
@@ -120,6 +140,7 @@ class Trajectory:
     attempts: list[Attempt]
     solved: bool
     provenance: dict[str, Any] = field(default_factory=dict)
+    teacher_fault: TeacherFault | None = None
 
 
 @dataclass

@@ -7,6 +7,9 @@ and while the tests fail it hands the whole history back to `fix` for the next v
 Two teachers implement this protocol: the offline `MutationTeacher` (bugs injected into the
 reference solution, repaired one per round) and an LLM teacher (the model writes the code and
 gets the sandbox's error feedback when asked to fix it).
+
+A session that cannot write a version raises `TeacherError`; the loop then ends the trajectory
+unsolved and records the fault in it (`iterpref.records.TeacherFault`).
 """
 
 from __future__ import annotations
@@ -16,12 +19,25 @@ from typing import Protocol, runtime_checkable
 from iterpref.records import Attempt, Problem
 
 
+class TeacherError(RuntimeError):
+    """The teacher could not write a version: its request failed for good, or its reply held
+    no code. ``cause`` is a short name for counting (see `iterpref.records.TeacherFault`)."""
+
+    def __init__(self, cause: str, detail: str):
+        super().__init__(detail)
+        self.cause = cause
+
+
 @runtime_checkable
 class DebugSession(Protocol):
     """One debugging run of one teacher on one problem."""
 
     def write(self) -> tuple[str, str]:
-        """The first version: ``(code, note)``; ``note`` says what the teacher did."""
+        """The first version: ``(code, note)``; ``note`` says what the teacher did.
+
+        Raises:
+            TeacherError: no version could be written.
+        """
         ...
 
     def fix(self, history: list[Attempt]) -> tuple[str, str]:
@@ -29,6 +45,9 @@ class DebugSession(Protocol):
 
         Each `Attempt` carries the tested code and its `Outcome` (status, error type and the
         trimmed traceback, the feedback a teacher sees). Returns ``(code, note)``.
+
+        Raises:
+            TeacherError: no version could be written.
         """
         ...
 
