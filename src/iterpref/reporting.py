@@ -13,6 +13,8 @@ from itertools import combinations
 from pathlib import Path
 
 from iterpref.compare import compare
+from iterpref.diff import span_line_indices
+from iterpref.records import json_lines
 
 BENCH_TITLES = {"humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP", "mbpp_plus": "MBPP+",
                 **{f"bigcodebench_{s}_{p}": f"BCB-{s.capitalize()} {p.capitalize()}"
@@ -77,14 +79,7 @@ def collect(eval_dir: str | Path, variants: list[str], benchmarks: list[str]) ->
 
 def rejected_line_counts(pairs_jsonl: str | Path) -> list[int]:
     """The number of rejected-only lines (D-) of each pair in a pairs.jsonl (0: an insert-only fix)."""
-    counts = []
-    with open(pairs_jsonl) as f:
-        for line in f:
-            if line.strip():
-                pair = json.loads(line)
-                texts = [pair["rejected"][s:e] for s, e in pair["rejected_spans"]]
-                counts.append(sum(t.count("\n") + (not t.endswith("\n")) for t in texts if t))
-    return counts
+    return [len(span_line_indices(pair["rejected"], pair["rejected_spans"])) for _, pair in json_lines(pairs_jsonl)]
 
 
 def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment: str, model: str) -> Inputs:
