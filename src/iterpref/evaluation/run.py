@@ -113,4 +113,3 @@ def answers(tasks: list, conversations: list[list[dict]], replies: list[str], pr
         return [sanitize(r, entrypoint=t.entry_point) for t, r in zip(tasks, replies)]
     prefills = [c[-1]["content"] if c[-1]["role"] == "assistant" else "" for c in conversations]
     return [prompts.extract_code(p + r) for p, r in zip(prefills, replies)]
-

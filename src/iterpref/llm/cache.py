@@ -57,15 +57,14 @@ class CachedGenerator:
 
     def key(self, conversation: Conversation, sampling: SamplingConfig) -> str:
         """The sha256 of the request's canonical JSON."""
-        blob = json.dumps(self.request(conversation, sampling), sort_keys=True, ensure_ascii=False,
-                          separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return _digest(self.request(conversation, sampling))
 
     def chat(self, conversations: list[Conversation], sampling: SamplingConfig,
              progress: str | None = None) -> list[str]:
         """Replies for ``conversations`` (see `iterpref.llm.base.Generator`); only the misses
         reach the wrapped generator, in one call."""
-        keys = [self.key(c, sampling) for c in conversations]
+        requests = [self.request(c, sampling) for c in conversations]
+        keys = [_digest(r) for r in requests]
         replies = [self._load(k) for k in keys]
         todo = [i for i, r in enumerate(replies) if r is None]
         with self._count:
@@ -74,7 +73,7 @@ class CachedGenerator:
         if todo:
             fresh = self.generator.chat([conversations[i] for i in todo], sampling, progress)
             for i, reply in zip(todo, fresh):
-                self._store(keys[i], self.request(conversations[i], sampling), reply)
+                self._store(keys[i], requests[i], reply)
                 replies[i] = reply
         return replies
 
@@ -106,3 +105,9 @@ class CachedGenerator:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _digest(request: dict) -> str:
+    """The sha256 of a request's canonical JSON (sorted keys, no spaces)."""
+    blob = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
