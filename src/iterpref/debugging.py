@@ -5,6 +5,11 @@
         v_{r+1} = teacher.fix(v_0..v_r)       the teacher sees every version and its error
     solved = the last version passed
 
+``mode: sampling`` is the paper's baseline with the same call budget: up to ``max_rounds + 1``
+independent first versions (fresh conversations, each with its own seed), stopping at the first
+that passes. Its trajectories have the same shape (attempts in order, the last one passing when
+solved), so the pairs stage builds pairs from them unchanged and the two modes compare.
+
 When the teacher cannot write a version (an LLM teacher's request failed for good, or its
 reply held no code: `iterpref.teachers.TeacherError`), the trajectory ends there, unsolved, with
 the fault recorded in ``teacher_fault``; it keeps the versions written before, and gives no pair.
@@ -31,6 +36,9 @@ from iterpref.sandbox import SandboxConfig, run_unittest
 from iterpref.teachers import Teacher, TeacherError
 
 
+MODES = ("debugging", "sampling")
+
+
 @dataclass
 class DebugConfig:
     """How trajectories are collected.
@@ -41,12 +49,19 @@ class DebugConfig:
             failing after them is kept as unsolved (it gives no pair).
         seed: base seed; each trajectory's seed derives from it, the task id and its index.
         workers: trajectories run concurrently (threads; each waits on sandbox or API calls).
+        mode: ``debugging`` (the teacher fixes its last version from the test error) or
+            ``sampling`` (independent samples, the same ``max_rounds + 1`` calls at most).
     """
 
     trajectories_per_problem: int = 2
     max_rounds: int = 5
     seed: int = 0
     workers: int = 2
+    mode: str = "debugging"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"debug.mode: unknown {self.mode!r}; expected one of {MODES}")
 
 
 def trajectory_seed(base: int, task_id: str, k: int) -> int:
@@ -67,7 +82,13 @@ def debug_one(problem: Problem, teacher: Teacher, k: int, cfg: DebugConfig, sand
         code, note = session.write()
         attempts.append(Attempt(round=0, code=code, outcome=run_unittest(code, problem.tests, sandbox), note=note))
         while not attempts[-1].outcome.passed and len(attempts) <= cfg.max_rounds:
-            code, note = session.fix(attempts)
+            if cfg.mode == "sampling":  # a fresh conversation, its own seed: an independent sample
+                session = teacher.open(problem, trajectory_seed(seed, problem.task_id, len(attempts)))
+                if session is None:
+                    break
+                code, note = session.write()
+            else:
+                code, note = session.fix(attempts)
             outcome = run_unittest(code, problem.tests, sandbox)
             attempts.append(Attempt(round=len(attempts), code=code, outcome=outcome, note=note))
     except TeacherError as err:
@@ -139,5 +160,24 @@ def run(problems: list[Problem], teacher: Teacher, cfg: DebugConfig, sandbox: Sa
         "solved": sum(t.solved for t in ordered),
         "sandbox_runs": sum(len(t.attempts) for t in ordered),
         "teacher_faults": dict(sorted(Counter(t.teacher_fault.cause for t in ordered if t.teacher_fault).items())),
+        **budget_stats(ordered, problems, cfg),
     }
     return ordered, stats
+
+
+def budget_stats(trajectories: list[Trajectory], problems: list[Problem], cfg: DebugConfig) -> dict:
+    """What the teacher calls bought, comparable between modes: the mode, the calls made (one per
+    version), and the share of tasks solved (by any trajectory) within 1..max_rounds+1 calls."""
+    first_pass: dict[str, int] = {}
+    for t in trajectories:
+        if t.solved:
+            calls = len(t.attempts)
+            first_pass[t.task_id] = min(calls, first_pass.get(t.task_id, calls))
+    n = len(problems) or 1
+    return {
+        "mode": cfg.mode,
+        "teacher_calls": sum(len(t.attempts) for t in trajectories),
+        "tasks_solved": len(first_pass),
+        "tasks_solved_within_calls": {str(c): round(sum(v <= c for v in first_pass.values()) / n, 4)
+                                      for c in range(1, cfg.max_rounds + 2)},
+    }

@@ -57,9 +57,14 @@ def code_offset() -> int:
 _FENCED = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
+def code_blocks(text: str) -> list[str]:
+    """The contents of the fenced code blocks in ``text``, in order (an unclosed last one too)."""
+    return _FENCED.findall(text)
+
+
 def extract_code(text: str) -> str:
     """The code of a model's answer: the longest fenced block, else the whole text."""
-    blocks = _FENCED.findall(text)
+    blocks = code_blocks(text)
     if not blocks:
         return text.strip("\n")
     return max(blocks, key=len).rstrip()

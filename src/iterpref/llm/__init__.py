@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# Settings of a generator section left out of the response cache's identity: the sampling
+# settings go into each request's key on their own, and the others never change a reply.
+NOT_IN_CACHE_KEY = ("sampling", "cache_dir", "api_key_env", "max_concurrency", "timeout_s", "max_retries")
+
+
 
 def make_generator(backend: str, model: str, device: str = "auto", **options):
     """The generator a config names.
@@ -19,3 +24,33 @@ def make_generator(backend: str, model: str, device: str = "auto", **options):
 
         return OpenAIGenerator(model, **options)
     raise ValueError(f"unknown generation backend {backend!r}; expected 'hf' or 'openai'")
+
+
+def from_config(cfg: dict):
+    """The generator and `SamplingConfig` a generator section describes (a params ``teacher``
+    section with ``kind: llm``, or ``problems.synthesize.teacher``).
+
+    ``backend``, ``model``, ``device`` and the backend's options make the generator (see
+    `make_generator`); ``sampling`` is a `SamplingConfig`. An in-process (``hf``) model batches
+    concurrent calls together (`batching.BatchingGenerator`). ``cache_dir`` (absent or None: no
+    cache) caches replies on disk (`cache.CachedGenerator`), keyed by every setting not in
+    `NOT_IN_CACHE_KEY`, ``materialize`` included (which model a ``model`` folder holds): two
+    sections with the same settings and ``cache_dir`` share their cached replies.
+    """
+    from iterpref.llm.base import SamplingConfig
+
+    cfg = {k: v for k, v in cfg.items() if k != "kind"}
+    sampling = SamplingConfig(**cfg.get("sampling", {}))
+    options = {k: v for k, v in cfg.items()
+               if k not in ("materialize", "backend", "model", "device", "sampling", "cache_dir")}
+    generator = make_generator(cfg["backend"], cfg["model"], cfg.get("device", "auto"), **options)
+    if cfg["backend"] == "hf":  # one in-process model: batch the callers' requests together
+        from iterpref.llm.batching import BatchingGenerator
+
+        generator = BatchingGenerator(generator, max_batch=sampling.batch_size)
+    if cfg.get("cache_dir") is not None:
+        from iterpref.llm.cache import CachedGenerator
+
+        identity = {k: v for k, v in cfg.items() if k not in NOT_IN_CACHE_KEY}
+        generator = CachedGenerator(generator, cfg["cache_dir"], identity)
+    return generator, sampling

@@ -34,9 +34,6 @@ FIX_REQUEST = (
     "Fix the code. Reply with the complete corrected solution in one python code block."
 )
 CONFIG_ERRORS = ("http_401", "http_403", "http_404")  # raised as they are: the stage stops
-# Teacher settings left out of the response cache's generator identity: the sampling settings
-# go into each request's key on their own, and the others never change a reply.
-NOT_IN_CACHE_KEY = ("sampling", "cache_dir", "api_key_env", "max_concurrency", "timeout_s", "max_retries")
 
 
 def code_of(reply: str) -> str:
@@ -101,28 +98,8 @@ class LLMTeacher:
 
 
 def make_llm_teacher(cfg: dict) -> LLMTeacher:
-    """The teacher a params ``teacher`` section with ``kind: llm`` describes (``kind`` removed).
+    """The teacher a params ``teacher`` section with ``kind: llm`` describes (``kind`` removed):
+    its generator, batched and cached as `iterpref.llm.from_config` builds it."""
+    from iterpref.llm import from_config
 
-    ``backend``, ``model``, ``device`` and the backend's options make the generator (see
-    `iterpref.llm.make_generator`); ``sampling`` is a `SamplingConfig`; ``cache_dir`` (absent
-    or None: no cache) caches replies on disk (`iterpref.llm.cache`), keyed by every setting
-    not in `NOT_IN_CACHE_KEY`, ``materialize`` included (which model the ``model`` folder holds,
-    when the teacher_model stage builds it).
-    An in-process (``hf``) model batches the trajectories' turns together, behind the cache.
-    """
-    from iterpref.llm import make_generator
-
-    sampling = SamplingConfig(**cfg.get("sampling", {}))
-    options = {k: v for k, v in cfg.items()
-               if k not in ("materialize", "backend", "model", "device", "sampling", "cache_dir")}
-    generator = make_generator(cfg["backend"], cfg["model"], cfg.get("device", "auto"), **options)
-    if cfg["backend"] == "hf":  # one in-process model: batch the trajectories' turns together
-        from iterpref.llm.batching import BatchingGenerator
-
-        generator = BatchingGenerator(generator, max_batch=sampling.batch_size)
-    if cfg.get("cache_dir") is not None:
-        from iterpref.llm.cache import CachedGenerator
-
-        identity = {k: v for k, v in cfg.items() if k not in NOT_IN_CACHE_KEY}
-        generator = CachedGenerator(generator, cfg["cache_dir"], identity)
-    return LLMTeacher(generator, sampling)
+    return LLMTeacher(*from_config(cfg))

@@ -1,10 +1,12 @@
-"""Problem sources: the seed file shipped in data/seed/ (more sources come later)."""
+"""The `seed` source: problems written for this project, shipped in data/seed/problems.jsonl."""
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
+from iterpref.problems.base import Candidate, Harvest
 from iterpref.records import Problem, RecordError, read_jsonl
 
 
@@ -26,3 +28,20 @@ def load_seed(path: str | os.PathLike, limit: int | None = None) -> list[Problem
         if f"import {p.entry_point}" not in p.tests:
             raise RecordError(f"{where}: tests must import the entry point (`from solution import {p.entry_point}`)")
     return problems[:limit] if limit is not None else problems
+
+
+@dataclass
+class Config:
+    """The `seed` source.
+
+    Parameters:
+        path (`str`, defaults to `"data/seed/problems.jsonl"`):
+            A JSON-lines file of `Problem` records.
+    """
+
+    path: str = "data/seed/problems.jsonl"
+
+
+def harvest(cfg: Config, limit: int | None = None) -> Harvest:
+    """The seed file's problems as candidates (a malformed file raises: it is ours to fix)."""
+    return Harvest([Candidate(p, f"{cfg.path}: record {i}") for i, p in enumerate(load_seed(cfg.path, limit), 1)])
