@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import resource
 import selectors
 import shutil
@@ -194,6 +193,11 @@ def resolve_backend(config: SandboxConfig | None = None) -> str:
 # 65520-65534 lie above systemd's dynamic range and below/at "nobody".
 SANDBOX_GID = 65534
 _free_uids = list(range(65534, 65519, -1))
+# The tests of `run_unittest` run as this uid, never one of the code's: the code can neither
+# signal, trace nor write the judge. (Judges of concurrent runs share it; they live in
+# separate pid namespaces and directories.)
+JUDGE_UID = 65519
+CHANNEL_BYTES = 4 * 1024 * 1024  # the judge's progress lines and verdict
 
 
 @contextlib.contextmanager
@@ -256,8 +260,13 @@ def _interpreter_paths() -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def _bwrap_argv(cmd: list[str], cwd: str, binds: list[tuple[str, bool]], uid: int, config: SandboxConfig) -> list[str]:
-    """The bwrap command line running ``cmd`` with the (host path, writable) ``binds`` in place."""
+def _bwrap_argv(cmd: list[str], cwd: str, binds: list[tuple[str, bool]], uid: int | None,
+                config: SandboxConfig) -> list[str]:
+    """The bwrap command line running ``cmd`` with the (host path, writable) ``binds`` in place.
+
+    As root, ``cmd`` runs as ``uid`` (setpriv), or stays root inside the namespaces when ``uid``
+    is None (the judge, which starts the solution's process and then drops both uids itself).
+    """
     root = os.geteuid() == 0
     interp = _interpreter_paths()
     tmpfs_roots = ["/tmp"]
@@ -297,7 +306,9 @@ def _bwrap_argv(cmd: list[str], cwd: str, binds: list[tuple[str, bool]], uid: in
     argv += ["prlimit", f"--as={config.memory_mb * mib}", f"--cpu={config.cpu_s}:{config.cpu_s + 1}",
              f"--fsize={config.max_file_mb * mib}", "--core=0"]
     if root:
-        argv += [f"--nproc={config.max_processes}", "--", "setpriv", f"--reuid={uid}", f"--regid={SANDBOX_GID}",
+        argv += [f"--nproc={config.max_processes}"]
+    if root and uid is not None:
+        argv += ["--", "setpriv", f"--reuid={uid}", f"--regid={SANDBOX_GID}",
                  "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
     return argv + ["--", *cmd]
 
@@ -334,10 +345,10 @@ def _clean_env(home: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- execution
 
 
-def _read_capped(proc: subprocess.Popen, timeout_s: float, cap: int, kill) -> tuple[bytes, bytes, bool]:
-    """Drain stdout/stderr (keeping ``cap`` bytes of each) until exit or the deadline."""
+def _read_capped(proc: subprocess.Popen, caps: dict[int, int], timeout_s: float, kill) -> tuple[list[bytes], bool]:
+    """Drain the pipes ``caps`` names (keeping as many bytes of each as it says) until exit or the deadline."""
     deadline = time.monotonic() + timeout_s
-    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    bufs = {fd: bytearray() for fd in caps}
     dropped = dict.fromkeys(bufs, 0)
     timed_out = False
     exited_at = None
@@ -364,7 +375,7 @@ def _read_capped(proc: subprocess.Popen, timeout_s: float, cap: int, kill) -> tu
                     sel.unregister(key.fd)
                     continue
                 buf = bufs[key.fd]
-                keep = max(0, cap - len(buf))
+                keep = max(0, caps[key.fd] - len(buf))
                 buf += data[:keep]
                 dropped[key.fd] += len(data) - min(keep, len(data))
     out = []
@@ -372,55 +383,77 @@ def _read_capped(proc: subprocess.Popen, timeout_s: float, cap: int, kill) -> tu
         if dropped[fd]:
             buf += f"\n[... {dropped[fd]} more bytes not captured]".encode()
         out.append(bytes(buf))
-    return out[0], out[1], timed_out
+    return out, timed_out
 
 
 def _execute(args: list[str], cwd: str, binds: list[tuple[str, bool]], config: SandboxConfig, backend: str,
-             uid: int = 65534, env: dict[str, str] | None = None) -> ProcessResult:
-    """Run ``python <args>`` in ``cwd`` under ``backend``; ``binds`` are (path, writable) for bwrap."""
+             uid: int | None = 65534, env: dict[str, str] | None = None,
+             channel: tuple[int, int] | None = None) -> tuple[ProcessResult, bytes]:
+    """Run ``python <args>`` in ``cwd`` under ``backend``; ``binds`` are (path, writable) for bwrap.
+
+    ``channel`` is a pipe's (read end, write end): the write end is handed to the process alone
+    and both are closed here; what came through it, read until the process has exited and its
+    process group is killed, is returned beside the result.
+    """
     cmd = [sys.executable, *args]
     start = time.monotonic()
-    if backend == "bwrap":
-        proc = subprocess.Popen(_bwrap_argv(cmd, cwd, binds, uid, config), env={**_clean_env("/tmp"), **(env or {})}, cwd="/",
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-    else:
-        limits = _rlimits(config)
+    keep = (channel[1],) if channel is not None else ()
+    try:
+        if backend == "bwrap":
+            proc = subprocess.Popen(_bwrap_argv(cmd, cwd, binds, uid, config), env={**_clean_env("/tmp"), **(env or {})},
+                                    cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True, pass_fds=keep)
+        else:
+            limits = _rlimits(config)
 
-        def set_limits() -> None:
-            for which, value in limits:
-                resource.setrlimit(which, value)
+            def set_limits() -> None:
+                for which, value in limits:
+                    resource.setrlimit(which, value)
 
-        proc = subprocess.Popen(cmd, env={**_clean_env(cwd), **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, preexec_fn=set_limits)
+            proc = subprocess.Popen(cmd, env={**_clean_env(cwd), **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True, preexec_fn=set_limits, pass_fds=keep)
+    except BaseException:
+        if channel is not None:
+            os.close(channel[0])
+        raise
+    finally:
+        if channel is not None:
+            os.close(channel[1])
 
     def kill() -> None:
         # bwrap: killing bwrap tears down the whole pid namespace (--die-with-parent).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
 
+    caps = {proc.stdout.fileno(): config.max_output_bytes, proc.stderr.fileno(): config.max_output_bytes}
+    if channel is not None:
+        caps[channel[0]] = CHANNEL_BYTES
     try:
-        out, err, timed_out = _read_capped(proc, config.timeout_s, config.max_output_bytes, kill)
+        outputs, timed_out = _read_capped(proc, caps, config.timeout_s, kill)
     finally:
         kill()
         proc.wait()
         proc.stdout.close()
         proc.stderr.close()
-    return ProcessResult(returncode=proc.returncode, stdout=out.decode("utf-8", "replace"),
-                         stderr=err.decode("utf-8", "replace"), timed_out=timed_out,
-                         duration_s=time.monotonic() - start, backend=backend)
+        if channel is not None:
+            os.close(channel[0])
+    result = ProcessResult(returncode=proc.returncode, stdout=outputs[0].decode("utf-8", "replace"),
+                           stderr=outputs[1].decode("utf-8", "replace"), timed_out=timed_out,
+                           duration_s=time.monotonic() - start, backend=backend)
+    return result, outputs[2] if channel is not None else b""
 
 
 @contextlib.contextmanager
-def _run_dir(backend: str, uid: int) -> Iterator[Path]:
-    """A private temporary directory with ``work/`` (the cwd) and ``out/`` (the result channel)."""
+def _run_dir(backend: str, uid: int, judged: bool = False) -> Iterator[Path]:
+    """A private temporary directory with ``work/`` (the code's cwd, owned by ``uid`` under bwrap
+    as root) and, when ``judged``, ``judge/`` (the tests' cwd, owned by `JUDGE_UID`, mode 700)."""
     base = Path(tempfile.mkdtemp(prefix="iterpref-sbx-"))
     try:
-        for sub in ("work", "out"):
-            (base / sub).mkdir()
+        for sub, owner in (("work", uid), ("judge", JUDGE_UID))[: 2 if judged else 1]:
+            (base / sub).mkdir(mode=0o700 if sub == "judge" else 0o777)
             if backend == "bwrap" and os.geteuid() == 0:
-                os.chown(base / sub, uid, SANDBOX_GID)
+                os.chown(base / sub, owner, SANDBOX_GID)
         yield base
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -461,118 +494,12 @@ def run_python(args: list[str], files: dict[str, str] | None = None, config: San
         _write_files(Path(cwd), files or {})
         shared = workdir is not None and backend == "bwrap" and os.geteuid() == 0
         with _shared_workdir(cwd) if shared else contextlib.nullcontext():
-            return _execute(args, cwd, [(cwd, True)], config, backend, uid, env)
+            return _execute(args, cwd, [(cwd, True)], config, backend, uid, env)[0]
 
 
 # --------------------------------------------------------------------------- unittest runs
 
-# Runs inside the sandbox with the sandbox's interpreter: argv = out_dir, hang_after_s.
-RUNNER = r'''
-import faulthandler, importlib, json, os, sys, traceback, unittest
-
-OUT, HANG_AFTER = sys.argv[1], float(sys.argv[2])
-WORK = os.getcwd()
-MAIN_PID = os.getpid()
-HIDDEN = (os.path.dirname(unittest.__file__) + os.sep, os.path.dirname(importlib.__file__) + os.sep,
-          "<frozen importlib")
-LIMIT = 20000
-
-
-def clean(te):
-    """Format without runner/unittest/importlib frames (in the whole chain), paths relative."""
-    todo, seen = [te], set()
-    while todo:
-        t = todo.pop()
-        if t is None or id(t) in seen:
-            continue
-        seen.add(id(t))
-        kept = [fs for fs in t.stack if fs.filename != __file__ and not fs.filename.startswith(HIDDEN)]
-        t.stack = traceback.StackSummary.from_list(kept)
-        todo += [t.__cause__, t.__context__]
-    text = "".join(te.format()).replace(WORK + os.sep, "")
-    return text if len(text) <= LIMIT else text[: LIMIT // 2] + "\n...\n" + text[-LIMIT // 2:]
-
-
-def describe(exc_type, exc, tb):
-    return exc_type.__name__, clean(traceback.TracebackException(exc_type, exc, tb, compact=True))
-
-
-def report(status, tests_run=0, failures=0, errors=0, error_type=None, tb=""):
-    if os.getpid() != MAIN_PID:  # a fork of the runner (the candidate forked) must stay quiet
-        os._exit(0)
-    with open(os.path.join(OUT, "result.json"), "w", encoding="utf-8") as fh:
-        json.dump({"status": status, "tests_run": tests_run, "failures": failures, "errors": errors,
-                   "error_type": error_type, "traceback": tb}, fh)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    os._exit(0)  # don't wait for threads or atexit handlers the candidate left behind
-
-
-class Result(unittest.TestResult):
-    first_failure = first_error = None
-
-    def startTest(self, test):
-        progress.write(f"RUNNING {test.id()}\n")
-        progress.flush()
-        super().startTest(test)
-
-    def note(self, test, err):
-        if issubclass(err[0], test.failureException):
-            self.first_failure = self.first_failure or err
-        else:
-            self.first_error = self.first_error or err
-
-    def addFailure(self, test, err):
-        self.note(test, err)
-        super().addFailure(test, err)
-
-    def addError(self, test, err):
-        self.note(test, err)
-        super().addError(test, err)
-
-    def addSubTest(self, test, subtest, err):
-        if err is not None:
-            self.note(test, err)
-        super().addSubTest(test, subtest, err)
-
-
-progress = open(os.path.join(OUT, "progress"), "a", encoding="utf-8")
-faulthandler.dump_traceback_later(HANG_AFTER, file=progress)
-sys.path[0] = WORK
-
-try:
-    with open("solution.py", "rb") as fh:
-        compile(fh.read(), "solution.py", "exec")
-except (SyntaxError, ValueError) as e:
-    report("syntax_error", error_type=type(e).__name__, tb=clean(traceback.TracebackException.from_exception(e)))
-
-for module_name in ("solution", "test_solution"):
-    try:
-        module = importlib.import_module(module_name)
-    except BaseException as e:
-        name, tb = describe(type(e), e, e.__traceback__)
-        report("memory" if isinstance(e, MemoryError) else "import_error", error_type=name, tb=tb)
-
-result = Result()
-unittest.defaultTestLoader.loadTestsFromModule(module).run(result)
-faulthandler.cancel_dump_traceback_later()
-failures = len(result.failures) + len(result.unexpectedSuccesses)
-errors = len(result.errors)
-counts = dict(tests_run=result.testsRun, failures=failures, errors=errors)
-if result.testsRun == 0:
-    report("error", error_type="NoTestsRan", tb="unittest found no tests in test_solution.py", **counts)
-if result.first_error is not None:
-    name, tb = describe(*result.first_error)
-    report("memory" if name == "MemoryError" else "error", error_type=name, tb=tb, **counts)
-if result.first_failure is not None:
-    report("failed", error_type=result.first_failure[0].__name__, tb=describe(*result.first_failure)[1], **counts)
-if failures:
-    report("failed", error_type="UnexpectedSuccess", tb="a test marked expectedFailure passed", **counts)
-report("passed", **counts)
-'''
+JUDGE = Path(__file__).with_name("judge.py")  # the program run_unittest starts in the sandbox
 
 
 def _trim(text: str, limit: int) -> str:
@@ -594,36 +521,60 @@ def _signal_name(returncode: int, backend: str) -> str | None:
         return f"signal {signum}"
 
 
-def _hang_report(progress: str, work: str) -> str:
-    """Which test was running, and the candidate's frames faulthandler dumped before the kill."""
-    running = re.findall(r"^RUNNING (.+)$", progress, re.M)
-    lines = [f"while running {running[-1]}" if running else "before any test started (at import?)"]
-    frames = [ln.strip().replace(work + "/", "") for ln in progress.splitlines()
-              if ln.strip().startswith("File ") and work + "/" in ln]
+STATUSES = ("passed", "failed", "error", "syntax_error", "import_error", "timeout", "memory", "crashed")
+
+
+def _verdict(said: bytes) -> tuple[dict | None, str | None]:
+    """The judge's verdict (exactly one, on its last line, well formed) and the last test it announced."""
+    lines = said.decode("utf-8", "replace").splitlines()
+    running, verdicts = None, []
+    for i, line in enumerate(lines):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return None, running
+        if isinstance(message, dict) and isinstance(message.get("running"), str):
+            running = message["running"]
+        elif isinstance(message, dict) and isinstance(message.get("verdict"), dict):
+            verdicts.append((i, message["verdict"]))
+    if len(verdicts) != 1 or verdicts[0][0] != len(lines) - 1:
+        return None, running
+    v = verdicts[0][1]
+    ints = all(type(v.get(k)) is int for k in ("tests_run", "failures", "errors"))
+    if v.get("status") not in STATUSES or not ints or not isinstance(v.get("traceback"), str) \
+            or not isinstance(v.get("error_type"), (str, type(None))):
+        return None, running
+    return v, running
+
+
+def _hang_report(running: str | None, stderr: str, dirs: Sequence[str]) -> str:
+    """Which test was running, and the frames faulthandler dumped (to stderr) shortly before the kill."""
+    lines = [f"while running {running}" if running else "before any test started (at import?)"]
+    frames = []
+    for ln in stderr.splitlines():
+        ln = ln.strip()
+        if ln.startswith("File ") and any(d + "/" in ln for d in dirs):
+            for d in dirs:
+                ln = ln.replace(d + "/", "")
+            frames.append(ln)
     if frames:
         lines.append("Stack shortly before the kill (most recent call first):")
         lines += ["  " + f for f in frames[:12]]
     return "\n".join(lines)
 
 
-def _outcome(res: ProcessResult, base: Path, config: SandboxConfig) -> Outcome:
-    def read(name: str) -> str:
-        try:
-            return (base / "out" / name).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-
+def _outcome(res: ProcessResult, said: bytes, base: Path, config: SandboxConfig) -> Outcome:
+    """The outcome of a `run_unittest` run: the judge's verdict, accepted only when the judge
+    exited cleanly in time, after the whole sandbox is gone; otherwise what went wrong."""
     trim = lambda s: _trim(s, config.traceback_chars)  # noqa: E731
-    try:
-        data = json.loads(read("result.json"))
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and data.get("status"):
-        return Outcome(passed=data["status"] == "passed", status=data["status"], tests_run=data["tests_run"],
-                       failures=data["failures"], errors=data["errors"], error_type=data["error_type"],
-                       traceback=trim(data["traceback"]), duration_s=res.duration_s)
+    verdict, running = _verdict(said)
+    if verdict is not None and not res.timed_out and res.returncode == 0:
+        return Outcome(passed=verdict["status"] == "passed", status=verdict["status"],
+                       tests_run=verdict["tests_run"], failures=verdict["failures"], errors=verdict["errors"],
+                       error_type=verdict["error_type"], traceback=trim(verdict["traceback"]),
+                       duration_s=res.duration_s)
     sig = _signal_name(res.returncode, res.backend)
-    hang = _hang_report(read("progress"), str(base / "work"))
+    hang = _hang_report(running, res.stderr, [str(base / "work"), str(base / "judge")])
     if res.timed_out:
         return Outcome(False, "timeout", error_type="TimeoutError", duration_s=res.duration_s,
                        traceback=trim(f"TimeoutError: the tests did not finish within {config.timeout_s:g} s "
@@ -636,13 +587,16 @@ def _outcome(res: ProcessResult, base: Path, config: SandboxConfig) -> Outcome:
                        traceback=trim(f"MemoryError: memory limit of {config.memory_mb} MiB hit\n{res.stderr[-1500:]}"))
     how = f"was killed by {sig}" if sig else f"exited with code {res.returncode}"
     return Outcome(False, "crashed", error_type=sig or "Crash", duration_s=res.duration_s,
-                   traceback=trim(f"The test process {how} before reporting a result "
-                                  f"(os._exit, sys.exit in a thread, a crash in C code?).\n"
+                   traceback=trim(f"The judge process {how} without a verdict.\n"
                                   f"stderr (tail):\n{res.stderr[-1500:] or '(empty)'}"))
 
 
 def run_unittest(code: str, tests: str, config: SandboxConfig | None = None) -> Outcome:
     """Run the unittest module ``tests`` against ``code`` (as ``solution.py``) in the sandbox.
+
+    The tests run in a judge process and call the code, which runs in a process of its own
+    (another uid under bwrap as root), across a socket; see ``iterpref.judge`` and the
+    module docstring for what this guarantees.
 
     Args:
         code: the candidate solution source.
@@ -652,21 +606,25 @@ def run_unittest(code: str, tests: str, config: SandboxConfig | None = None) -> 
     Returns:
         An `Outcome` whose ``status`` is one of passed, failed (assertions only), error (a test
         raised), syntax_error, import_error (the solution raised at import or lacks the name),
-        timeout, memory, crashed; ``traceback`` is the trimmed feedback (runner and unittest
-        frames removed). A run with no tests is not passed.
+        timeout, memory, crashed (the code's process died or broke the protocol, or the judge
+        gave no verdict); ``traceback`` is the trimmed feedback (judge and unittest frames
+        removed, the code's frames after the test's). A run with no tests is not passed.
     """
     config = config or SandboxConfig()
     backend = resolve_backend(config)
-    with _sandbox_uid() as uid, _run_dir(backend, uid) as base:
-        work, out = base / "work", base / "out"
+    drop = backend == "bwrap" and os.geteuid() == 0
+    with _sandbox_uid() as uid, _run_dir(backend, uid, judged=True) as base:
+        work, judge = base / "work", base / "judge"
         (work / "solution.py").write_text(code, encoding="utf-8")
-        (work / "test_solution.py").write_text(tests, encoding="utf-8")
-        (base / "runner.py").write_text(RUNNER, encoding="utf-8")
-        hang_after = max(0.1, config.timeout_s * 0.85)
-        binds = [(str(work), True), (str(out), True),
-                 (str(work / "test_solution.py"), False), (str(base / "runner.py"), False)]
-        res = _execute([str(base / "runner.py"), str(out), str(hang_after)], str(work), binds, config, backend, uid)
-        return _outcome(res, base, config)
+        (judge / "test_solution.py").write_text(tests, encoding="utf-8")
+        read, write = os.pipe()
+        cfg = {"work": str(work), "judge": str(judge), "verdict_fd": write, "cpu_s": config.cpu_s,
+               "hang_after": max(0.1, config.timeout_s * 0.85), "gid": SANDBOX_GID,
+               "solution_uid": uid if drop else None, "judge_uid": JUDGE_UID if drop else None}
+        binds = [(str(work), True), (str(judge), True), (str(judge / "test_solution.py"), False), (str(JUDGE), False)]
+        res, said = _execute(["-P", str(JUDGE), json.dumps(cfg)], str(judge), binds, config, backend, None,
+                             channel=(read, write))
+        return _outcome(res, said, base, config)
 
 
 def run_unittest_many(jobs: Sequence[tuple[str, str]], config: SandboxConfig | None = None,

@@ -1,0 +1,654 @@
+"""The program `iterpref.sandbox.run_unittest` runs inside the sandbox: a judge and a solution.
+
+Started as ``python judge.py CONFIG_JSON`` (standard library only; the pipeline never runs it
+in-process). It forks once, before any candidate code exists in memory:
+
+* the **solution process** drops to the candidate's uid (when started as root), closes every
+  inherited descriptor but its end of a socket pair, imports ``solution.py`` and then only
+  answers requests on that socket;
+* the **judge process** drops to the judge's uid, imports the unittest module
+  ``test_solution.py`` with ``solution`` bound to a proxy module whose names forward calls to
+  the solution process, runs the tests and writes the verdict, as one JSON line, to a pipe the
+  host handed to it alone (``verdict_fd``).
+
+Values cross the boundary as JSON with a few tags (`encode` / `decode`): None, bool, int, float,
+str, list, tuple, dict, set, frozenset, bytes, bytearray, complex, datetime's date, datetime,
+time and timedelta, nested freely; subclasses of these arrive as the base type. Anything else
+stays in the solution process and crosses as a handle: calling it, its attributes, ``len``,
+indexing, ``in``, iteration, ``str``/``repr``, ``bool``, ``int``/``float``/``index`` are forwarded,
+but equality, ordering and hashing of a handle are by identity, so an object of the candidate's
+cannot decide a comparison. An exception raised by the solution is raised in the test as the
+same builtin type (``assertRaises(ValueError)`` works); the solution's own exception classes
+become judge-side classes with the same name and nearest builtin base; ``StopIteration`` only
+ends iterations (raised from a plain call it arrives as an ordinary exception, so it cannot cut
+a ``map`` short).
+
+A solution that dies, closes the socket or sends anything but well-formed answers ends its
+run as ``crashed``: that mark is sticky, whatever the tests catch afterwards.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime
+import faulthandler
+import importlib
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+import types
+import unittest
+
+SCRIPT = os.path.abspath(__file__)
+HIDDEN = (os.path.dirname(unittest.__file__) + os.sep, os.path.dirname(importlib.__file__) + os.sep,
+          "<frozen importlib")
+TRACEBACK_LIMIT = 20000
+MAX_MESSAGE = 64 * 1024 * 1024
+DATES = {"date": datetime.date, "datetime": datetime.datetime, "time": datetime.time}
+
+
+# --------------------------------------------------------------------------- wire format
+
+def encode(obj, handle):
+    """``obj`` as JSON-able data; ``handle(obj)`` encodes what is not plain data (or raises)."""
+    t = type(obj)
+    if obj is None or t is bool or t is str or t is int or t is float:
+        return obj
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, list):
+        return [encode(x, handle) for x in list.__iter__(obj)]
+    if isinstance(obj, tuple):
+        return {"$": "tuple", "v": [encode(x, handle) for x in tuple.__iter__(obj)]}
+    if isinstance(obj, dict):
+        return {"$": "dict", "v": [[encode(k, handle), encode(v, handle)] for k, v in dict.items(obj)]}
+    if isinstance(obj, (set, frozenset)):
+        tag = "frozenset" if isinstance(obj, frozenset) else "set"
+        return {"$": tag, "v": [encode(x, handle) for x in (frozenset.__iter__ if tag == "frozenset" else set.__iter__)(obj)]}
+    if isinstance(obj, (bytes, bytearray)):
+        return {"$": "bytearray" if isinstance(obj, bytearray) else "bytes", "v": bytes(obj).hex()}
+    if isinstance(obj, complex):
+        return {"$": "complex", "v": [obj.real, obj.imag]}
+    if isinstance(obj, datetime.timedelta):
+        return {"$": "timedelta", "v": [obj.days, obj.seconds, obj.microseconds]}
+    for tag, cls in reversed(DATES.items()):  # datetime before date: it is a subclass
+        if isinstance(obj, cls):
+            return {"$": tag, "v": cls.isoformat(obj)}
+    return handle(obj)
+
+
+def decode(data, handle):
+    """The value `encode` wrote; ``handle(dict)`` turns a ``{"$": "ref", ...}`` into an object.
+
+    Strict: anything that is not exactly what `encode` writes raises ValueError or TypeError.
+    """
+    t = type(data)
+    if data is None or t is bool or t is str or t is int or t is float:
+        return data
+    if t is list:
+        return [decode(x, handle) for x in data]
+    if t is not dict or not isinstance(data.get("$"), str):
+        raise ValueError(f"not an encoded value: {type(data).__name__}")
+    tag, v = data["$"], data.get("v")
+    if tag == "ref":
+        return handle(data)
+    if tag in ("tuple", "set", "frozenset"):
+        items = [decode(x, handle) for x in _list(v)]
+        return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+    if tag == "dict":
+        out = {}
+        for pair in _list(v):
+            if type(pair) is not list or len(pair) != 2:
+                raise ValueError("a dict item is not a [key, value] pair")
+            out[decode(pair[0], handle)] = decode(pair[1], handle)
+        return out
+    if tag in ("bytes", "bytearray") and type(v) is str:
+        return (bytes if tag == "bytes" else bytearray).fromhex(v)
+    if tag == "complex" and type(v) is list and len(v) == 2 and all(type(x) in (int, float) for x in v):
+        return complex(v[0], v[1])
+    if tag == "timedelta" and type(v) is list and len(v) == 3 and all(type(x) is int for x in v):
+        return datetime.timedelta(days=v[0], seconds=v[1], microseconds=v[2])
+    if tag in DATES and type(v) is str:
+        return DATES[tag].fromisoformat(v)
+    raise ValueError(f"unknown or malformed tag {tag!r}")
+
+
+def _list(v):
+    if type(v) is not list:
+        raise ValueError("expected a list")
+    return v
+
+
+def send(wfile, message) -> None:
+    wfile.write(json.dumps(message).encode("utf-8") + b"\n")
+    wfile.flush()
+
+
+def _relative(path: str, root: str) -> str:
+    return path[len(root) + 1:] if path.startswith(root + os.sep) else path
+
+
+# --------------------------------------------------------------------------- the solution process
+
+class SolutionServer:
+    """Runs in the solution process: imports the candidate and answers the judge's requests."""
+
+    OPS = {"len": len, "getitem": lambda o, k: o[k], "setitem": lambda o, k, v: o.__setitem__(k, v),
+           "delitem": lambda o, k: o.__delitem__(k), "contains": lambda o, k: k in o, "iter": iter,
+           "next": next, "str": str, "repr": repr, "bool": bool, "int": int, "float": float,
+           "index": lambda o: o.__index__()}
+
+    def __init__(self, sock: socket.socket, work: str) -> None:
+        self.rfile, self.wfile = sock.makefile("rb"), sock.makefile("wb")
+        self.work = work
+        self.objects: dict[int, object] = {}
+        self.ids: dict[int, int] = {}
+
+    def ref(self, obj) -> dict:
+        key = id(obj)
+        if key not in self.ids:
+            self.ids[key] = len(self.objects)
+            self.objects[self.ids[key]] = obj
+        return {"$": "ref", "id": self.ids[key]}
+
+    def handle(self, obj) -> dict:
+        ref = self.ref(obj)
+        if isinstance(obj, type):
+            exc = issubclass(obj, BaseException)
+            ref.update(kind="exception_class" if exc else "class", name=obj.__name__,
+                       base=_builtin_base(obj) if exc else None)
+        else:
+            ref.update(kind="object", name=type(obj).__name__, cls=self.handle(type(obj))["id"])
+        return ref
+
+    def lookup(self, data: dict):
+        return self.objects[data["id"]]
+
+    def encode(self, obj):
+        digits = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)
+        try:
+            return encode(obj, self.handle)
+        finally:
+            sys.set_int_max_str_digits(digits)
+
+    def describe(self, exc: BaseException) -> dict:
+        frames = [[_relative(fs.filename, self.work), fs.lineno, fs.name, fs.line]
+                  for fs in traceback.extract_tb(exc.__traceback__)
+                  if fs.filename != SCRIPT and not fs.filename.startswith(HIDDEN)]
+        try:
+            args = self.encode(list(exc.args))
+        except BaseException:
+            args = None
+        try:
+            message = str(exc)
+        except BaseException:
+            message = f"<{type(exc).__name__}: str() failed>"
+        cls = None if type(exc).__module__ == "builtins" else self.handle(type(exc))["id"]
+        return {"name": type(exc).__name__, "base": _builtin_base(type(exc)), "cls": cls, "args": args,
+                "message": message, "frames": frames}
+
+    def answer(self, request: list):
+        op, target = request[0], self.lookup(request[1])
+        args = [decode(a, self.lookup) for a in request[2:]]
+        if op == "getattr":
+            return getattr(target, args[0])
+        if op == "setattr":
+            return setattr(target, args[0], args[1])
+        if op == "delattr":
+            return delattr(target, args[0])
+        if op == "call":
+            return target(*args[0], **dict(args[1]))
+        if op == "op":
+            return self.OPS[args[0]](target, *args[1:])
+        raise ValueError(f"unknown request {op!r}")
+
+    def serve(self, module) -> None:
+        self.ref(module)  # id 0: the module
+        send(self.wfile, ["ready"])
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                os._exit(0)
+            try:
+                reply = ["ok", self.encode(self.answer(json.loads(line)))]
+            except BaseException as exc:  # noqa: B902 - everything the candidate raises goes back
+                reply = ["raise", self.describe(exc)]
+            send(self.wfile, reply)
+
+
+def _builtin_base(cls: type) -> str:
+    return next((c.__name__ for c in cls.__mro__ if c.__module__ == "builtins"), "BaseException")
+
+
+def solution_main(sock: socket.socket, cfg: dict) -> None:
+    """The forked child: confine itself, import the candidate, then serve. Never returns."""
+    fd = sock.fileno()
+    os.closerange(3, fd)  # the verdict pipe and anything else the judge holds
+    os.closerange(fd + 1, 1 << 20)
+    if cfg["solution_uid"] is not None:
+        os.setgroups([])
+        os.setresgid(cfg["gid"], cfg["gid"], cfg["gid"])
+        os.setresuid(cfg["solution_uid"], cfg["solution_uid"], cfg["solution_uid"])
+    work = cfg["work"]
+    os.chdir(work)
+    sys.path.insert(0, work)
+    faulthandler.dump_traceback_later(cfg["hang_after"], exit=False)  # to stderr: the host's hang report
+    server = SolutionServer(sock, work)
+    try:
+        with open("solution.py", "rb") as fh:
+            compile(fh.read(), "solution.py", "exec")
+    except (SyntaxError, ValueError) as e:
+        send(server.wfile, ["syntax_error", server.describe(e), _format_exception(e, work)])
+        os._exit(0)
+    try:
+        module = importlib.import_module("solution")
+    except BaseException as e:  # noqa: B902
+        send(server.wfile, ["import_error", server.describe(e), _format_exception(e, work)])
+        os._exit(0)
+    server.serve(module)
+
+
+def _format_exception(e: BaseException, work: str) -> str:
+    te = traceback.TracebackException.from_exception(e, compact=True)
+    _strip(te)
+    return "".join(te.format()).replace(work + os.sep, "")
+
+
+def _strip(te: traceback.TracebackException) -> None:
+    """Drop judge, unittest and importlib frames in the whole chain."""
+    todo, seen = [te], set()
+    while todo:
+        t = todo.pop()
+        if t is None or id(t) in seen:
+            continue
+        seen.add(id(t))
+        t.stack = traceback.StackSummary.from_list(
+            [fs for fs in t.stack if fs.filename != SCRIPT and not fs.filename.startswith(HIDDEN)])
+        todo += [t.__cause__, t.__context__]
+
+
+# --------------------------------------------------------------------------- the judge process
+
+class SolutionGone(BaseException):
+    """The solution process died or broke the protocol (a BaseException: ``assertRaises(Exception)``
+    and ``except Exception`` in a test cannot swallow it)."""
+
+
+class Remote:
+    """A handle to an object that lives in the solution process. Identity semantics for ``==``,
+    ordering and ``hash``: the candidate's code never decides a comparison."""
+
+    __slots__ = ("_iterpref_id",)
+
+    def __new__(cls, *args, **kwargs):
+        if "_iterpref_class_id" not in cls.__dict__:
+            raise TypeError(f"cannot create {cls.__name__} objects in the judge")
+        return CHANNEL.request("call", {"$": "ref", "id": cls._iterpref_class_id}, list(args), _kwargs(kwargs))
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass  # the solution process constructed it in __new__
+
+    def __getattr__(self, name):
+        return CHANNEL.request("getattr", self, name)
+
+    def __setattr__(self, name, value):
+        CHANNEL.request("setattr", self, name, value)
+
+    def __delattr__(self, name):
+        CHANNEL.request("delattr", self, name)
+
+    def __call__(self, *args, **kwargs):
+        return CHANNEL.request("call", self, list(args), _kwargs(kwargs))
+
+    def __len__(self):
+        return CHANNEL.op("len", self)
+
+    def __getitem__(self, key):
+        return CHANNEL.op("getitem", self, key)
+
+    def __setitem__(self, key, value):
+        CHANNEL.op("setitem", self, key, value)
+
+    def __delitem__(self, key):
+        CHANNEL.op("delitem", self, key)
+
+    def __contains__(self, key):
+        return CHANNEL.op("contains", self, key)
+
+    def __iter__(self):
+        return CHANNEL.op("iter", self)
+
+    def __next__(self):
+        return CHANNEL.op("next", self)
+
+    def __str__(self):
+        return CHANNEL.op("str", self)
+
+    def __repr__(self):
+        return CHANNEL.op("repr", self)
+
+    def __bool__(self):
+        return CHANNEL.op("bool", self)
+
+    def __int__(self):
+        return CHANNEL.op("int", self)
+
+    def __float__(self):
+        return CHANNEL.op("float", self)
+
+    def __index__(self):
+        return CHANNEL.op("index", self)
+
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
+
+
+class RemoteClass(type):
+    """Metaclass of the judge-side stand-ins for the candidate's classes: class attributes
+    (static and class methods, constants) are fetched from the solution process."""
+
+    def __getattr__(cls, name):
+        if name.startswith("__") or "_iterpref_class_id" not in cls.__dict__:
+            raise AttributeError(name)
+        return CHANNEL.request("getattr", {"$": "ref", "id": cls._iterpref_class_id}, name)
+
+
+def _kwargs(kwargs: dict) -> list:
+    return [[k, v] for k, v in kwargs.items()]
+
+
+class Channel:
+    """The judge's end of the socket: requests out, strictly decoded answers back."""
+
+    def __init__(self, sock: socket.socket, pid: int, cfg: dict) -> None:
+        self.rfile, self.wfile = sock.makefile("rb"), sock.makefile("wb")
+        self.pid, self.cfg = pid, cfg
+        self.gone: str | None = None  # why the solution can no longer be trusted, once it happened
+        self.handles: dict[int, Remote] = {}
+        self.classes: dict[tuple[int, str], type] = {}
+
+    # -- values
+    def encode_arg(self, obj):
+        def handle(o):
+            cid = o.__dict__.get("_iterpref_class_id") if isinstance(o, type) else None
+            if isinstance(o, Remote):
+                return {"$": "ref", "id": object.__getattribute__(o, "_iterpref_id")}
+            if cid is not None:
+                return {"$": "ref", "id": cid}
+            raise TypeError(f"a {type(o).__name__} cannot be passed to the solution (it runs in another process; "
+                            "plain data and objects the solution returned can)")
+        return encode(obj, handle)
+
+    def handle(self, data: dict):
+        ref, kind, name = data.get("id"), data.get("kind"), data.get("name")
+        if type(ref) is not int or type(name) is not str:
+            raise ValueError("malformed handle")
+        if kind == "object":
+            if ref not in self.handles:
+                cls = self.klass(data.get("cls"), "class", name, None)
+                obj = object.__new__(cls)
+                object.__setattr__(obj, "_iterpref_id", ref)
+                self.handles[ref] = obj
+            return self.handles[ref]
+        if kind in ("class", "exception_class"):
+            return self.klass(ref, kind, name, data.get("base"))
+        raise ValueError(f"unknown handle kind {kind!r}")
+
+    def klass(self, ref, kind: str, name: str, base) -> type:
+        if type(ref) is not int:
+            raise ValueError("malformed class handle")
+        if (ref, kind) not in self.classes:
+            if kind == "exception_class":
+                self.classes[ref, kind] = type(name, (_exception_base(base, name),),
+                                         {"__module__": "solution", "_iterpref_class_id": ref})
+            else:
+                self.classes[ref, kind] = RemoteClass(name, (Remote,), {"__slots__": (), "__module__": "solution",
+                                                                  "_iterpref_class_id": ref})
+        return self.classes[ref, kind]
+
+    def exception(self, info: dict, stop_allowed: bool) -> BaseException:
+        name, base, cls_id = info.get("name"), info.get("base"), info.get("cls")
+        message, frames = info.get("message"), info.get("frames")
+        if type(name) is not str or type(message) is not str or type(frames) is not list:
+            raise ValueError("malformed exception")
+        builtin = getattr(builtins, name, None)
+        if cls_id is None and isinstance(builtin, type) and issubclass(builtin, Exception) and builtin.__name__ == name \
+                and (stop_allowed or not issubclass(builtin, (StopIteration, StopAsyncIteration))):
+            cls = builtin
+        elif cls_id is None:
+            cls = type(name, (_exception_base(base, name, stop_allowed),), {"__module__": "solution"})
+        else:
+            cls = self.klass(cls_id, "exception_class", name, base)
+            if not stop_allowed and issubclass(cls, (StopIteration, StopAsyncIteration)):
+                cls = type(name, (Exception,), {"__module__": "solution"})
+        try:
+            exc = cls(*decode(info["args"], self.handle)) if type(info.get("args")) is list else cls(message)
+        except Exception:
+            exc = cls.__new__(cls)
+            exc.args = (message,)
+        exc._iterpref_frames = [traceback.FrameSummary(str(f[0]), int(f[1]), str(f[2]), line=str(f[3] or ""))
+                                for f in frames]
+        return exc
+
+    # -- requests
+    def op(self, name: str, target, *args):
+        return self.request("op", target, name, *args)
+
+    def request(self, op: str, target, *args):
+        if self.gone:
+            raise SolutionGone(self.gone)
+        digits = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)  # big ints cross whole, both ways
+        try:
+            ref = target if type(target) is dict else self.encode_arg(target)  # a raw ref, a handle or a class
+            message = [op, ref, *(self.encode_arg(a) for a in args)]
+            try:
+                send(self.wfile, message)
+                line = self.rfile.readline(MAX_MESSAGE)
+            except OSError as e:
+                self.fail(f"the solution process closed the connection ({e})")
+            if not line:
+                self.fail(self.exit_status())
+            try:
+                if not line.endswith(b"\n"):
+                    raise ValueError("answer too long")
+                kind, payload = json.loads(line)
+                if kind == "ok":
+                    return decode(payload, self.handle)
+                if kind != "raise" or type(payload) is not dict:
+                    raise ValueError(f"unexpected answer kind {kind!r}")
+                exc = self.exception(payload, stop_allowed=op == "op" and args[0] == "next")
+            except (ValueError, TypeError, KeyError, IndexError, RecursionError, MemoryError, OverflowError) as e:
+                self.fail(f"the solution process broke the protocol: {type(e).__name__}: {e}")
+        finally:
+            sys.set_int_max_str_digits(digits)
+        raise exc
+
+    def fail(self, why: str):
+        self.gone = why
+        raise SolutionGone(why)
+
+    def exit_status(self) -> str:
+        """Why the socket closed: the solution's exit status when it is gone within a second."""
+        for _ in range(100):
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                if os.WIFSIGNALED(status):
+                    sig = os.WTERMSIG(status)
+                    if sig == 24:  # SIGXCPU
+                        return f"CPU time limit of {self.cfg['cpu_s']} s exceeded"
+                    return f"the solution process was killed by signal {sig}"
+                return f"the solution process exited with code {os.WEXITSTATUS(status)}"
+            time.sleep(0.01)
+        return "the solution process closed the connection"
+
+
+def _exception_base(base, name: str, stop_allowed: bool = True) -> type:
+    cls = getattr(builtins, base, None) if type(base) is str else None
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        return Exception
+    if not stop_allowed and issubclass(cls, (StopIteration, StopAsyncIteration)):
+        return Exception
+    return cls
+
+
+CHANNEL: Channel  # the judge's one channel (set in judge_main)
+
+
+class SolutionModule(types.ModuleType):
+    """``solution`` on the judge side: every public name is fetched from the solution process."""
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return CHANNEL.request("getattr", {"$": "ref", "id": 0}, name)
+
+
+class Result(unittest.TestResult):
+    """Keeps the first failure and the first error; announces each test on the verdict pipe."""
+
+    first_failure = first_error = None
+
+    def __init__(self, announce) -> None:
+        super().__init__()
+        self.announce = announce
+
+    def startTest(self, test):
+        self.announce({"running": test.id()})
+        super().startTest(test)
+
+    def note(self, test, err):
+        if issubclass(err[0], test.failureException):
+            self.first_failure = self.first_failure or err
+        else:
+            self.first_error = self.first_error or err
+
+    def addFailure(self, test, err):
+        self.note(test, err)
+        super().addFailure(test, err)
+
+    def addError(self, test, err):
+        self.note(test, err)
+        super().addError(test, err)
+
+    def addSubTest(self, test, subtest, err):
+        if err is not None:
+            self.note(test, err)
+        super().addSubTest(test, subtest, err)
+
+
+def describe(exc_type, exc, tb, root: str) -> tuple[str, str]:
+    """Name and cleaned traceback; the solution's own frames follow the test's."""
+    te = traceback.TracebackException(exc_type, exc, tb, compact=True)
+    todo, seen = [(te, exc)], set()
+    while todo:
+        t, e = todo.pop()
+        if t is None or id(t) in seen:
+            continue
+        seen.add(id(t))
+        kept = [fs for fs in t.stack if fs.filename != SCRIPT and not fs.filename.startswith(HIDDEN)]
+        t.stack = traceback.StackSummary.from_list(kept + list(getattr(e, "_iterpref_frames", [])))
+        todo += [(t.__cause__, getattr(e, "__cause__", None)), (t.__context__, getattr(e, "__context__", None))]
+    text = "".join(te.format()).replace(root + os.sep, "")
+    text = text if len(text) <= TRACEBACK_LIMIT else text[: TRACEBACK_LIMIT // 2] + "\n...\n" + text[-TRACEBACK_LIMIT // 2:]
+    return exc_type.__name__, text
+
+
+def judge_main(cfg: dict) -> None:
+    """Start the solution process, run the tests against it, write the verdict. Never returns."""
+    verdict = os.fdopen(cfg["verdict_fd"], "w", encoding="utf-8")
+
+    def announce(message: dict) -> None:
+        verdict.write(json.dumps(message) + "\n")
+        verdict.flush()
+
+    def report(status, tests_run=0, failures=0, errors=0, error_type=None, tb=""):
+        if CHANNEL.gone and status != "crashed":
+            status, error_type, tb = "crashed", "SolutionCrashed", CHANNEL.gone
+            if tb.startswith("CPU time limit"):
+                status, error_type = "timeout", "TimeoutError"
+        announce({"verdict": {"status": status, "tests_run": tests_run, "failures": failures, "errors": errors,
+                              "error_type": error_type, "traceback": tb}})
+        verdict.close()
+        os._exit(0)  # don't wait for threads or atexit handlers
+
+    if cfg["judge_uid"] is None:
+        _not_dumpable()  # same uid as the solution: keep it out of /proc/<judge>/fd and ptrace
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        verdict.close()
+        ours.close()
+        solution_main(theirs, cfg)
+    theirs.close()
+    if cfg["judge_uid"] is not None:
+        os.setgroups([])
+        os.setresgid(cfg["gid"], cfg["gid"], cfg["gid"])
+        os.setresuid(cfg["judge_uid"], cfg["judge_uid"], cfg["judge_uid"])
+    global CHANNEL
+    CHANNEL = Channel(ours, pid, cfg)
+    root = cfg["judge"]
+    os.chdir(root)
+    sys.path.insert(0, root)
+    faulthandler.dump_traceback_later(cfg["hang_after"], exit=False)
+    line = CHANNEL.rfile.readline(MAX_MESSAGE)
+    try:
+        hello = json.loads(line) if line.endswith(b"\n") else None
+    except ValueError:
+        hello = None
+    if not hello:
+        CHANNEL.gone = CHANNEL.exit_status() if not line else "the solution process broke the protocol at start-up"
+        report("crashed", error_type="SolutionCrashed", tb=CHANNEL.gone)
+    if isinstance(hello, list) and len(hello) == 3 and hello[0] in ("syntax_error", "import_error") \
+            and isinstance(hello[1], dict):
+        name = str(hello[1].get("name"))
+        status = "memory" if name == "MemoryError" else hello[0]
+        report(status, error_type=name, tb=str(hello[2]))
+    if hello != ["ready"]:
+        CHANNEL.gone = "the solution process broke the protocol at start-up"
+        report("crashed", error_type="SolutionCrashed", tb=CHANNEL.gone)
+
+    sys.modules["solution"] = SolutionModule("solution")
+    try:
+        module = importlib.import_module("test_solution")
+    except BaseException as e:  # noqa: B902
+        name, tb = describe(type(e), e, e.__traceback__, root)
+        report("memory" if isinstance(e, MemoryError) else "import_error", error_type=name, tb=tb)
+    result = Result(announce)
+    unittest.defaultTestLoader.loadTestsFromModule(module).run(result)
+    failures = len(result.failures) + len(result.unexpectedSuccesses)
+    counts = dict(tests_run=result.testsRun, failures=failures, errors=len(result.errors))
+    if result.testsRun == 0:
+        report("error", error_type="NoTestsRan", tb="unittest found no tests in test_solution.py", **counts)
+    if result.first_error is not None:
+        name, tb = describe(*result.first_error, root)
+        report("memory" if name == "MemoryError" else "error", error_type=name, tb=tb, **counts)
+    if result.first_failure is not None:
+        report("failed", error_type=result.first_failure[0].__name__, tb=describe(*result.first_failure, root)[1],
+               **counts)
+    if failures:
+        report("failed", error_type="UnexpectedSuccess", tb="a test marked expectedFailure passed", **counts)
+    report("passed", **counts)
+
+
+def _not_dumpable() -> None:
+    import ctypes
+
+    PR_SET_DUMPABLE = 4
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+
+
+if __name__ == "__main__":
+    judge_main(json.loads(sys.argv[1]))
