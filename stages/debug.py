@@ -5,7 +5,8 @@ Resumable: finished trajectories go to .cache/debug/<hash>.jsonl as they complet
 teacher, debug and sandbox params and the problems themselves; an interrupted run resumes from
 it, and a finished run deletes it (so changed code never reuses a stale log). An LLM teacher's
 replies are also cached on disk (teacher.cache_dir), so the trajectories a kill -9 cut short
-replay their finished turns for free.
+replay their finished turns for free. A served teacher (`teacher=llm_vllm`) gets its server
+started before the trajectories and stopped after them, also when the stage fails.
 
 The report (printed, and written to reports/debug.json) counts trajectories, solved ones,
 sandbox runs, teacher faults by cause, and the response cache's hits and misses.
@@ -18,6 +19,7 @@ from iterpref import debugging
 from iterpref import params as P
 from iterpref import runtime
 from iterpref.llm.cache import CachedGenerator
+from iterpref.llm.served import running
 from iterpref.records import Problem, read_jsonl, to_dict, write_jsonl
 from iterpref.sandbox import SandboxConfig
 from iterpref.teachers import make_teacher
@@ -30,10 +32,11 @@ if __name__ == "__main__":
     teacher = make_teacher(params["teacher"], sandbox)
     key = debugging.config_hash(params["teacher"], params["debug"], params["sandbox"], [to_dict(p) for p in problems])
     resume_log = Path(".cache/debug") / f"{key}.jsonl"
-    trajectories, stats = debugging.run(
-        problems, teacher, cfg, sandbox, resume_log=resume_log,
-        provenance={"params_hash": key, "teacher": teacher.name},
-    )
+    with running(getattr(teacher, "generator", None)):  # a served teacher's server, stopped after
+        trajectories, stats = debugging.run(
+            problems, teacher, cfg, sandbox, resume_log=resume_log,
+            provenance={"params_hash": key, "teacher": teacher.name},
+        )
     write_jsonl("data/trajectories.jsonl", trajectories)
     resume_log.unlink(missing_ok=True)
     cache = getattr(teacher, "generator", None)

@@ -2,6 +2,8 @@
 and the samples in the benchmark's official format -> reports/eval/VARIANT/BENCHMARK.samples.jsonl.
 
 VARIANT `reference` is the untrained student (models/student); others are models/trained/VARIANT.
+`eval.backend` generates in-process (`hf`) or through a server the stage starts on the model
+folder and stops at its end (`vllm`, `sglang`, `llama_cpp`; settings in `eval.server`).
 A broken evaluation environment (missing data, failing reference solutions) stops the stage
 with an error that says so, and the result file records it instead of a score.
 """
@@ -16,6 +18,7 @@ from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import SetupError, write_jsonl
 from iterpref.evaluation.run import evaluate, settings_for
 from iterpref.llm import make_generator
+from iterpref.llm.served import ServedGenerator, ServerConfig, running
 from iterpref.sandbox import SandboxConfig
 
 if __name__ == "__main__":
@@ -27,14 +30,20 @@ if __name__ == "__main__":
     out.parent.mkdir(parents=True, exist_ok=True)
     model_dir = Path("models/student") if variant == "reference" else Path("models/trained") / variant
     sampling, limit = settings_for(ecfg, benchmark)
+    backend = ecfg["backend"]
     try:
         bench = registry.get(benchmark, ecfg["data"])
-        generation = {"backend": "hf", "model_dir": str(model_dir), "dtype": ecfg["dtype"],
+        generation = {"backend": backend, "model_dir": str(model_dir), "dtype": ecfg["dtype"],
                       "device": params["runtime"]["device"], "threads": params["runtime"]["threads"]}
-        generator = make_generator("hf", str(model_dir), device=generation["device"], dtype=ecfg["dtype"])
-        report, samples = evaluate(
-            generator, bench, sampling, P.build(SandboxConfig, params["sandbox"], "sandbox"), limit=limit,
-            timeout_s=ecfg["timeout_s"], gate=ecfg["sanity_gate"], generation=generation, prompt_style=ecfg["prompt"])
+        options = {} if backend == "hf" else {"server": P.build(ServerConfig, ecfg["server"], "eval.server")}
+        generator = make_generator(backend, str(model_dir), device=generation["device"], dtype=ecfg["dtype"], **options)
+        with running(generator):  # a served backend's server: up for the block, stopped after it
+            if isinstance(generator, ServedGenerator):
+                generation["server"] = generator.launched
+            report, samples = evaluate(
+                generator, bench, sampling, P.build(SandboxConfig, params["sandbox"], "sandbox"), limit=limit,
+                timeout_s=ecfg["timeout_s"], gate=ecfg["sanity_gate"], generation=generation,
+                prompt_style=ecfg["prompt"])
     except SetupError as err:
         out.write_text(json.dumps({"benchmark": benchmark, "variant": variant, "error": str(err),
                                    "error_kind": "evaluation environment, not the model"}, indent=2) + "\n")

@@ -7,11 +7,19 @@ attempt with a fault instead of a reply: an HTTP error status, a hang past the c
 timeout, a dropped connection or a body that is not JSON. Error answers carry
 ``retry-after-ms: 10`` unless a test gives its own headers (as OpenAI's do), which the openai
 client honours, so retries here take milliseconds, not the default backoff.
+
+It also answers ``GET /health`` and ``GET /v1/models`` as vLLM does, and runs on its own as a
+stand-in for ``vllm serve`` (the served backend's tests start it through the real launcher):
+
+    python tests/chat_server.py --port N --model M [--reply TEXT | --hf] [--unhealthy]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -59,13 +67,16 @@ class ChatServer(ThreadingHTTPServer):
             a body that is not JSON).
         hang_s: how long a hung request sleeps.
         hold: keep the first requests waiting until this many are in flight together.
+        model_id: the model ``/v1/models`` lists.
+        unhealthy: answer ``/health`` with 503 (a server still loading its model).
     """
 
     daemon_threads = True
 
-    def __init__(self, respond):
-        super().__init__(("127.0.0.1", 0), ChatHandler)
+    def __init__(self, respond, port: int = 0, model_id: str = "stand-in"):
+        super().__init__(("127.0.0.1", port), ChatHandler)
         self.respond = respond
+        self.model_id, self.unhealthy = model_id, False
         self.url = f"http://127.0.0.1:{self.server_address[1]}/v1"
         self.requests: list[Seen] = []
         self.attempts: Counter[str] = Counter()
@@ -122,6 +133,14 @@ class ChatHandler(BaseHTTPRequestHandler):
     def _error(self, status: int, headers: dict[str, str]):
         body = {"error": {"message": f"injected {status}", "type": "server_error"}}
         self._send(status, json.dumps(body).encode(), headers)
+
+    def do_GET(self):
+        if self.path == "/health":
+            return self._send(503 if self.server.unhealthy else 200, b"{}")
+        if self.path == "/v1/models":
+            model = {"id": self.server.model_id, "object": "model", "owned_by": "stand-in"}
+            return self._send(200, json.dumps({"object": "list", "data": [model]}).encode())
+        self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}).encode())
 
     def do_POST(self):
         if self.path != "/v1/chat/completions":
@@ -183,3 +202,46 @@ def hermetic_env(monkeypatch):
 def server():
     with serving(echo) as s:
         yield s
+
+
+def hf_responder(generator):
+    """``respond`` for a "vLLM-like" server: an `HFGenerator` answers each request with the
+    request's sampling, one request at a time."""
+    from iterpref.llm.base import SamplingConfig
+
+    lock = threading.Lock()
+
+    def respond(body: dict) -> str:
+        stop = body.get("stop") or []
+        sampling = SamplingConfig(
+            max_new_tokens=body["max_tokens"], temperature=body["temperature"], top_p=body["top_p"],
+            seed=body["seed"], stop=[stop] if isinstance(stop, str) else stop, batch_size=1)
+        with lock:
+            return generator.chat([body["messages"]], sampling)[0]
+
+    return respond
+
+
+def main() -> None:
+    """Serve until killed: the stand-in for ``vllm serve`` in the served backend's tests."""
+    ap = argparse.ArgumentParser(description="An OpenAI-compatible stand-in server on 127.0.0.1.")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--model", required=True, help="the model name /v1/models lists (with --hf: an HF folder)")
+    ap.add_argument("--reply", default=None, help="answer every request with this text (default: an echo)")
+    ap.add_argument("--hf", action="store_true", help="answer with the HF model in the folder --model")
+    ap.add_argument("--unhealthy", action="store_true", help="answer /health with 503 forever")
+    args = ap.parse_args()
+    if args.hf:
+        from iterpref.llm.hf import HFGenerator
+
+        respond = hf_responder(HFGenerator(args.model, device="cpu"))
+    else:
+        respond = (lambda body: args.reply) if args.reply is not None else echo
+    server = ChatServer(respond, port=args.port, model_id=args.model)
+    server.unhealthy = args.unhealthy
+    print(f"stand-in server for {args.model} on {server.url}, pid {os.getpid()}", flush=True)
+    server.serve_forever(poll_interval=0.05)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from chat_server import echo, hermetic_env, last_user, server, serving, user  # noqa: F401 (fixtures)
+from chat_server import echo, hermetic_env, hf_responder, last_user, server, serving, user  # noqa: F401 (fixtures)
 
 from iterpref import debugging
 from iterpref.llm import make_generator
@@ -32,17 +32,7 @@ def tiny_hf(tiny_model_dir):
 @pytest.fixture
 def hf_server(tiny_hf):
     """A "vLLM-like" server: the tiny model answers, with the request's sampling."""
-    lock = threading.Lock()  # one model: requests take turns
-
-    def respond(body: dict) -> str:
-        stop = body.get("stop") or []
-        sampling = SamplingConfig(
-            max_new_tokens=body["max_tokens"], temperature=body["temperature"], top_p=body["top_p"],
-            seed=body["seed"], stop=[stop] if isinstance(stop, str) else stop, batch_size=1)
-        with lock:
-            return tiny_hf.chat([body["messages"]], sampling)[0]
-
-    with serving(respond) as s:
+    with serving(hf_responder(tiny_hf)) as s:
         yield s
 
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 NOT_IN_CACHE_KEY = ("sampling", "cache_dir", "api_key_env", "max_concurrency", "timeout_s", "max_retries")
 
 
-
 def make_generator(backend: str, model: str, device: str = "auto", **options):
     """The generator a config names.
 
     ``hf``: transformers in-process on ``device`` (``options``: ``dtype``).
     ``openai``: an OpenAI-compatible server (``options``: ``base_url``, ``api_key_env``,
     ``max_concurrency``, ``timeout_s``, ``max_retries``; ``device`` is unused).
+    ``vllm``, ``sglang``, ``llama_cpp``: that server started on ``model`` (``options``:
+    ``dtype``, ``server``, ``max_concurrency``, ``timeout_s``, ``max_retries``; see
+    `served.ServedGenerator`: start and stop it with `served.running`).
     """
+    from iterpref.llm.served import ENGINES
+
     if backend == "hf":
         from iterpref.llm.hf import HFGenerator
 
@@ -23,7 +27,11 @@ def make_generator(backend: str, model: str, device: str = "auto", **options):
         from iterpref.llm.openai_api import OpenAIGenerator
 
         return OpenAIGenerator(model, **options)
-    raise ValueError(f"unknown generation backend {backend!r}; expected 'hf' or 'openai'")
+    if backend in ENGINES:
+        from iterpref.llm.served import ServedGenerator
+
+        return ServedGenerator(model, engine=backend, **options)
+    raise ValueError(f"unknown generation backend {backend!r}; expected one of {['hf', 'openai', *ENGINES]}")
 
 
 def from_config(cfg: dict):
