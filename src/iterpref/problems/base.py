@@ -10,6 +10,7 @@ expensive step never runs on a problem that would be dropped anyway.
 from __future__ import annotations
 
 import ast
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,12 +80,19 @@ def count_reasons(dropped: list[Dropped]) -> dict[str, int]:
     return dict(sorted(Counter(d.reason for d in dropped).items()))
 
 
+def parse(source: str) -> ast.Module:
+    """``ast.parse`` without the warnings (invalid escape sequences...) that corpus code raises."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(source)
+
+
 def signature_of(source: str, name: str) -> str | None:
     """The header of the top-level function or class ``name`` in ``source`` (``def f(a, b=1) ->
     int:``, ``class Stack:``), decorators and body left out; None when it is not defined."""
     import ast
 
-    for node in ast.parse(source).body:
+    for node in parse(source).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
             prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
             returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""

@@ -16,7 +16,6 @@ with the input and comparing the answer, after a JSON round trip, with the recor
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import importlib.util
 import json
@@ -26,7 +25,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from iterpref.problems.base import Candidate, Drop, Dropped, Harvest, signature_of
+from iterpref.problems.base import Candidate, Drop, Dropped, Harvest, parse, signature_of
 from iterpref.records import Problem, RecordError, json_lines
 from iterpref.sandbox import SandboxConfig, run_python
 
@@ -97,7 +96,7 @@ def _candidate(row: dict, where: str, lineno: int) -> Candidate:
         if not isinstance(row.get(name), str) or not row[name].strip():
             raise Drop("schema", f"{where}: field {name!r} missing or not text (a CodeI/O record has {', '.join(FIELDS)})")
     try:
-        ast.parse(row["code_sample"])
+        parse(row["code_sample"])
     except (SyntaxError, ValueError) as e:
         raise Drop("schema", f"{where}: field 'code_sample' does not parse: {e}") from None
     signature = signature_of(row["code_sample"], ENTRY_POINT)

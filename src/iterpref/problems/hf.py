@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 
 from iterpref.evaluation.mbpp import function_name
-from iterpref.problems.base import Candidate, Drop, Dropped, Harvest, signature_of
+from iterpref.problems.base import Candidate, Drop, Dropped, Harvest, parse, signature_of
 from iterpref.records import Problem
 
 FORMATS = ("pytest", "asserts", "unittest")
@@ -82,7 +82,7 @@ class Config:
 
 
 def _imported_from_solution(tests: str) -> str | None:
-    for node in ast.walk(ast.parse(tests)):
+    for node in ast.walk(parse(tests)):
         if isinstance(node, ast.ImportFrom) and node.module == "solution" and node.names[0].name != "*":
             return node.names[0].name
     return None

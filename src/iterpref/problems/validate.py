@@ -20,7 +20,7 @@ import ast
 import keyword
 from dataclasses import dataclass
 
-from iterpref.problems.base import Drop
+from iterpref.problems.base import Drop, parse
 from iterpref.records import Outcome, Problem
 from iterpref.sandbox import SandboxConfig, run_unittest
 
@@ -61,7 +61,7 @@ def stub(problem: Problem) -> str:
 
 
 def _defines(source: str, name: str, kinds=(ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) -> bool:
-    return any(isinstance(n, kinds) and n.name == name for n in ast.parse(source).body)
+    return any(isinstance(n, kinds) and n.name == name for n in parse(source).body)
 
 
 def check_schema(problem: Problem, where: str) -> None:
@@ -77,14 +77,14 @@ def check_schema(problem: Problem, where: str) -> None:
         raise bad("entry_point", f"{ep!r} is not a Python name")
     for name in ("reference", "tests"):
         try:
-            ast.parse(getattr(problem, name))
+            parse(getattr(problem, name))
         except (SyntaxError, ValueError) as e:
             raise bad(name, f"does not parse: {e}") from None
     if not _defines(problem.reference, ep):
         raise bad("reference", f"does not define {ep!r} at top level")
     if ep not in problem.signature:
         raise bad("signature", f"does not name the entry point {ep!r}")
-    imports = [n for n in ast.walk(ast.parse(problem.tests))
+    imports = [n for n in ast.walk(parse(problem.tests))
                if isinstance(n, ast.ImportFrom) and n.module == "solution"]
     if not any(ep in {a.name for a in n.names} for n in imports):
         raise bad("tests", f"must import the entry point (`from solution import {ep}`)")
@@ -92,7 +92,7 @@ def check_schema(problem: Problem, where: str) -> None:
 
 def check_determinism(tests: str) -> None:
     """Raise `Drop` when the test module reads the clock, randomness or the network."""
-    for node in ast.walk(ast.parse(tests)):
+    for node in ast.walk(parse(tests)):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             for name in names:
