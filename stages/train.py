@@ -1,4 +1,9 @@
-"""Stage `train@VARIANT`: focal DPO / DPO / RPO / SFT on data/pairs.jsonl -> models/trained/VARIANT/."""
+"""Stage `train@VARIANT`: focal DPO / DPO / RPO / SFT on data/pairs.jsonl -> models/trained/VARIANT/.
+
+With ``train.launcher=accelerate`` this script re-launches itself under ``accelerate launch``
+(see iterpref.training.launch); every rank then trains and the main one writes the outputs.
+A killed run resumes from its last checkpoint in .cache/train/VARIANT/ (``train.common.save_steps``).
+"""
 
 import json
 import sys
@@ -8,14 +13,19 @@ import torch
 
 from iterpref import params as P
 from iterpref import runtime, tracking
+from iterpref.training import launch
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import TrainConfig, train
 
-if __name__ == "__main__":
-    variant = sys.argv[1]
+def main(variant: str) -> None:
     params = P.load()
-    runtime.configure(params)
     tcfg = params["train"]
+    # train.launcher, train.accelerate, train.num_processes, ...: everything beside common/run/variants
+    launch_cfg = P.build(launch.LaunchConfig, {k: v for k, v in tcfg.items() if k not in ("common", "run", "variants")},
+                         "train")
+    launch.relaunch_if_needed(launch_cfg, [__file__, variant])
+    runtime.configure(params)
+    torch.set_num_threads(launch.threads_per_rank(int(params["runtime"]["threads"])))
     if variant not in tcfg["variants"]:
         raise SystemExit(f"params.yaml: train.variants has no {variant!r}; known: {sorted(tcfg['variants'])}")
     spec = dict(tcfg["variants"][variant])
@@ -24,14 +34,24 @@ if __name__ == "__main__":
     report_to = tracking.wandb_env(params)
     use_cpu = params["runtime"]["device"] == "cpu" or not torch.cuda.is_available()
     metrics = train(cfg, "models/student", "data/pairs.jsonl", Path("models/trained") / variant,
-                    run_name=f"{params['experiment_name']}-{variant}", report_to=report_to, use_cpu=use_cpu)
+                    run_name=f"{params['experiment_name']}-{variant}", cache_root=Path(".cache/train") / variant,
+                    report_to=report_to, use_cpu=use_cpu)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return
     Path("reports/train").mkdir(parents=True, exist_ok=True)
-    summary = {k: metrics[k] for k in ("pairs", "steps", "train_loss", "train_runtime_s")}
-    summary.update({k: metrics["last"].get(k) for k in ("rewards/accuracies", "rewards/margins")})
+    history = metrics["log_history"]
+    summary = {k: metrics[k] for k in ("pairs", "steps", "processes", "resumed_from_step", "train_loss", "train_runtime_s")}
+    summary.update({k: history[-1].get(k) if history else None for k in ("rewards/accuracies", "rewards/margins")})
     summary["peak_rss_gib"] = runtime.peak_rss_gib()
     print(json.dumps(summary))
     # the per-step curve, for the report's figure (the report stage does not read model folders;
     # `dvc metrics` skips the list)
     summary["curve"] = [{k: h[k] for k in ("step", "loss", "rewards/margins", "rewards/accuracies") if k in h}
-                        for h in metrics["log_history"]]
+                        for h in history]
     Path(f"reports/train/{variant}.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

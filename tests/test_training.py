@@ -394,7 +394,7 @@ def test_recipe_train_saves_model_and_metrics(tiny_model_dir, tmp_path):
                           learning_rate=1e-4, bf16=False, seed=0)
         out = tmp_path / mode
         metrics = recipe.train(cfg, tiny_model_dir, pairs_path, out, run_name=f"test-{mode}",
-                               report_to=[], use_cpu=True)
+                               cache_root=tmp_path / "cache", report_to=[], use_cpu=True)
         on_disk = json.loads((out / "train_metrics.json").read_text())
         assert on_disk["steps"] == metrics["steps"] == 2
         assert on_disk["pairs"] == 4 and on_disk["config"]["mask"]["mode"] == mode
@@ -402,7 +402,8 @@ def test_recipe_train_saves_model_and_metrics(tiny_model_dir, tmp_path):
         AutoTokenizer.from_pretrained(out)
         start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
         assert any(not torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), start.state_dict().values()))
-        last[mode] = metrics["last"]
+        last[mode] = metrics["log_history"][-1]
+    assert not any((tmp_path / "cache").iterdir())  # the work folder goes when training ends
     assert last["none"]["logps/rejected"] < 0 and last["line"]["logps/rejected"] < 0
     assert abs(last["line"]["logps/rejected"]) < abs(last["none"]["logps/rejected"])
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from iterpref.records import Pair, read_jsonl
+from iterpref.training import workdir
 from iterpref.training.masks import MaskConfig
 
 # TRL loss types per variant loss: "sigmoid" is DPO's -logsigmoid(beta * margin), "sft" the mean
@@ -48,13 +50,18 @@ class TrainConfig:
             all); for quick runs. A sample, not the first n, so it spans every problem.
         precompute_ref_log_probs: compute reference log-probs once before training instead of a
             second forward each step (the masks are applied in both).
-        gradient_checkpointing: trade compute for memory on large models.
+        gradient_checkpointing: trade compute for memory on large models (transformers'
+            ``activation_checkpointing``: layer activations are recomputed in the backward pass).
         bf16: bfloat16 mixed precision (``auto``: on when a GPU supports it).
         lora: train LoRA adapters instead of all weights (``r``, ``alpha``, ``dropout``,
             ``target_modules``); the saved model is merged.
         logging_steps: log metrics every n steps.
         seed: data order and init seed.
-        deepspeed: path to a DeepSpeed config (ZeRO-3 for 7B runs), used under accelerate.
+        deepspeed: path to a DeepSpeed JSON config, used under accelerate (the shipped
+            ``train.accelerate=zero3`` carries its DeepSpeed settings itself; this is for your own).
+        save_steps: write a checkpoint (weights, optimizer, scheduler, RNG, data position) every
+            this many optimizer steps into the work folder; a killed run resumes from the newest
+            complete one (0: no checkpoints). Only the newest is kept.
     """
 
     loss: str = "dpo"
@@ -77,6 +84,7 @@ class TrainConfig:
     logging_steps: int = 1
     seed: int = 0
     deepspeed: str | None = None
+    save_steps: int = 0
 
 
 def pairs_dataset(pairs: list[Pair]):
@@ -96,8 +104,8 @@ def pairs_dataset(pairs: list[Pair]):
     ])
 
 
-def dpo_config(cfg: TrainConfig, output_dir: Path, run_name: str, report_to: list[str], use_cpu: bool):
-    """Translate a TrainConfig into TRL's DPOConfig."""
+def dpo_config(cfg: TrainConfig, output_dir: Path, run_name: str, report_to: list[str], use_cpu: bool, **overrides):
+    """Translate a TrainConfig into TRL's DPOConfig (``overrides``: further DPOConfig fields)."""
     import torch
     from trl import DPOConfig
 
@@ -106,53 +114,102 @@ def dpo_config(cfg: TrainConfig, output_dir: Path, run_name: str, report_to: lis
     loss_type = LOSSES[cfg.loss]
     weights = [1.0, cfg.rpo_alpha] if cfg.loss == "rpo" else None
     bf16 = (not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()) if cfg.bf16 == "auto" else bool(cfg.bf16)
-    return DPOConfig(
-        output_dir=str(output_dir),
-        run_name=run_name,
-        loss_type=loss_type,
-        loss_weights=weights,
-        beta=cfg.beta,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
-        max_length=cfg.max_length,
-        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        bf16=bf16,
-        use_cpu=use_cpu,
-        logging_steps=cfg.logging_steps,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        save_strategy="no",
-        report_to=report_to,
-        deepspeed=cfg.deepspeed,
-        dataset_num_proc=None,
-    )
+    return DPOConfig(**{
+        "output_dir": str(output_dir),
+        "run_name": run_name,
+        "loss_type": loss_type,
+        "loss_weights": weights,
+        "beta": cfg.beta,
+        "learning_rate": cfg.learning_rate,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.per_device_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
+        "max_length": cfg.max_length,
+        "precompute_ref_log_probs": cfg.precompute_ref_log_probs,
+        "activation_checkpointing": cfg.gradient_checkpointing,
+        "bf16": bf16,
+        "use_cpu": use_cpu,
+        "logging_steps": cfg.logging_steps,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "save_strategy": "steps" if cfg.save_steps else "no",
+        "save_steps": cfg.save_steps or 500,
+        "save_total_limit": 1,  # the old checkpoint goes only after the new one is complete
+        "report_to": report_to,
+        "deepspeed": cfg.deepspeed,
+        "dataset_num_proc": None,
+        **overrides,
+    })
+
+
+def _on_disk(pairs: list[Pair], folder: Path):
+    """The pairs dataset saved under ``folder`` and loaded back, written once by the local main
+    process: a disk-backed dataset lets `datasets` cache every map (TRL's tokenisation, the masks,
+    the reference log-probs) in ``folder``, where the other ranks read them instead of recomputing."""
+    from accelerate import PartialState
+    from datasets import load_from_disk
+
+    with PartialState().local_main_process_first():
+        if not (folder / "state.json").is_file():
+            tmp = folder.with_name(folder.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            pairs_dataset(pairs).save_to_disk(str(tmp))
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+    return load_from_disk(str(folder))
+
+
+def _save_final(trainer, tokenizer, model_path: Path, work: Path, out_dir: Path) -> None:
+    """The trained model as a plain HF folder. ``trainer.save_model`` gathers sharded weights
+    (ZeRO-3, FSDP) and writes on the main process; a LoRA adapter is merged into a fresh copy of
+    the base model there."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    if not isinstance(trainer.model, PeftModel):
+        trainer.save_model(str(out_dir))
+        return
+    adapter = work / "adapter"
+    trainer.save_model(str(adapter))
+    if trainer.accelerator.is_main_process:
+        merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_path), adapter).merge_and_unload()
+        merged.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    trainer.accelerator.wait_for_everyone()
 
 
 def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.PathLike,
-          out_dir: str | os.PathLike, run_name: str, report_to: list[str] | None = None,
-          use_cpu: bool = False) -> dict:
+          out_dir: str | os.PathLike, run_name: str, cache_root: str | os.PathLike,
+          report_to: list[str] | None = None, use_cpu: bool = False) -> dict:
     """Train one variant from ``model_path`` on ``pairs_path``; save the model to ``out_dir``.
 
-    Returns the final training metrics and ``log_history``, every logged step's metrics (also
-    written to ``out_dir/train_metrics.json``).
+    Runs as one process or as every rank of an ``accelerate launch``. The work folder
+    ``<cache_root>/<key>/`` (see `iterpref.training.workdir`) holds the prepared data and the
+    checkpoints; a run with the same key resumes from its newest complete checkpoint, and the
+    folder is removed at the end.
+
+    Returns the run's metrics: ``log_history`` (every logged step), ``resumed_from_step`` and
+    the final loss (also written to ``out_dir/train_metrics.json`` by the main process).
     """
+    from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from iterpref.training.trainer import FocalDPOTrainer
 
-    out_dir = Path(out_dir)
+    out_dir, model_path = Path(out_dir), Path(model_path)
+    state = PartialState()
     # setup
     pairs = read_jsonl(pairs_path, Pair)
     if cfg.max_pairs is not None and cfg.max_pairs < len(pairs):
         pairs = random.Random(cfg.seed).sample(pairs, cfg.max_pairs)
     if not pairs:
         raise ValueError(f"{pairs_path}: no pairs to train on")
+    key = workdir.run_key({"train": asdict(cfg), "world_size": state.num_processes,
+                           "distributed": str(state.distributed_type), "use_cpu": use_cpu}, model_path, pairs_path)
+    work = Path(cache_root) / key
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     peft_config = None
@@ -160,30 +217,33 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
         from peft import LoraConfig
 
         peft_config = LoraConfig(task_type="CAUSAL_LM", **cfg.lora)
-    args = dpo_config(cfg, out_dir / "checkpoints", run_name, report_to or [], use_cpu)
+    args = dpo_config(cfg, work / "checkpoints", run_name, report_to or [], use_cpu)
     trainer = FocalDPOTrainer(
-        model=model, args=args, train_dataset=pairs_dataset(pairs),
+        model=model, args=args, train_dataset=_on_disk(pairs, work / "pairs"),
         processing_class=tokenizer, peft_config=peft_config, mask=cfg.mask,
     )
     # train
+    resume = workdir.last_checkpoint(work / "checkpoints", state.num_processes)
+    if resume and state.is_main_process:
+        print(f"resuming from {resume}", flush=True)
     start = time.time()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     # save
-    final = trainer.model
-    if peft_config is not None:
-        final = final.merge_and_unload()
-    final.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    _save_final(trainer, tokenizer, model_path, work, out_dir)
     logged = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "variant": run_name,
         "pairs": len(pairs),
         "steps": trainer.state.global_step,
+        "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
+        "processes": state.num_processes,
         "train_loss": result.training_loss,
         "train_runtime_s": round(time.time() - start, 2),
-        "last": logged[-1] if logged else {},
         "log_history": logged,
         "config": asdict(cfg),
     }
-    (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    state.wait_for_everyone()
+    if state.is_main_process:
+        (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+        shutil.rmtree(work)
     return metrics

@@ -7,24 +7,42 @@ not a new loss function: it is a narrower ``completion_mask`` on the rejected ro
 own sums, losses (sigmoid = DPO, sigmoid+sft = RPO) and metrics do the rest.
 
 - `FocalDPOTrainer._prepare_dataset` adds ``chosen_token_mask`` / ``rejected_token_mask``
-  once per example, on TRL's own token ids (see `iterpref.training.masks`).
+  once per example, on TRL's own token ids (see `iterpref.training.masks`); under several
+  processes the main one computes them and the others read its cache.
 - `FocalPreferenceCollator` multiplies them into TRL's ``completion_mask`` after TRL's own
   truncation, so policy and reference see the same mask.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from datasets.fingerprint import Hasher
 from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
-from trl.trainer.utils import pad
+from trl.trainer.utils import global_then_local_main_first, pad
 
 from iterpref.training.masks import MaskConfig, token_masks
 
 MASK_COLUMNS = ("chosen_token_mask", "rejected_token_mask")
+
+
+def content_fingerprint(dataset) -> str:
+    """A hash of a dataset's rows (its Arrow buffers and index mapping, read memory-mapped), the
+    same in every process that holds the same rows."""
+    h = hashlib.blake2b(digest_size=16)
+    tables = [dataset.data] + ([dataset._indices] if dataset._indices is not None else [])
+    for table in tables:
+        h.update(str(table.schema).encode())
+        for column in table.columns:
+            for chunk in column.chunks:
+                for buf in chunk.buffers():
+                    if buf is not None:
+                        h.update(memoryview(buf))
+    return h.hexdigest()
 
 
 @dataclass
@@ -82,11 +100,16 @@ class FocalDPOTrainer(DPOTrainer):
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-        return dataset.map(
-            token_masks,
-            fn_kwargs={"tokenizer": self._tokenizer, "cfg": self.mask_config},
-            desc=f"Error-token masks for {dataset_name} ({self.mask_config.mode})",
-        )
+        # As TRL's own maps: the main process computes and caches (a disk-backed dataset), the
+        # other ranks then read its cache file. The fingerprint is the content's: TRL's last
+        # filter hashes its DPOConfig, which differs between ranks, so `_fingerprint` does too.
+        with global_then_local_main_first():
+            return dataset.map(
+                token_masks,
+                fn_kwargs={"tokenizer": self._tokenizer, "cfg": self.mask_config},
+                new_fingerprint=Hasher.hash((content_fingerprint(dataset), asdict(self.mask_config))),
+                desc=f"Error-token masks for {dataset_name} ({self.mask_config.mode})",
+            )
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()

@@ -1,0 +1,103 @@
+"""How the train stage runs: one plain process, or `accelerate launch` (DDP, FSDP, DeepSpeed ZeRO-3).
+
+The DVC stage command stays ``python stages/train.py VARIANT``. With ``train.launcher=accelerate``
+that process replaces itself (``exec``) by ``accelerate launch --config_file
+conf/accelerate/<train.accelerate>.yaml ... stages/train.py VARIANT``; every rank then runs the
+same script, sees `inside_launch` true and trains. The accelerate files are accelerate's own
+format, so ``accelerate launch --config_file conf/accelerate/zero3.yaml`` works by hand too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from iterpref.params import ROOT
+
+ACCELERATE_DIR = ROOT / "conf" / "accelerate"
+LAUNCHERS = ("python", "accelerate")
+# Set in the relaunched command's environment, so its ranks do not relaunch again.
+LAUNCHED_ENV = "ITERPREF_LAUNCHED"
+
+
+@dataclass
+class LaunchConfig:
+    """Where and how many processes train (params ``train.launcher`` ... ``train.main_process_port``).
+
+    Attributes:
+        launcher: ``python`` (one process, the default) or ``accelerate`` (``accelerate launch``
+            with the file named by ``accelerate``).
+        accelerate: an accelerate config in ``conf/accelerate/`` (``ddp``, ``fsdp``, ``zero3``) or
+            a path to a ``.yaml`` file of your own.
+        num_processes: processes in all, over all machines (one per GPU; on CPU, gloo processes).
+        num_machines: machines taking part (run the stage on each, with its ``machine_rank``).
+        machine_rank: this machine's rank, 0 on the main one.
+        main_process_ip: the main machine's address (multi-machine only; null on one machine).
+        main_process_port: the rendezvous port on the main machine.
+    """
+
+    launcher: str = "python"
+    accelerate: str = "ddp"
+    num_processes: int = 1
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int = 29500
+
+    def __post_init__(self):
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"train.launcher: unknown {self.launcher!r}; expected one of {LAUNCHERS}")
+        if self.num_processes < 1 or self.num_machines < 1:
+            raise ValueError("train.num_processes and train.num_machines must be >= 1")
+        if self.num_processes % self.num_machines:
+            raise ValueError(f"train.num_processes={self.num_processes} is not a multiple of "
+                             f"train.num_machines={self.num_machines}")
+
+    @property
+    def world_size(self) -> int:
+        """Processes that share one global batch (1 with the plain python launcher)."""
+        return self.num_processes if self.launcher == "accelerate" else 1
+
+    def config_file(self) -> Path:
+        """The accelerate config file ``accelerate`` names; an error lists the shipped ones."""
+        path = Path(self.accelerate) if self.accelerate.endswith((".yaml", ".yml")) else ACCELERATE_DIR / f"{self.accelerate}.yaml"
+        if not path.is_file():
+            shipped = sorted(p.stem for p in ACCELERATE_DIR.glob("*.yaml"))
+            raise FileNotFoundError(f"train.accelerate={self.accelerate!r}: no file {path}; shipped: {shipped}")
+        return path
+
+
+def inside_launch() -> bool:
+    """Whether this process is already one of the launched ranks."""
+    return os.environ.get(LAUNCHED_ENV) == "1"
+
+
+def accelerate_command(cfg: LaunchConfig, script_argv: list[str]) -> list[str]:
+    """The ``accelerate launch`` command line that runs ``script_argv`` (script path and arguments)."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg.config_file()),
+           "--num_processes", str(cfg.num_processes), "--num_machines", str(cfg.num_machines),
+           "--machine_rank", str(cfg.machine_rank), "--main_process_port", str(cfg.main_process_port)]
+    if cfg.main_process_ip:
+        cmd += ["--main_process_ip", cfg.main_process_ip]
+    return cmd + list(script_argv)
+
+
+def relaunch_if_needed(cfg: LaunchConfig, script_argv: list[str]) -> None:
+    """Replace this process by ``accelerate launch`` when the launcher asks for it; else return.
+
+    ``exec`` rather than a child process: signals (Ctrl-C, DVC stopping the stage) reach
+    accelerate's launcher, which stops its ranks.
+    """
+    if cfg.launcher == "python" or inside_launch():
+        return
+    cmd = accelerate_command(cfg, script_argv)
+    print("launching:", " ".join(cmd), flush=True)
+    os.execve(sys.executable, cmd, {**os.environ, LAUNCHED_ENV: "1"})
+
+
+def threads_per_rank(threads: int) -> int:
+    """Torch threads for one rank: ``runtime.threads`` shared by the ranks on this machine."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, threads // local)
