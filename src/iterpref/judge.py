@@ -128,6 +128,17 @@ def _list(v):
     return v
 
 
+class unlimited_digits:
+    """Big ints cross whole: lift the int/str conversion limit while (de)serialising."""
+
+    def __enter__(self) -> None:
+        self.digits = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)
+
+    def __exit__(self, *exc) -> None:
+        sys.set_int_max_str_digits(self.digits)
+
+
 def send(wfile, message) -> None:
     wfile.write(json.dumps(message).encode("utf-8") + b"\n")
     wfile.flush()
@@ -174,12 +185,7 @@ class SolutionServer:
         return self.objects[data["id"]]
 
     def encode(self, obj):
-        digits = sys.get_int_max_str_digits()
-        sys.set_int_max_str_digits(0)
-        try:
-            return encode(obj, self.handle)
-        finally:
-            sys.set_int_max_str_digits(digits)
+        return encode(obj, self.handle)
 
     def describe(self, exc: BaseException) -> dict:
         frames = [[_relative(fs.filename, self.work), fs.lineno, fs.name, fs.line]
@@ -197,9 +203,17 @@ class SolutionServer:
         return {"name": type(exc).__name__, "base": _builtin_base(type(exc)), "cls": cls, "args": args,
                 "message": message, "frames": frames}
 
-    def answer(self, request: list):
-        op, target = request[0], self.lookup(request[1])
-        args = [decode(a, self.lookup) for a in request[2:]]
+    def parse(self, line: bytes) -> tuple:
+        with unlimited_digits():
+            request = json.loads(line)
+            return request[0], self.lookup(request[1]), [decode(a, self.lookup) for a in request[2:]]
+
+    def dumps(self, kind: str, value) -> bytes:
+        with unlimited_digits():
+            payload = self.encode(value) if kind == "ok" else self.describe(value)
+            return json.dumps([kind, payload]).encode("utf-8") + b"\n"
+
+    def answer(self, op: str, target, args: list):
         if op == "getattr":
             return getattr(target, args[0])
         if op == "setattr":
@@ -220,10 +234,11 @@ class SolutionServer:
             if not line:
                 os._exit(0)
             try:
-                reply = ["ok", self.encode(self.answer(json.loads(line)))]
+                reply = self.dumps("ok", self.answer(*self.parse(line)))
             except BaseException as exc:  # noqa: B902 - everything the candidate raises goes back
-                reply = ["raise", self.describe(exc)]
-            send(self.wfile, reply)
+                reply = self.dumps("raise", exc)
+            self.wfile.write(reply)
+            self.wfile.flush()
 
 
 def _builtin_base(cls: type) -> str:
@@ -448,9 +463,7 @@ class Channel:
     def request(self, op: str, target, *args):
         if self.gone:
             raise SolutionGone(self.gone)
-        digits = sys.get_int_max_str_digits()
-        sys.set_int_max_str_digits(0)  # big ints cross whole, both ways
-        try:
+        with unlimited_digits():
             ref = target if type(target) is dict else self.encode_arg(target)  # a raw ref, a handle or a class
             message = [op, ref, *(self.encode_arg(a) for a in args)]
             try:
@@ -471,8 +484,6 @@ class Channel:
                 exc = self.exception(payload, stop_allowed=op == "op" and args[0] == "next")
             except (ValueError, TypeError, KeyError, IndexError, RecursionError, MemoryError, OverflowError) as e:
                 self.fail(f"the solution process broke the protocol: {type(e).__name__}: {e}")
-        finally:
-            sys.set_int_max_str_digits(digits)
         raise exc
 
     def fail(self, why: str):
