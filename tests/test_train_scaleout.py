@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
-from test_training import CASES, make_pair
+from test_training import ALL, CASES, build_trainer, load_tiny, make_pair
 
 from iterpref import params as P
 from iterpref.records import write_jsonl
@@ -118,3 +117,91 @@ def test_ddp_two_processes_match_one(tiny_model_dir, tmp_path):
     ref_bars = re.findall(r"Computing reference log probs for train dataset: 100%.*? (\d+)/(\d+)", log)
     assert ref_bars and {b for b in ref_bars} == {("3", "3")}, ref_bars
     assert not (two / ".cache" / "train" / "target_dpo").exists() or not any((two / ".cache" / "train" / "target_dpo").iterdir())
+
+
+# --------------------------------------------------------------------------- kill and resume
+
+
+@pytest.mark.slow
+def test_killed_stage_resumes_from_its_last_checkpoint(tiny_model_dir, tmp_path):
+    """SIGKILL the stage after its first checkpoint; the re-run resumes there and ends with the
+    weights of an uninterrupted run. Resuming restores weights, optimizer, scheduler, RNG and the
+    data position, so on one CPU process the arithmetic is the same: we expect equality to 1e-7."""
+    settings = ["train.common.per_device_batch_size=2", "train.common.save_steps=2", "train.common.max_steps=-1"]
+    whole = workdir(tmp_path / "whole", tiny_model_dir, 24, settings)  # 12 steps
+    cut = workdir(tmp_path / "cut", tiny_model_dir, 24, settings)
+    run_stage(whole, "target_dpo")
+
+    from iterpref.training.workdir import last_checkpoint
+
+    proc = subprocess.Popen([sys.executable, str(STAGE), "target_dpo"], cwd=cut, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    cache = cut / ".cache" / "train" / "target_dpo"
+    deadline = time.time() + 300
+    found = None
+    while proc.poll() is None and time.time() < deadline and found is None:
+        found = next((c for k in (cache.iterdir() if cache.exists() else []) if (c := last_checkpoint(k / "checkpoints", 1))), None)
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the stage ended before it could be killed"
+    assert found is not None and not (cut / "models" / "trained" / "target_dpo" / "train_metrics.json").exists()
+
+    again = run_stage(cut, "target_dpo")
+    log = again.stdout + again.stderr
+    assert "resuming from" in log
+    # the prepared data (tokens, masks, reference log-probs) came from the work folder's cache
+    assert "Computing reference log probs" not in log and "Error-token masks" not in log
+    report = json.loads((cut / "reports" / "train" / "target_dpo.json").read_text())
+    assert 2 <= report["resumed_from_step"] < 12 and report["steps"] == 12
+    a, b = curve(whole, "target_dpo"), curve(cut, "target_dpo")
+    assert [h["step"] for h in b] == list(range(1, 13))
+    assert [h["loss"] for h in a] == pytest.approx([h["loss"] for h in b], abs=1e-7)
+    assert max_weight_diff(weights(whole, "target_dpo"), weights(cut, "target_dpo")) <= 1e-7
+    assert not any(cache.iterdir())  # the work folder is removed once training finished
+
+
+# --------------------------------------------------------------------------- LoRA, merged, evaluated
+
+
+@pytest.mark.slow
+def test_lora_trains_merges_and_evaluates(tiny_model_dir, tmp_path):
+    """LoRA through the stage: models/trained/VARIANT is a plain merged HF folder (no adapter
+    files) whose linear weights moved and embeddings did not, and the evaluate stage scores it."""
+    folder = workdir(tmp_path / "lora", tiny_model_dir, 8, [
+        "train.common.per_device_batch_size=4", "train.common.max_steps=2", "train.common.learning_rate=1e-2",
+        "train.common.lora={r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: all-linear}",
+        "eval.benchmarks=[humaneval]", "eval.limit=2", "eval.sanity_gate=0", "eval.sampling.max_new_tokens=8"])
+    run_stage(folder, "target_dpo")
+    out = folder / "models" / "trained" / "target_dpo"
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert not (out / "adapter_config.json").exists()
+    merged, start = weights(folder, "target_dpo"), load_file(Path(tiny_model_dir) / "model.safetensors")
+    assert merged.keys() == start.keys()
+    changed = {k for k in merged if not torch.equal(merged[k], start[k])}
+    assert any("q_proj" in k for k in changed) and any("mlp" in k for k in changed)
+    assert not any("embed" in k or "norm" in k for k in changed)
+
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "target_dpo", "humaneval"],
+                          cwd=folder, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((folder / "reports" / "eval" / "target_dpo" / "humaneval.json").read_text())
+    assert report["tasks"] == 2 and report["generation"]["model_dir"] == "models/trained/target_dpo"
+
+
+# --------------------------------------------------------------------------- gradient checkpointing
+
+
+def test_gradient_checkpointing_is_on_and_changes_nothing(tiny_model_dir, tmp_path):
+    """`train.common.gradient_checkpointing` turns on transformers' activation checkpointing, which
+    recomputes activations in the backward pass: same losses and weights (fp32, to 1e-6)."""
+    runs = {}
+    for on in (False, True):
+        trainer = build_trainer(*load_tiny(tiny_model_dir), ALL, tmp_path / str(on), mode="line", max_steps=2,
+                                per_device_batch_size=2, learning_rate=1e-3, gradient_checkpointing=on)
+        assert trainer.args.activation_checkpointing is on
+        trainer.train()
+        assert trainer.model.is_activation_checkpointing is on
+        runs[on] = ([h["loss"] for h in trainer.state.log_history if "loss" in h],
+                    {k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+    assert runs[True][0] == pytest.approx(runs[False][0], abs=1e-6)
+    assert max_weight_diff(runs[True][1], runs[False][1]) <= 1e-6
