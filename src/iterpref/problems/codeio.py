@@ -170,6 +170,31 @@ def tail():
     return traceback.format_exc()[-600:]
 
 
+def count(what):
+    skipped[what] = skipped.get(what, 0) + 1
+
+
+def call(label, fn, *args, **kwargs):
+    """(True, fn(...)) within the time limit; (False, None), counted in `skipped`, when it fails."""
+    global last
+    try:
+        return True, timed(fn, *args, **kwargs)
+    except CallTimeout:
+        count(label + "_timeout")
+    except Exception:
+        count(label + "_error")
+        last = tail()
+    return False, None
+
+
+def as_json(value):
+    """Canonical JSON of value; None when JSON cannot hold it (NaN, sets, objects)."""
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
 sys.setrecursionlimit(10000)
 try:
     reference = {"__name__": "solution"}
@@ -183,33 +208,20 @@ try:
 except BaseException:
     emit(error="generator_fails", detail="the input generator does not load: " + tail())
 main = reference.get("main_solution")
-cases, seen, skipped = [], set(), {}
+cases, seen, skipped, last = [], set(), {}, ""
 for i in range(task["attempts"]):
-    try:
-        inputs = timed(generate, Random(task["seed"] * 1000003 + i))
-        key = json.dumps(inputs, sort_keys=True, allow_nan=False)
-    except CallTimeout:
-        skipped["generator_timeout"] = skipped.get("generator_timeout", 0) + 1
-        continue
-    except Exception:
-        skipped["generator_error"] = skipped.get("generator_error", 0) + 1
-        last = tail()
-        continue
-    if not isinstance(inputs, dict) or key in seen:
-        skipped["repeated_input"] = skipped.get("repeated_input", 0) + 1
+    ok, inputs = call("generator", generate, Random(task["seed"] * 1000003 + i))
+    key = as_json(inputs) if ok and isinstance(inputs, dict) else None
+    if key is None or key in seen:
+        if ok:  # a failed call is counted already
+            count("unusable_input")
         continue
     seen.add(key)
     inputs = json.loads(key)  # the tests pass what JSON keeps (lists, not tuples)
-    answers = []
-    try:
-        for _ in range(2):
-            answers.append(json.dumps(timed(main, **copy.deepcopy(inputs)), sort_keys=True, allow_nan=False))
-    except CallTimeout:
-        skipped["reference_timeout"] = skipped.get("reference_timeout", 0) + 1
-        continue
-    except Exception:
-        skipped["reference_error"] = skipped.get("reference_error", 0) + 1
-        last = tail()
+    calls = [call("reference", main, **copy.deepcopy(inputs)) for _ in range(2)]
+    answers = [as_json(answer) for ok, answer in calls if ok]
+    if len(answers) < 2 or None in answers:
+        count("unusable_output")
         continue
     if answers[0] != answers[1]:
         emit(error="nondeterministic", detail=f"two calls on one input gave {answers[0][:200]} and {answers[1][:200]}")
@@ -219,7 +231,7 @@ for i in range(task["attempts"]):
     cases.append([inputs, json.loads(answers[0])])
     if len(cases) == task["cases"]:
         break
-emit(cases=cases, skipped=skipped, detail="" if cases else (locals().get("last") or ""))
+emit(cases=cases, skipped=skipped, detail="" if cases else last)
 '''
 
 TESTS_HEADER = '''import json
