@@ -32,6 +32,8 @@ from iterpref.problems import synthesize  # noqa: E402
 from iterpref.problems.build import build  # noqa: E402
 from iterpref.sandbox import SandboxConfig  # noqa: E402
 
+MAKE_BENCH = {"args": ["--codeio", "100"]}  # how `make bench` runs it (bench/run_all.py); 3002 = the full run
+
 REPLY = """Instruction:
 Return the sum of the numbers {i} and x.
 
