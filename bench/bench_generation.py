@@ -24,11 +24,20 @@ import time
 
 import torch
 
+from iterpref import bench_result
+from iterpref.bench_result import Metric
 from iterpref.evaluation.humaneval import HumanEval
 from iterpref.llm.base import CLOSED_CODE_BLOCK, SamplingConfig, truncate_at_stop
 from iterpref.llm.hf import HFGenerator
 from iterpref.prompts import extract_code
 from iterpref.sandbox import SandboxConfig
+
+# how `make bench` runs it (bench/run_all.py): the student `dvc repro model` builds, bf16 as the
+# evaluate stage decodes it, 16 tasks
+MAKE_BENCH = {"args": ["--model", "models/student", "--tasks", "16", "--batch-size", "16", "--max-new-tokens", "192",
+                       "--dtype", "bfloat16"]}
+GOAL_VS_GENERATE = ">= 2"  # the decoder's goal against transformers' model.generate
+
 
 def humaneval_conversations(n: int) -> list:
     """The first n HumanEval tasks as the evaluate stage asks them (the `iterpref` prompt)."""
@@ -92,7 +101,7 @@ def score(replies: list[str], n: int) -> dict[str, bool]:
     return {v.task_id: v.passed for v in verdicts}
 
 
-def timed(label: str, chat, convs, sampling, tok) -> tuple[list[str], float]:
+def timed(label: str, chat, convs, sampling, tok) -> tuple[list[str], float, int]:
     load = os.getloadavg()[0]
     start = time.perf_counter()
     replies = chat(convs, sampling)
@@ -100,7 +109,7 @@ def timed(label: str, chat, convs, sampling, tok) -> tuple[list[str], float]:
     tokens = sum(len(tok(r, add_special_tokens=False)["input_ids"]) for r in replies)
     print(f"{label:>28}: {wall:7.1f} s  {tokens / wall:6.1f} reply tokens/s  "
           f"(load average {load:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
-    return replies, wall
+    return replies, wall, tokens
 
 
 def main() -> None:
@@ -115,6 +124,7 @@ def main() -> None:
                     help="baseline: 'generate' (model.generate), 'git:<rev>' (hf.py at a revision), "
                          "or a dtype name (our decoder in that dtype)")
     ap.add_argument("--baseline-first", action="store_true", help="run the baseline before ours")
+    bench_result.add_json_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     gen = HFGenerator(args.model, device="cpu", dtype=args.dtype)
@@ -136,13 +146,21 @@ def main() -> None:
     if not args.baseline_first:
         runs.reverse()
     results = {name: timed(name, chat, convs, sampling, tok) for name, chat in runs}
-    (theirs, t_theirs), (ours, t_ours) = results[label], results[f"ours {args.dtype}"]
+    (theirs, t_theirs, _), (ours, t_ours, ours_tokens) = results[label], results[f"ours {args.dtype}"]
     print(f"ours {args.dtype} is {t_theirs / t_ours:.2f}x as fast as {label}")
     print(f"identical replies: {sum(a == b for a, b in zip(ours, theirs))}/{len(ours)}")
     ours_ok, theirs_ok = (score(replies, args.tasks) for replies in (ours, theirs))
     differ = [t for t in ours_ok if ours_ok[t] != theirs_ok[t]]
     print(f"pass@1: ours {sum(ours_ok.values())}/{len(ours_ok)}, {label} {sum(theirs_ok.values())}/{len(theirs_ok)}; "
           f"verdicts differ on {len(differ)} task(s){': ' + ', '.join(differ) if differ else ''}")
+    bench_result.write(args.json, "bench_generation", [
+        Metric(f"ours {args.dtype} / {label} speed", t_theirs / t_ours, "x",
+               GOAL_VS_GENERATE if args.vs == "generate" else None),
+        Metric(f"ours {args.dtype} reply tokens/s", ours_tokens / t_ours, "tok/s"),
+        Metric("identical replies", sum(a == b for a, b in zip(ours, theirs)), f"of {len(ours)}"),
+        Metric("pass@1 verdicts that differ", len(differ), f"of {len(ours_ok)}"),
+    ], {"model": args.model, "tasks": args.tasks, "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens, "threads": args.threads, "vs": args.vs})
 
 
 if __name__ == "__main__":

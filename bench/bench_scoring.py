@@ -19,8 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from iterpref import bench_result
+from iterpref.bench_result import Metric
 from iterpref.evaluation import registry
 from iterpref.sandbox import SandboxConfig
+
+MAKE_BENCH = {"args": ["--repeat", "1"]}  # how `make bench` runs it (bench/run_all.py)
 
 
 def official(bench, tasks, codes, workers: int, timeout_s: float) -> tuple[dict[str, bool], float]:
@@ -49,11 +53,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=3)
+    bench_result.add_json_option(ap)
     args = ap.parse_args()
     he, mbpp = registry.get("humaneval"), registry.get("mbpp")
     he_tasks, mbpp_tasks = he.load(), mbpp.load()
     cases = [("humaneval canonical", he, he_tasks, [he.reference(t) for t in he_tasks]),
              ("mbpp wrong stubs", mbpp, mbpp_tasks, [f"def {t.entry_point}(*args):\n    return None\n" for t in mbpp_tasks])]
+    metrics = []
     for label, bench, tasks, codes in cases:
         t_offs, t_ours, differ = [], [], 0
         for _ in range(args.repeat):  # interleaved, so load from other processes hits both alike
@@ -65,6 +71,9 @@ def main() -> None:
         t_off, t_our = statistics.median(t_offs), statistics.median(t_ours)
         print(f"{label}: {len(tasks)} tasks, {sum(v_our.values())} pass | median of {args.repeat}: official "
               f"{t_off:.1f} s, ours {t_our:.1f} s, ratio {t_our / t_off:.2f} (goal <= 1.1) | differing verdicts {differ}")
+        metrics += [Metric(f"{label}: ours / official scoring time", t_our / t_off, "x", "<= 1.1"),
+                    Metric(f"{label}: differing verdicts", differ, "", "== 0")]
+    bench_result.write(args.json, "bench_scoring", metrics, {"workers": args.workers, "repeat": args.repeat})
 
 
 if __name__ == "__main__":

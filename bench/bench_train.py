@@ -61,11 +61,15 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import DPOConfig, DPOTrainer
 
-from iterpref import diff, prompts
+from iterpref import bench_result, diff, prompts
+from iterpref.bench_result import Metric
 from iterpref.records import Pair
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import TrainConfig, pairs_dataset
 from iterpref.training.trainer import FocalDPOTrainer
+
+# how `make bench` runs it (bench/run_all.py): the tiny shape, whatever tokenizers /tmp holds
+MAKE_BENCH = {"args": ["--device", "cpu", "--tokenizer", "tiny", "--repeat", "3"]}
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_PROBLEMS = REPO / "data" / "seed" / "problems.jsonl"
@@ -582,6 +586,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of " + ",".join(VARIANTS))
     ap.add_argument("--out", default=None, help="folder for bench_train.md and bench_train.json")
+    bench_result.add_json_option(ap)
     o = ap.parse_args(argv)
     cuda = o.device == "cuda"
     o.shapes = (o.shapes or ("0.5b,7b" if cuda else "tiny")).split(",")
@@ -683,7 +688,25 @@ def _run(opts) -> dict:
     print(markdown(report), flush=True)
     report["failed"] = [f"{s}/{v}" for s, sr in report["shapes"].items() for v, r in sr["variants"].items() if "error" in r]
     save()
+    bench_result.write(opts.json, "bench_train", headline(report), report["env"])
     return report
+
+
+def headline(report: dict) -> list[Metric]:
+    """The ratios `make bench` reports, per shape, with the issue's goals: target_dpo / dpo step
+    time <= 1.02 on CPU; target_dpo tokens/s >= 1.0x stock TRL DPO on GPU."""
+    cuda = report["options"]["device"] == "cuda"
+    metrics = []
+    for shape, sr in report["shapes"].items():
+        r = sr.get("ratios")
+        if r:
+            metrics += [
+                Metric(f"{shape}: target_dpo / dpo step time", r["target_over_dpo_step"], "x", None if cuda else "<= 1.02"),
+                Metric(f"{shape}: target_dpo / stock TRL DPO tokens/s", r["target_vs_trl_tokens_per_s"], "x",
+                       ">= 1.0" if cuda else None),
+                Metric(f"{shape}: dpo (ours) / stock TRL DPO tokens/s", r["dpo_vs_trl_tokens_per_s"], "x"),
+            ]
+    return metrics
 
 
 if __name__ == "__main__":
