@@ -31,20 +31,23 @@ def main(variant: str) -> None:
     spec = dict(tcfg["variants"][variant])
     mask = P.build(MaskConfig, spec.pop("mask", {}), f"train.variants.{variant}.mask")
     cfg = P.build(TrainConfig, {**tcfg["common"], **spec, "mask": mask}, f"train.variants.{variant}")
-    report_to = tracking.wandb_env(params)
     use_cpu = params["runtime"]["device"] == "cpu" or not torch.cuda.is_available()
-    metrics = train(cfg, "models/student", "data/pairs.jsonl", Path("models/trained") / variant,
-                    run_name=f"{params['experiment_name']}-{variant}", cache_root=Path(".cache/train") / variant,
-                    report_to=report_to, use_cpu=use_cpu)
-    from accelerate import PartialState
+    # TRL's W&B callback logs the training curves into the run stage_run opens (main process only)
+    with tracking.stage_run(params, "train", variant, variant=variant) as run:
+        metrics = train(cfg, "models/student", "data/pairs.jsonl", Path("models/trained") / variant,
+                        run_name=variant, cache_root=Path(".cache/train") / variant,
+                        report_to=["wandb"] if run else [], use_cpu=use_cpu)
+        from accelerate import PartialState
 
-    if not PartialState().is_main_process:
-        return
+        if not PartialState().is_main_process:
+            return
+        history = metrics["log_history"]
+        summary = {k: metrics[k] for k in ("pairs", "steps", "processes", "resumed_from_step", "train_loss",
+                                           "train_runtime_s")}
+        summary.update({k: history[-1].get(k) if history else None for k in ("rewards/accuracies", "rewards/margins")})
+        summary["peak_rss_gib"] = runtime.peak_rss_gib()
+        tracking.log_train(run, summary)
     Path("reports/train").mkdir(parents=True, exist_ok=True)
-    history = metrics["log_history"]
-    summary = {k: metrics[k] for k in ("pairs", "steps", "processes", "resumed_from_step", "train_loss", "train_runtime_s")}
-    summary.update({k: history[-1].get(k) if history else None for k in ("rewards/accuracies", "rewards/margins")})
-    summary["peak_rss_gib"] = runtime.peak_rss_gib()
     print(json.dumps(summary))
     # the per-step curve, for the report's figure (the report stage does not read model folders;
     # `dvc metrics` skips the list)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from dvc_repo import make_repo
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -37,3 +41,10 @@ def smollm2_tokenizer():
     except RuntimeError as e:
         pytest.skip(str(e))
     return AutoTokenizer.from_pretrained(folder, gguf_file=models.SMOLLM2_GGUF)
+
+
+@pytest.fixture(scope="module")
+def dvc_repo(tmp_path_factory) -> tuple[Path, dict]:
+    """A git repository holding the working tree's files, as a fresh clone would, and the
+    environment to run DVC in; one per test module."""
+    return make_repo(tmp_path_factory.mktemp("pipeline") / "repo")

@@ -5,54 +5,18 @@ evaluate and report."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from dvc_repo import ran_stages, sh
 
 from iterpref import params as P
 from iterpref.records import Pair, Problem, Trajectory, read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def sh(cmd: list[str], cwd: Path, env: dict) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout + proc.stderr
-
-
-def ran_stages(log: str) -> set[str]:
-    return {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> tuple[Path, dict]:
-    """A git repository holding the working tree's files, as a fresh clone would."""
-    dst = tmp_path_factory.mktemp("pipeline") / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dst / rel)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "WANDB_MODE": "offline", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "iterpref-test", "GIT_AUTHOR_EMAIL": "test@localhost",
-           "GIT_COMMITTER_NAME": "iterpref-test", "GIT_COMMITTER_EMAIL": "test@localhost"}
-    env.pop("WANDB_API_KEY", None)
-    sh(["git", "init", "-q"], dst, env)
-    sh(["git", "add", "-A"], dst, env)
-    sh(["git", "commit", "-qm", "init"], dst, env)
-    return dst, env
-
-
-def test_smoke_experiment_end_to_end(repo):
-    root, env = repo
+def test_smoke_experiment_end_to_end(dvc_repo):
+    root, env = dvc_repo
     log = sh(["dvc", "exp", "run", "-S", "experiment=smoke"], root, env)
     assert ran_stages(log) >= {"model", "teacher_model", "problems", "debug", "pairs", "train@dpo", "train@target_dpo",
                                "evaluate_reference@humaneval", "evaluate@dpo-humaneval",

@@ -1,14 +1,22 @@
-"""Weights & Biases: offline unless a key is configured, one group per experiment.
+"""Weights & Biases: every train and evaluate stage is a run, offline unless a key is configured.
 
-Training runs log through TRL's own W&B callback (`wandb_env` sets it up); each evaluation
-logs its pass@1 and a per-task table as a run of its own, in the same group, so a sweep's
-variants compare side by side in the W&B UI (offline runs: `wandb sync wandb/offline-run-*`).
+A run is grouped by experiment (the DVC experiment name when DVC runs the stage inside
+`dvc exp run`, else ``logging.wandb.group`` or ``experiment_name``) and named by variant
+(``dpo``; evaluations ``dpo-humaneval``). Its config holds the resolved params, the git commit
+and the DVC experiment name. Training curves come from TRL's own W&B callback, which logs into
+the run `stage_run` opened; evaluations log pass@1, error types and a per-task table.
+
+Offline runs land in ``wandb/`` at the repository root, also from DVC's temporary experiment
+workspaces (queued and ``--temp`` runs), so ``make sync`` finds them all.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 def wandb_mode(mode: str) -> str:
@@ -20,6 +28,25 @@ def wandb_mode(mode: str) -> str:
     return "online" if has_key else "offline"
 
 
+def dvc_experiment() -> str | None:
+    """The DVC experiment this stage runs in (DVC sets ``DVC_EXP_NAME`` for `dvc exp run`)."""
+    return os.environ.get("DVC_EXP_NAME") or None
+
+
+def git_commit() -> str | None:
+    """The commit the stage's code comes from: an experiment's baseline commit (DVC runs it on
+    a temporary commit of its own), else HEAD; None outside git."""
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        return os.environ["DVC_EXP_BASELINE_REV"]
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
+def run_group(params: dict) -> str:
+    """The W&B group: ``logging.wandb.group`` if set, else the DVC experiment, else ``experiment_name``."""
+    return params["logging"]["wandb"].get("group") or dvc_experiment() or params.get("experiment_name", "iterpref")
+
+
 def wandb_env(params: dict) -> list[str]:
     """Point W&B at this experiment (the env vars TRL's callback reads); returns ``report_to``."""
     cfg = params["logging"]["wandb"]
@@ -28,28 +55,59 @@ def wandb_env(params: dict) -> list[str]:
         return []
     os.environ["WANDB_MODE"] = mode
     os.environ["WANDB_PROJECT"] = cfg["project"]
-    os.environ.setdefault("WANDB_DIR", str(Path.cwd()))
+    # DVC points DVC_ROOT at the repository even when the stage runs in a temporary workspace
+    os.environ.setdefault("WANDB_DIR", os.environ.get("DVC_ROOT") or str(Path.cwd()))
     os.environ.setdefault("WANDB_SILENT", "true")
     if cfg.get("entity"):
         os.environ["WANDB_ENTITY"] = cfg["entity"]
-    os.environ["WANDB_RUN_GROUP"] = cfg.get("group") or params.get("experiment_name", "iterpref")
+    os.environ["WANDB_RUN_GROUP"] = run_group(params)
     return ["wandb"]
 
 
-def log_eval(params: dict, variant: str, report: dict) -> None:
-    """Log one evaluation (pass@1 and per-task outcomes) as a W&B run of job type ``eval``."""
-    if not wandb_env(params):
+@contextmanager
+def stage_run(params: dict, job_type: str, name: str, **fields) -> Iterator[object | None]:
+    """Open the W&B run of one stage (None when W&B is disabled, or on a rank other than 0)
+    and finish it on exit.
+
+    ``fields`` (variant, benchmark, ...) join the run's config next to ``params`` (the resolved
+    params.yaml), ``git_commit``, ``dvc_experiment`` and ``experiment_name``.
+    """
+    # under `accelerate launch` every rank runs the stage; only the main one logs
+    if not wandb_env(params) or int(os.environ.get("RANK", "0")) != 0:
+        yield None
         return
     import wandb
 
+    config = {**fields, "experiment_name": params.get("experiment_name"), "dvc_experiment": dvc_experiment(),
+              "git_commit": git_commit(), "params": params}
+    run = wandb.init(project=os.environ["WANDB_PROJECT"], group=os.environ["WANDB_RUN_GROUP"], name=name,
+                     job_type=job_type, config=config, dir=os.environ["WANDB_DIR"])
+    try:
+        yield run
+    finally:
+        run.finish()
+
+
+def log_train(run, summary: dict) -> None:
+    """Add a finished training's summary (pairs, steps, final loss and reward accuracy) to the
+    `stage_run` run TRL logged its curves into (nothing when ``run`` is None)."""
+    if run is not None:
+        run.summary.update({f"final/{k}": v for k, v in summary.items() if v is not None})
+
+
+def log_eval(params: dict, variant: str, report: dict) -> None:
+    """Log one evaluation (pass@1, error types, per-task outcomes) as a run of job type ``eval``."""
     bench = report["benchmark"]
-    run = wandb.init(name=f"{params.get('experiment_name', 'iterpref')}-{variant}-{bench}", job_type="eval",
-                     group=os.environ["WANDB_RUN_GROUP"], config={"variant": variant, "benchmark": bench,
-                                                                  "generation": report.get("generation")})
-    table = wandb.Table(columns=["task_id", "passed", "status", "error_type", "reply"],
-                        data=[[t["task_id"], t["passed"], t["status"], t["error_type"], t["reply"]]
-                              for t in report["per_task"]])
-    run.log({f"{bench}/pass@1": report["pass@1"], f"{bench}/per_task": table,
-             **{f"{bench}/errors/{k}": n for k, n in report.get("error_types", {}).items()}})
-    run.summary.update({"variant": variant, f"{bench}/pass@1": report["pass@1"]})
-    run.finish()
+    with stage_run(params, "eval", f"{variant}-{bench}", variant=variant, benchmark=bench,
+                   generation=report.get("generation")) as run:
+        if run is None:
+            return
+        import wandb
+
+        table = wandb.Table(columns=["task_id", "passed", "status", "error_type", "reply"],
+                            data=[[t["task_id"], t["passed"], t["status"], t["error_type"], t["reply"]]
+                                  for t in report["per_task"]])
+        run.log({f"{bench}/pass@1": report["pass@1"], f"{bench}/per_task": table,
+                 **{f"{bench}/errors/{k}": n for k, n in report.get("error_types", {}).items()}})
+        run.summary.update({"variant": variant, f"{bench}/pass@1": report["pass@1"],
+                            f"{bench}/passed": report.get("passed"), f"{bench}/tasks": report.get("tasks")})

@@ -1,0 +1,44 @@
+"""Helpers for end-to-end tests that run real DVC in a copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sh(cmd: list[str], cwd: Path, env: dict) -> str:
+    """Run ``cmd``; fail the test with its output unless it exits 0. Returns stdout + stderr."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout + proc.stderr
+
+
+def ran_stages(log: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` log says it ran (not those restored from cache)."""
+    return {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
+
+
+def make_repo(dst: Path) -> tuple[Path, dict]:
+    """A git repository at ``dst`` holding the working tree's files, as a fresh clone would;
+    returns it and the environment to run DVC in (W&B offline, no key)."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dst / rel)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "WANDB_MODE": "offline", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "iterpref-test", "GIT_AUTHOR_EMAIL": "test@localhost",
+           "GIT_COMMITTER_NAME": "iterpref-test", "GIT_COMMITTER_EMAIL": "test@localhost"}
+    for var in ("WANDB_API_KEY", "WANDB_DIR", "WANDB_RUN_GROUP", "WANDB_PROJECT", "DVC_EXP_NAME", "DVC_ROOT"):
+        env.pop(var, None)
+    sh(["git", "init", "-q"], dst, env)
+    sh(["git", "add", "-A"], dst, env)
+    sh(["git", "commit", "-qm", "init"], dst, env)
+    return dst, env
