@@ -32,7 +32,8 @@ def make_repo(dst: Path) -> tuple[Path, dict]:
         if (ROOT / rel).is_file():
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dst / rel)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    # PYTHONPATH: the stages import the copy's package, not the editable install's working tree
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(dst / "src"),
            "WANDB_MODE": "offline", "DVC_NO_ANALYTICS": "1",
            "GIT_AUTHOR_NAME": "iterpref-test", "GIT_AUTHOR_EMAIL": "test@localhost",
            "GIT_COMMITTER_NAME": "iterpref-test", "GIT_COMMITTER_EMAIL": "test@localhost"}

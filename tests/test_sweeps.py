@@ -1,0 +1,140 @@
+"""Sweeps end to end on the smoke experiment, in one temporary copy of the repository:
+a 2x2 grid through DVC's queue, the same grid through the Hydra app `iterpref.sweep` with
+submitit's local (parallel) executor, and 3 Optuna trials maximising a metric. Each grid point
+trains and evaluates one variant; the debugging data and the reference evaluation are computed
+once and restored from DVC's run cache everywhere else. Every train and evaluate stage writes
+an offline W&B run, grouped by its DVC experiment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from dvc_repo import ran_stages, sh
+
+from iterpref import sweep, wandb_runs
+
+pytestmark = pytest.mark.slow
+
+# the smoke experiment made cheaper still: 2 tasks per benchmark, one training step of 4 pairs
+CHEAP = ["experiment=smoke", "eval.limit=2", "train.common.max_pairs=4"]
+GRID = ["train.common.beta=0.05,0.1", "train.run=[dpo],[target_dpo]"]
+SHARED = {"model", "problems", "debug", "pairs", "evaluate_reference@humaneval", "evaluate_reference@mbpp"}
+
+
+def dvc(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dvc", *args]
+
+
+def experiments(root, env) -> dict[str, dict]:
+    """name -> data of every experiment in `dvc exp show --json`."""
+    shown = json.loads(subprocess.run(dvc("exp", "show", "--json"), cwd=root, env=env, capture_output=True,
+                                      text=True, check=True).stdout)
+    return {e["name"]: e["revs"][0]["data"] for b in shown for e in (b.get("experiments") or [])}
+
+
+def metrics(data: dict) -> dict:
+    return data["metrics"]["reports/metrics.json"]["data"]
+
+
+@pytest.fixture(scope="module")
+def queued(dvc_repo):
+    """The 2x2 grid queued with `dvc exp run --queue` and run by `dvc queue start`; returns
+    {exp name: (beta, variant)} and each experiment's log."""
+    root, env = dvc_repo
+    out = sh(dvc("exp", "run", "--queue", *[a for o in CHEAP + GRID for a in ("-S", o)]), root, env)
+    names = [line.split("'")[1] for line in out.splitlines() if line.startswith("Queued experiment")]
+    assert len(names) == 4, out
+    sh(dvc("queue", "start"), root, env)
+    try:
+        deadline = time.time() + 3600
+        while time.time() < deadline:
+            status = sh(dvc("queue", "status"), root, env)
+            if not any(s in status for s in ("Queued", "Running")):
+                break
+            time.sleep(10)
+    finally:
+        sh(dvc("queue", "stop"), root, env)
+    assert status.count("Success") == 4, status
+    logs = {n: sh(dvc("queue", "logs", n), root, env) for n in names}
+    shown = experiments(root, env)
+    grid = {n: (shown[n]["params"]["params.yaml"]["data"]["train"]["common"]["beta"],
+                shown[n]["params"]["params.yaml"]["data"]["train"]["run"][0]) for n in names}
+    return grid, logs, shown
+
+
+def test_dvc_queue_grid(dvc_repo, queued):
+    root, env = dvc_repo
+    grid, logs, shown = queued
+    assert sorted(grid.values()) == [(0.05, "dpo"), (0.05, "target_dpo"), (0.1, "dpo"), (0.1, "target_dpo")]
+    # the shared stages ran in one experiment and came from the run cache in the three others
+    for stage in SHARED:
+        assert sum(stage in ran_stages(log) for log in logs.values()) == 1, stage
+    for name, (beta, variant) in grid.items():
+        assert ran_stages(logs[name]) >= {f"train@{variant}", f"evaluate@{variant}-humaneval",
+                                          f"evaluate@{variant}-mbpp", "report"}
+        m = metrics(shown[name])
+        assert set(m) == {"reference", variant} and set(m[variant]) == {"humaneval", "mbpp", "average"}
+
+    # `dvc metrics diff` between two experiments: pass@1 per benchmark
+    by_point = {v: k for k, v in grid.items()}
+    diff = json.loads(sh(dvc("metrics", "diff", "--all", "--json", by_point[(0.05, "dpo")], by_point[(0.1, "dpo")]),
+                         root, env))
+    assert {"dpo.humaneval", "dpo.mbpp", "reference.humaneval", "reference.mbpp"} <= set(diff["reports/metrics.json"])
+    assert "pass@1" in diff["reports/eval/dpo/humaneval.json"]
+
+    # W&B: one group per experiment, a train run named by its variant with the swept config
+    head = sh(["git", "rev-parse", "HEAD"], root, env).strip()
+    runs = wandb_runs.offline_runs(root / "wandb", wait_s=30)
+    assert {r.group for r in runs} == set(grid)
+    for name, (beta, variant) in grid.items():
+        group = {r.name: r for r in runs if r.group == name}
+        assert {variant, f"{variant}-humaneval", f"{variant}-mbpp"} <= set(group), group
+        train = group[variant]
+        assert train.job_type == "train" and train.config["dvc_experiment"] == name
+        assert train.config["git_commit"] == head
+        assert train.config["params"]["train"]["common"]["beta"] == beta
+        assert any("train/loss" in h for h in train.history), train.history
+        for bench in ("humaneval", "mbpp"):
+            assert group[f"{variant}-{bench}"].summary[f"{bench}/pass@1"] * 100 == pytest.approx(
+                metrics(shown[name])[variant][bench], abs=0.01)
+
+
+def test_hydra_multirun_with_submitit_local(dvc_repo, queued):
+    """The same grid as Hydra jobs run in parallel by submitit: four more experiments, every
+    train and evaluate stage restored from the run cache, the same metrics."""
+    root, env = dvc_repo
+    grid, _, shown_before = queued
+    proc = subprocess.run([sys.executable, "-m", "iterpref.sweep", "--multirun", "hydra/launcher=submitit_local",
+                           "sweep.name=grid", *CHEAP, *GRID], cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    shown = experiments(root, env)
+    for job in range(4):
+        name = f"grid-{job}"
+        log = (root / "multirun/grid" / str(job) / "dvc.log").read_text()
+        assert ran_stages(log) == {"report"}, log[-3000:]
+        params = shown[name]["params"]["params.yaml"]["data"]
+        point = (params["train"]["common"]["beta"], params["train"]["run"][0])
+        [same] = [n for n, p in grid.items() if p == point]
+        assert metrics(shown[name]) == metrics(shown_before[same])
+
+
+def test_optuna_maximises_a_metric(dvc_repo):
+    """Three Optuna trials over beta, each a DVC experiment whose dpo.average the job returns."""
+    root, env = dvc_repo
+    proc = subprocess.run([sys.executable, "-m", "iterpref.sweep", "--multirun", "hydra/sweeper=maximize",
+                           "hydra.sweeper.n_trials=3", "sweep.name=opt", "sweep.metric=dpo.average", *CHEAP,
+                           "train.run=[dpo]", "train.common.beta=interval(0.01,0.5)"],
+                          cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    shown = experiments(root, env)
+    trials = {f"opt-{i}": shown[f"opt-{i}"] for i in range(3)}
+    betas = {d["params"]["params.yaml"]["data"]["train"]["common"]["beta"] for d in trials.values()}
+    assert len(betas) == 3 and all(0.01 <= b <= 0.5 for b in betas)
+    values = [sweep.lookup(metrics(d), "dpo.average") for d in trials.values()]
+    best = yaml.safe_load((root / "multirun/opt/optimization_results.yaml").read_text())
+    assert best["best_value"] == max(values)
