@@ -9,12 +9,15 @@ merge into one span. A fix that only inserts lines leaves D- empty (K-' = 0 in t
 
 Lines are compared by their content without the line terminator, so ``"x\\n"`` and a final
 ``"x"`` without newline match. ``prefix_suffix_matches`` is the paper's weaker ablation (only
-the common head and tail match) and ``widen_spans`` the Diff-Aug ablation (context lines).
+the common head and tail match), ``widen_spans`` the Diff-Aug ablation (context lines) and
+``token_spans`` the token-level ablation (only the changed tokens inside the changed lines).
 """
 
 from __future__ import annotations
 
 import bisect
+import difflib
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 from iterpref.records import Span
@@ -30,6 +33,7 @@ __all__ = [
     "changed_spans",
     "merge_spans",
     "widen_spans",
+    "token_spans",
     "shift_spans",
     "span_line_indices",
     "span_lines",
@@ -244,3 +248,54 @@ def span_lines(text: str, spans: Iterable[Span]) -> list[str]:
     """The full text of every line the spans touch (line endings kept), in order."""
     lines = split_lines(text)
     return [lines[i] for i in span_line_indices(text, spans)]
+
+
+# Lexical tokens for the token-level diff: a word (identifier, number, keyword), a run of
+# whitespace, or one other character (operator, bracket, quote).
+_LEXEME = re.compile(r"\w+|\s+|[^\w\s]")
+
+
+def _changed_lexemes(old: str, new: str) -> list[Span]:
+    """Spans into ``old`` of the lexical tokens the edit ``old -> new`` replaced or deleted; where
+    it only inserts, the nearest non-whitespace token of ``old`` on each side of the insertion."""
+    toks = [(m.start(), m.end()) for m in _LEXEME.finditer(old)]
+    words = [old[s:e] for s, e in toks]
+    matcher = difflib.SequenceMatcher(None, words, [m.group() for m in _LEXEME.finditer(new)], autojunk=False)
+    spans: list[Span] = []
+    for op, i1, i2, _, _ in matcher.get_opcodes():
+        if op in ("replace", "delete"):
+            spans.append((toks[i1][0], toks[i2 - 1][1]))
+        elif op == "insert":
+            before = next((k for k in range(i1 - 1, -1, -1) if not words[k].isspace()), None)
+            after = next((k for k in range(i1, len(words)) if not words[k].isspace()), None)
+            spans += [toks[k] for k in (before, after) if k is not None]
+    return spans
+
+
+def token_spans(rejected: str, chosen: str, method: str = "lcs") -> list[Span]:
+    """The token-level ablation: inside D-, only the tokens the fix changed.
+
+    The line diff (``method``) cuts both texts into changed blocks: the rejected lines between two
+    matched lines and the chosen lines they became. A block with no chosen counterpart (deleted
+    lines) is kept whole; a block that only gained lines gives nothing (as D-); otherwise the
+    block's lexical tokens are diffed (`difflib` on words, whitespace runs and single symbols)
+    and only the replaced or deleted ones are kept, or for a pure insertion the tokens on either
+    side of it. Every span lies inside a D- line.
+
+    Returns:
+        Sorted, merged spans into ``rejected``.
+    """
+    a, b = split_lines(rejected), split_lines(chosen)
+    sa, sb = line_starts(a), line_starts(b)
+    spans: list[Span] = []
+    prev_i = prev_j = -1
+    for i, j in [*_matcher(method)(a, b), (len(a), len(b))]:
+        lo, hi = prev_i + 1, i  # rejected lines [lo, hi) against chosen lines [prev_j + 1, j)
+        if hi > lo:
+            if j > prev_j + 1:
+                old, new = rejected[sa[lo]:sa[hi]], chosen[sb[prev_j + 1]:sb[j]]
+                spans += shift_spans(_changed_lexemes(old, new), sa[lo])
+            else:
+                spans.append((sa[lo], sa[hi]))
+        prev_i, prev_j = i, j
+    return merge_spans(spans)

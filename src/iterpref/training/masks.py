@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from iterpref import diff
 from iterpref.records import Span
 
-MASK_MODES = ("none", "line", "symmetric")
+MASK_MODES = ("none", "line", "symmetric", "token")
 
 
 @dataclass
@@ -30,7 +30,9 @@ class MaskConfig:
     Attributes:
         mode: ``none`` = plain DPO (every completion token); ``line`` = Target-DPO (chosen:
             every token; rejected: only tokens of rejected-only lines D-); ``symmetric`` = the
-            ablation that also narrows the chosen side to its chosen-only lines D+.
+            ablation that also narrows the chosen side to its chosen-only lines D+; ``token`` =
+            the token-level ablation: rejected tokens the fix changed inside the D- lines only
+            (`iterpref.diff.token_spans`), chosen: every token.
         diff: how the error lines are found: ``lcs`` (the spans stored in pairs.jsonl, paper
             Algorithm 1) or ``prefix_suffix`` (ablation: everything between the common prefix
             and suffix lines).
@@ -49,6 +51,8 @@ class MaskConfig:
             raise ValueError(f"mask.mode: unknown {self.mode!r}; expected one of {MASK_MODES}")
         if self.diff not in ("lcs", "prefix_suffix"):
             raise ValueError(f"mask.diff: unknown {self.diff!r}; expected lcs or prefix_suffix")
+        if self.mode == "token" and self.context_lines:
+            raise ValueError("mask.context_lines widens spans to whole lines; it cannot combine with mode token")
         if not 0.0 <= self.hybrid_fraction <= 1.0:
             raise ValueError(f"mask.hybrid_fraction must be in [0, 1], got {self.hybrid_fraction}")
 
@@ -80,7 +84,11 @@ def focal_spans(example: dict, cfg: MaskConfig) -> tuple[list[Span] | None, list
     """The (chosen, rejected) spans to keep for one pair; None means keep every token."""
     if not cfg.focal or _in_hybrid_share(example["pair_id"], cfg.hybrid_fraction):
         return None, None
-    chosen, rejected = example["chosen"], example["rejected"]
+    # the completions' text (a conversational row holds the assistant message), which the spans index
+    chosen, rejected = (side[-1]["content"] if isinstance(side, list) else side
+                        for side in (example["chosen"], example["rejected"]))
+    if cfg.mode == "token":
+        return None, diff.token_spans(rejected, chosen, method=cfg.diff)
     if cfg.diff == "lcs":
         rej_spans = [tuple(s) for s in example["rejected_spans"]]
         cho_spans = [tuple(s) for s in example["chosen_spans"]]
