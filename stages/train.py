@@ -17,13 +17,15 @@ from iterpref.training import launch
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import TrainConfig, train
 
+
 def main(variant: str) -> None:
     params = P.load()
     tcfg = params["train"]
     # train.launcher, train.accelerate, train.num_processes, ...: everything beside common/run/variants
     launch_cfg = P.build(launch.LaunchConfig, {k: v for k, v in tcfg.items() if k not in ("common", "run", "variants")},
                          "train")
-    launch.relaunch_if_needed(launch_cfg, [__file__, variant])
+    use_cpu = params["runtime"]["device"] == "cpu" or not torch.cuda.is_available()
+    launch.relaunch_if_needed(launch_cfg, [__file__, variant], use_cpu)
     runtime.configure(params)
     torch.set_num_threads(launch.threads_per_rank(int(params["runtime"]["threads"])))
     if variant not in tcfg["variants"]:
@@ -31,7 +33,6 @@ def main(variant: str) -> None:
     spec = dict(tcfg["variants"][variant])
     mask = P.build(MaskConfig, spec.pop("mask", {}), f"train.variants.{variant}.mask")
     cfg = P.build(TrainConfig, {**tcfg["common"], **spec, "mask": mask}, f"train.variants.{variant}")
-    use_cpu = params["runtime"]["device"] == "cpu" or not torch.cuda.is_available()
     # TRL's W&B callback logs the training curves into the run stage_run opens (main process only)
     with tracking.stage_run(params, "train", variant, variant=variant) as run:
         metrics = train(cfg, "models/student", "data/pairs.jsonl", Path("models/trained") / variant,

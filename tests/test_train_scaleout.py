@@ -205,3 +205,61 @@ def test_gradient_checkpointing_is_on_and_changes_nothing(tiny_model_dir, tmp_pa
                     {k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
     assert runs[True][0] == pytest.approx(runs[False][0], abs=1e-6)
     assert max_weight_diff(runs[True][1], runs[False][1]) <= 1e-6
+
+
+# --------------------------------------------------------------------------- launcher settings
+
+
+def test_shipped_accelerate_configs_load_and_build_the_command():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from iterpref.training.launch import LaunchConfig, accelerate_command
+
+    kinds = {name: load_config_from_file(str(ROOT / "conf" / "accelerate" / f"{name}.yaml")).distributed_type.value
+             for name in ("ddp", "fsdp", "zero3")}
+    assert kinds == {"ddp": "MULTI_GPU", "fsdp": "FSDP", "zero3": "DEEPSPEED"}
+    zero3 = yaml_load(ROOT / "conf" / "accelerate" / "zero3.yaml")["deepspeed_config"]
+    assert zero3["zero_stage"] == 3 and zero3["zero3_save_16bit_model"] is True
+
+    cfg = LaunchConfig(launcher="accelerate", accelerate="zero3", num_processes=16, num_machines=2, machine_rank=1,
+                       main_process_ip="10.0.0.1")
+    cmd = accelerate_command(cfg, ["stages/train.py", "dpo"])
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[-2:] == ["stages/train.py", "dpo"]
+    flags = dict(zip(cmd[3:-2:2], cmd[4:-2:2]))
+    assert flags == {"--config_file": str(ROOT / "conf" / "accelerate" / "zero3.yaml"), "--num_processes": "16",
+                     "--num_machines": "2", "--machine_rank": "1", "--main_process_port": "29500",
+                     "--main_process_ip": "10.0.0.1"}
+    assert cfg.world_size == 16 and LaunchConfig(num_processes=8).world_size == 1  # python: one process
+
+
+def yaml_load(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def test_launch_settings_are_checked(monkeypatch):
+    from iterpref.training import launch
+
+    with pytest.raises(ValueError, match="train.launcher"):
+        launch.LaunchConfig(launcher="torchrun")
+    with pytest.raises(ValueError, match="multiple of"):
+        launch.LaunchConfig(launcher="accelerate", num_processes=3, num_machines=2)
+    with pytest.raises(FileNotFoundError, match=r"shipped: \['ddp', 'fsdp', 'zero3'\]"):
+        launch.LaunchConfig(launcher="accelerate", accelerate="zero2").config_file()
+    monkeypatch.delenv(launch.LAUNCHED_ENV, raising=False)
+    # on CPU, FSDP and ZeRO-3 would silently run as DDP: refused before anything is launched
+    for name in ("fsdp", "zero3"):
+        with pytest.raises(ValueError, match="needs GPUs"):
+            launch.relaunch_if_needed(launch.LaunchConfig(launcher="accelerate", accelerate=name), ["x.py"], use_cpu=True)
+    launch.relaunch_if_needed(launch.LaunchConfig(launcher="python"), ["x.py"], use_cpu=True)  # returns: no relaunch
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert launch.threads_per_rank(2) == 1 and launch.threads_per_rank(1) == 1 and launch.threads_per_rank(16) == 8
+
+
+def test_unknown_launch_key_names_the_field(tmp_path):
+    from iterpref import params as P
+    from iterpref.training.launch import LaunchConfig
+
+    with pytest.raises(ValueError, match=r"train: unknown key\(s\) \['num_gpus'\]"):
+        P.build(LaunchConfig, {"launcher": "accelerate", "num_gpus": 8}, "train")

@@ -14,10 +14,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from iterpref.params import ROOT
 
 ACCELERATE_DIR = ROOT / "conf" / "accelerate"
 LAUNCHERS = ("python", "accelerate")
+# accelerate distributed types that mean data parallelism, which CPU processes (gloo) can run
+CPU_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU")
 # Set in the relaunched command's environment, so its ranks do not relaunch again.
 LAUNCHED_ENV = "ITERPREF_LAUNCHED"
 
@@ -84,14 +88,19 @@ def accelerate_command(cfg: LaunchConfig, script_argv: list[str]) -> list[str]:
     return cmd + list(script_argv)
 
 
-def relaunch_if_needed(cfg: LaunchConfig, script_argv: list[str]) -> None:
+def relaunch_if_needed(cfg: LaunchConfig, script_argv: list[str], use_cpu: bool) -> None:
     """Replace this process by ``accelerate launch`` when the launcher asks for it; else return.
 
     ``exec`` rather than a child process: signals (Ctrl-C, DVC stopping the stage) reach
-    accelerate's launcher, which stops its ranks.
+    accelerate's launcher, which stops its ranks. On CPU only data parallelism exists (gloo):
+    accelerate would quietly run an FSDP or DeepSpeed config as DDP, so that is an error here.
     """
     if cfg.launcher == "python" or inside_launch():
         return
+    kind = yaml.safe_load(cfg.config_file().read_text()).get("distributed_type")
+    if use_cpu and kind not in CPU_TYPES:
+        raise ValueError(f"train.accelerate={cfg.accelerate!r} ({kind}) needs GPUs; on CPU accelerate would "
+                         f"run it as plain DDP. Use train.accelerate=ddp on CPU.")
     cmd = accelerate_command(cfg, script_argv)
     print("launching:", " ".join(cmd), flush=True)
     os.execve(sys.executable, cmd, {**os.environ, LAUNCHED_ENV: "1"})
