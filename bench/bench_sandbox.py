@@ -3,17 +3,23 @@ replaced, on the seed problems' references, isolation on.
 
 The old design is `iterpref/sandbox.py` as of commit e5fbb33 (the last one with the in-process
 runner), loaded from git beside the current module. Both run the same ``--runs`` jobs (the 67
-references, cycled) through their `run_unittest_many` with the same workers, alternating which
-goes first, ``--repeat`` times; the script prints runs/s of each and the ratio of medians.
+references, cycled) through their `run_unittest_many` with the same workers, in interleaved
+chunks of ``--chunk`` jobs (old, new, new, old, ...), so that a machine whose load changes
+during the run slows both alike; the script prints runs/s of each over all its chunks and the
+ratio. Where a cgroup-v1 ``cpuacct`` hierarchy is writable (root), it also prints the CPU time
+per run of everything each design started (this process moves into a fresh accounting-only
+cgroup for the run): unlike wall time, that hardly depends on what else the machine runs.
 
-Usage: python bench/bench_sandbox.py [--runs 500] [--repeat 2] [--workers 2] [--backend bwrap]
+Usage: python bench/bench_sandbox.py [--runs 500] [--chunk 50] [--workers 2] [--backend bwrap]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -38,19 +44,42 @@ def old_sandbox():
     return module
 
 
-def throughput(module, jobs, config) -> float:
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+@contextlib.contextmanager
+def cpu_meter():
+    """Yield a function returning the CPU seconds used so far by this process and everything it
+    started, from a cpuacct cgroup of its own; None where there is none to create."""
+    group = CPUACCT / f"iterpref-bench-{os.getpid()}"
+    try:
+        group.mkdir()
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError:
+        yield None
+        return
+    try:
+        yield lambda: int((group / "cpuacct.usage").read_text()) / 1e9
+    finally:
+        (CPUACCT / "cgroup.procs").write_text(str(os.getpid()))
+        with contextlib.suppress(OSError):
+            group.rmdir()
+
+
+def timed(module, jobs, config) -> float:
+    """Seconds `run_unittest_many` of ``module`` takes for ``jobs`` (all must pass)."""
     start = time.perf_counter()
     outcomes = module.run_unittest_many(jobs, config)
     elapsed = time.perf_counter() - start
     failed = [o.status for o in outcomes if not o.passed]
     assert not failed, f"{module.__name__}: {len(failed)} references failed: {failed[:5]}"
-    return len(jobs) / elapsed
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--chunk", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backend", default="bwrap", choices=["bwrap", "rlimit"])
     args = parser.parse_args()
@@ -58,17 +87,31 @@ def main() -> None:
 
     problems = [json.loads(line) for line in (ROOT / "data/seed/problems.jsonl").read_text().splitlines()]
     jobs = [(problems[i % len(problems)]["reference"], problems[i % len(problems)]["tests"]) for i in range(args.runs)]
-    designs = {"old (one process)": old_sandbox(), "new (judge + solution)": sandbox}
-    rates = {name: [] for name in designs}
-    for rep in range(args.repeat):
-        order = list(designs) if rep % 2 == 0 else list(reversed(designs))
-        for name in order:
-            module = designs[name]
-            rates[name].append(throughput(module, jobs, module.SandboxConfig(backend=args.backend, workers=args.workers)))
-            print(f"  repeat {rep + 1}, {name}: {rates[name][-1]:.2f} runs/s", flush=True)
-    old, new = (statistics.median(r) for r in rates.values())
-    print(f"{args.runs} runs of seed references, backend {args.backend}, {args.workers} workers, median of {args.repeat}:")
-    print(f"  old {old:.2f} runs/s, new {new:.2f} runs/s, new takes {old / new:.2f}x the old time per run")
+    designs = {"old": old_sandbox(), "new": sandbox}
+    seconds, cpu = dict.fromkeys(designs, 0.0), dict.fromkeys(designs, 0.0)
+    ratios = []
+    with cpu_meter() as used:
+        for i, start in enumerate(range(0, len(jobs), args.chunk)):
+            chunk = jobs[start:start + args.chunk]
+            took = {}
+            for name in (list(designs) if i % 2 == 0 else list(reversed(designs))):
+                module = designs[name]
+                before = used() if used else 0.0
+                took[name] = timed(module, chunk, module.SandboxConfig(backend=args.backend, workers=args.workers))
+                seconds[name] += took[name]
+                cpu[name] += (used() - before) if used else 0.0
+            ratios.append(took["new"] / took["old"])
+            print(f"  jobs {start}-{start + len(chunk) - 1}: old {len(chunk) / took['old']:.2f} runs/s, "
+                  f"new {len(chunk) / took['new']:.2f} runs/s, new/old time {ratios[-1]:.2f}", flush=True)
+    old, new = (len(jobs) / seconds[name] for name in designs)
+    print(f"{len(jobs)} runs of seed references each, backend {args.backend}, {args.workers} workers, "
+          f"chunks of {args.chunk}:")
+    print(f"  old (one process) {old:.2f} runs/s, new (judge + solution) {new:.2f} runs/s; new takes "
+          f"{old / new:.2f}x the old time (median chunk ratio {statistics.median(ratios):.2f})")
+    if used:
+        ms = {name: 1e3 * cpu[name] / len(jobs) for name in designs}
+        print(f"  CPU per run (everything started): old {ms['old']:.1f} ms, new {ms['new']:.1f} ms, "
+              f"new/old {ms['new'] / ms['old']:.2f}")
 
 
 if __name__ == "__main__":

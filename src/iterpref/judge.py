@@ -4,8 +4,8 @@ Started as ``python judge.py CONFIG_JSON`` (standard library only; the pipeline 
 in-process). It forks once, before any candidate code exists in memory:
 
 * the **solution process** drops to the candidate's uid (when started as root), closes every
-  inherited descriptor but its end of a socket pair, imports ``solution.py`` and then only
-  answers requests on that socket;
+  inherited descriptor but its ends of two pipes (requests in, answers out), imports
+  ``solution.py`` and then only answers requests;
 * the **judge process** drops to the judge's uid, imports the unittest module
   ``test_solution.py`` with ``solution`` bound to a proxy module whose names forward calls to
   the solution process, runs the tests and writes the verdict, as one JSON line, to a pipe the
@@ -23,31 +23,31 @@ become judge-side classes with the same name and nearest builtin base; ``StopIte
 ends iterations (raised from a plain call it arrives as an ordinary exception, so it cannot cut
 a ``map`` short).
 
-A solution that dies, closes the socket or sends anything but well-formed answers ends its
+A solution that dies, closes its pipe or sends anything but well-formed answers ends its
 run as ``crashed``: that mark is sticky, whatever the tests catch afterwards.
 """
 
 from __future__ import annotations
 
 import builtins
-import datetime
 import faulthandler
+import gc
 import importlib
 import json
 import os
-import socket
 import sys
 import time
 import traceback
 import types
-import unittest
 
+# Imports are what a run costs most: unittest is imported by the judge alone, after the fork,
+# and datetime only when a date crosses (no candidate holds a date without importing it).
 SCRIPT = os.path.abspath(__file__)
-HIDDEN = (os.path.dirname(unittest.__file__) + os.sep, os.path.dirname(importlib.__file__) + os.sep,
-          "<frozen importlib")
+HIDDEN = (os.path.join(os.path.dirname(os.__file__), "unittest") + os.sep,
+          os.path.dirname(importlib.__file__) + os.sep, "<frozen importlib")
 TRACEBACK_LIMIT = 20000
 MAX_MESSAGE = 64 * 1024 * 1024
-DATES = {"date": datetime.date, "datetime": datetime.datetime, "time": datetime.time}
+DATE_TAGS = ("datetime", "date", "time", "timedelta")  # subclasses first
 
 
 # --------------------------------------------------------------------------- wire format
@@ -78,11 +78,12 @@ def encode(obj, handle):
         return {"$": "bytearray" if isinstance(obj, bytearray) else "bytes", "v": bytes(obj).hex()}
     if isinstance(obj, complex):
         return {"$": "complex", "v": [obj.real, obj.imag]}
-    if isinstance(obj, datetime.timedelta):
-        return {"$": "timedelta", "v": [obj.days, obj.seconds, obj.microseconds]}
-    for tag, cls in reversed(DATES.items()):  # datetime before date: it is a subclass
+    dt = sys.modules.get("datetime")
+    for tag in DATE_TAGS if dt is not None else ():
+        cls = getattr(dt, tag)
         if isinstance(obj, cls):
-            return {"$": tag, "v": cls.isoformat(obj)}
+            v = [obj.days, obj.seconds, obj.microseconds] if tag == "timedelta" else cls.isoformat(obj)
+            return {"$": tag, "v": v}
     return handle(obj)
 
 
@@ -116,9 +117,13 @@ def decode(data, handle):
     if tag == "complex" and type(v) is list and len(v) == 2 and all(type(x) in (int, float) for x in v):
         return complex(v[0], v[1])
     if tag == "timedelta" and type(v) is list and len(v) == 3 and all(type(x) is int for x in v):
+        import datetime
+
         return datetime.timedelta(days=v[0], seconds=v[1], microseconds=v[2])
-    if tag in DATES and type(v) is str:
-        return DATES[tag].fromisoformat(v)
+    if tag in DATE_TAGS and type(v) is str:
+        import datetime
+
+        return getattr(datetime, tag).fromisoformat(v)
     raise ValueError(f"unknown or malformed tag {tag!r}")
 
 
@@ -158,8 +163,8 @@ class SolutionServer:
            "next": next, "str": str, "repr": repr, "bool": bool, "int": int, "float": float,
            "index": lambda o: o.__index__()}
 
-    def __init__(self, sock: socket.socket, work: str) -> None:
-        self.rfile, self.wfile = sock.makefile("rb"), sock.makefile("wb")
+    def __init__(self, rfile, wfile, work: str) -> None:
+        self.rfile, self.wfile = rfile, wfile
         self.work = work
         self.objects: dict[int, object] = {}
         self.ids: dict[int, int] = {}
@@ -245,11 +250,15 @@ def _builtin_base(cls: type) -> str:
     return next((c.__name__ for c in cls.__mro__ if c.__module__ == "builtins"), "BaseException")
 
 
-def solution_main(sock: socket.socket, cfg: dict) -> None:
-    """The forked child: confine itself, import the candidate, then serve. Never returns."""
-    fd = sock.fileno()
-    os.closerange(3, fd)  # the verdict pipe and anything else the judge holds
-    os.closerange(fd + 1, 1 << 20)
+def solution_main(fds: tuple[int, int], cfg: dict) -> None:
+    """The forked child: confine itself, import the candidate, then serve. Never returns.
+
+    ``fds``: the pipes it reads requests from and writes answers to."""
+    low = 3
+    for fd in sorted(fds):  # close the verdict pipe and all else the judge holds
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
     if cfg["solution_uid"] is not None:
         os.setgroups([])
         os.setresgid(cfg["gid"], cfg["gid"], cfg["gid"])
@@ -257,8 +266,8 @@ def solution_main(sock: socket.socket, cfg: dict) -> None:
     work = cfg["work"]
     os.chdir(work)
     sys.path.insert(0, work)
-    faulthandler.dump_traceback_later(cfg["hang_after"], exit=False)  # to stderr: the host's hang report
-    server = SolutionServer(sock, work)
+    faulthandler.dump_traceback_later(_until(cfg["hang_at"]), exit=False)  # to stderr: the host's hang report
+    server = SolutionServer(os.fdopen(fds[0], "rb"), os.fdopen(fds[1], "wb"), work)
     try:
         with open("solution.py", "rb") as fh:
             compile(fh.read(), "solution.py", "exec")
@@ -271,6 +280,11 @@ def solution_main(sock: socket.socket, cfg: dict) -> None:
         send(server.wfile, ["import_error", server.describe(e), _format_exception(e, work)])
         os._exit(0)
     server.serve(module)
+
+
+def _until(deadline: float) -> float:
+    """Seconds to ``deadline`` on the monotonic clock, which the host shares (no time namespace)."""
+    return max(0.01, deadline - time.monotonic())
 
 
 def _format_exception(e: BaseException, work: str) -> str:
@@ -384,10 +398,10 @@ def _kwargs(kwargs: dict) -> list:
 
 
 class Channel:
-    """The judge's end of the socket: requests out, strictly decoded answers back."""
+    """The judge's ends of the pipes: requests out, strictly decoded answers back."""
 
-    def __init__(self, sock: socket.socket, pid: int, cfg: dict) -> None:
-        self.rfile, self.wfile = sock.makefile("rb"), sock.makefile("wb")
+    def __init__(self, rfile, wfile, pid: int, cfg: dict) -> None:
+        self.rfile, self.wfile = rfile, wfile
         self.pid, self.cfg = pid, cfg
         self.gone: str | None = None  # why the solution can no longer be trusted, once it happened
         self.handles: dict[int, Remote] = {}
@@ -491,7 +505,7 @@ class Channel:
         raise SolutionGone(why)
 
     def exit_status(self) -> str:
-        """Why the socket closed: the solution's exit status when it is gone within a second."""
+        """Why the answers pipe closed: the solution's exit status when it is gone within a second."""
         for _ in range(100):
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
@@ -526,37 +540,45 @@ class SolutionModule(types.ModuleType):
         return CHANNEL.request("getattr", {"$": "ref", "id": 0}, name)
 
 
-class Result(unittest.TestResult):
-    """Keeps the first failure and the first error; announces each test on the verdict pipe."""
+def run_tests(module, announce):
+    """Run ``module``'s tests; the result keeps the first failure and the first error."""
+    import unittest
 
-    first_failure = first_error = None
+    class Result(unittest.TestResult):
+        """Keeps the first failure and the first error; announces each test on the verdict pipe."""
 
-    def __init__(self, announce) -> None:
-        super().__init__()
-        self.announce = announce
+        first_failure = first_error = None
 
-    def startTest(self, test):
-        self.announce({"running": test.id()})
-        super().startTest(test)
+        def __init__(self, announce) -> None:
+            super().__init__()
+            self.announce = announce
 
-    def note(self, test, err):
-        if issubclass(err[0], test.failureException):
-            self.first_failure = self.first_failure or err
-        else:
-            self.first_error = self.first_error or err
+        def startTest(self, test):
+            self.announce({"running": test.id()})
+            super().startTest(test)
 
-    def addFailure(self, test, err):
-        self.note(test, err)
-        super().addFailure(test, err)
+        def note(self, test, err):
+            if issubclass(err[0], test.failureException):
+                self.first_failure = self.first_failure or err
+            else:
+                self.first_error = self.first_error or err
 
-    def addError(self, test, err):
-        self.note(test, err)
-        super().addError(test, err)
-
-    def addSubTest(self, test, subtest, err):
-        if err is not None:
+        def addFailure(self, test, err):
             self.note(test, err)
-        super().addSubTest(test, subtest, err)
+            super().addFailure(test, err)
+
+        def addError(self, test, err):
+            self.note(test, err)
+            super().addError(test, err)
+
+        def addSubTest(self, test, subtest, err):
+            if err is not None:
+                self.note(test, err)
+            super().addSubTest(test, subtest, err)
+
+    result = Result(announce)
+    unittest.defaultTestLoader.loadTestsFromModule(module).run(result)
+    return result
 
 
 def describe(exc_type, exc, tb, root: str) -> tuple[str, str]:
@@ -596,23 +618,23 @@ def judge_main(cfg: dict) -> None:
 
     if cfg["judge_uid"] is None:
         _not_dumpable()  # same uid as the solution: keep it out of /proc/<judge>/fd and ptrace
-    ours, theirs = socket.socketpair()
+    requests, answers = os.pipe(), os.pipe()
+    gc.freeze()  # fewer pages copied on write after the fork
     pid = os.fork()
     if pid == 0:
-        verdict.close()
-        ours.close()
-        solution_main(theirs, cfg)
-    theirs.close()
+        solution_main((requests[0], answers[1]), cfg)
+    os.close(requests[0])
+    os.close(answers[1])
     if cfg["judge_uid"] is not None:
         os.setgroups([])
         os.setresgid(cfg["gid"], cfg["gid"], cfg["gid"])
         os.setresuid(cfg["judge_uid"], cfg["judge_uid"], cfg["judge_uid"])
     global CHANNEL
-    CHANNEL = Channel(ours, pid, cfg)
+    CHANNEL = Channel(os.fdopen(answers[0], "rb"), os.fdopen(requests[1], "wb"), pid, cfg)
     root = cfg["judge"]
     os.chdir(root)
     sys.path.insert(0, root)
-    faulthandler.dump_traceback_later(cfg["hang_after"], exit=False)
+    faulthandler.dump_traceback_later(_until(cfg["hang_at"]), exit=False)
     line = CHANNEL.rfile.readline(MAX_MESSAGE)
     try:
         hello = json.loads(line) if line.endswith(b"\n") else None
@@ -636,8 +658,7 @@ def judge_main(cfg: dict) -> None:
     except BaseException as e:  # noqa: B902
         name, tb = describe(type(e), e, e.__traceback__, root)
         report("memory" if isinstance(e, MemoryError) else "import_error", error_type=name, tb=tb)
-    result = Result(announce)
-    unittest.defaultTestLoader.loadTestsFromModule(module).run(result)
+    result = run_tests(module, announce)
     failures = len(result.failures) + len(result.unexpectedSuccesses)
     counts = dict(tests_run=result.testsRun, failures=failures, errors=len(result.errors))
     if result.testsRun == 0:

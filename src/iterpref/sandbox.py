@@ -21,11 +21,45 @@ the rest of it) and ``sys.base_prefix`` and ``sys.prefix`` are bound back read-o
 paths. The interpreter, its shared library (RUNPATH), the venv's site-packages and every
 absolute path in ``pyvenv.cfg`` and ``.pth`` files keep working unchanged.
 
-`run_unittest` writes the candidate as ``solution.py`` next to the test module
-``test_solution.py`` (bound read-only) and runs a small runner script that reports a JSON result
-into a separate directory, so nothing the candidate prints can be mistaken for the result. This
-is robustness against accidents, not against code that deliberately tampers with the runner
-living in its own process.
+`run_unittest`: a verdict the code under test cannot write
+-----------------------------------------------------------
+The tests and the code run in two processes (``iterpref/judge.py``). A launcher started in the
+sandbox forks once, before any candidate code is loaded: the child closes every descriptor but
+its ends of two pipes, drops to the run's uid (bwrap as root) and imports ``solution.py``
+from ``work/``; the parent drops to `JUDGE_UID`, imports ``test_solution.py`` from ``judge/``
+(mode 700, the test file itself read-only) with ``solution`` bound to a proxy module, and runs
+the tests. Every call the tests make crosses the pipes as tagged JSON (plain data in both
+directions, anything else as a handle compared by identity; never pickle, never eval). The
+verdict goes to a pipe whose write end only the judge holds; the host reads it while the run
+lasts and accepts it only after the sandbox's process has exited and its process group is
+killed (under bwrap: its pid namespace is gone, so is every process the code started), only if
+it is exactly one well-formed verdict on the pipe's last line, the judge exited with status 0,
+and the wall-clock limit was not reached.
+
+Threat model, bwrap as root (the default here): the code under test is hostile. Guaranteed:
+it cannot read or write outside its own directory and the run's private ``/tmp``, reach the
+network, see our environment (no API keys), outlive the run, or exceed the CPU, memory, file,
+process and output limits; and it cannot make a wrong answer count as right: it cannot run
+code in the judge, patch the judge's ``unittest``/``builtins``/``sys.modules``/``open``, write,
+signal, trace or open the judge's descriptors, files or memory (another uid, non-dumpable),
+nor hand the tests an object whose ``__eq__``, ``__hash__`` or ``__repr__`` decides anything.
+A solution that dies, exits early (even with status 0), closes or floods its pipe with
+malformed answers is ``crashed``, sticky for the rest of the run. Not guaranteed: the code
+sees the judge's process in its pid namespace (``/proc/<pid>/cmdline``: paths, no secrets);
+runs share the kernel (a kernel exploit escapes any namespace); the answers themselves are
+the code's to choose, so a solution that special-cases the test inputs passes, as it would
+anywhere; values of types outside the wire format (a ``Fraction``, a ``deque``, the code's own
+classes) reach the tests as handles, so tests that compare them with ``==`` fail; tests cannot
+pass callables (a ``key=`` function) to the code.
+
+bwrap without root: there is no second uid (one user namespace), so the judge relies on being
+non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``: no ptrace, no ``/proc/<judge>/fd``) and on the
+read-only test file; the code can still kill the judge, which gives no verdict (never a pass).
+
+rlimit (no bubblewrap): NOT isolation. The judge still runs in another process and holds the
+verdict pipe alone, so every in-process forgery fails (tested), but the code runs as our own
+user: it can rewrite the tests in ``judge/`` before the judge imports them, edit this package
+on disk, kill the judge, and children that start their own session survive the run.
 """
 
 from __future__ import annotations
@@ -595,7 +629,7 @@ def run_unittest(code: str, tests: str, config: SandboxConfig | None = None) -> 
     """Run the unittest module ``tests`` against ``code`` (as ``solution.py``) in the sandbox.
 
     The tests run in a judge process and call the code, which runs in a process of its own
-    (another uid under bwrap as root), across a socket; see ``iterpref.judge`` and the
+    (another uid under bwrap as root), across pipes; see ``iterpref.judge`` and the
     module docstring for what this guarantees.
 
     Args:
@@ -619,7 +653,7 @@ def run_unittest(code: str, tests: str, config: SandboxConfig | None = None) -> 
         (judge / "test_solution.py").write_text(tests, encoding="utf-8")
         read, write = os.pipe()
         cfg = {"work": str(work), "judge": str(judge), "verdict_fd": write, "cpu_s": config.cpu_s,
-               "hang_after": max(0.1, config.timeout_s * 0.85), "gid": SANDBOX_GID,
+               "hang_at": time.monotonic() + config.timeout_s * 0.85, "gid": SANDBOX_GID,
                "solution_uid": uid if drop else None, "judge_uid": JUDGE_UID if drop else None}
         binds = [(str(work), True), (str(judge), True), (str(judge / "test_solution.py"), False), (str(JUDGE), False)]
         res, said = _execute(["-P", str(JUDGE), json.dumps(cfg)], str(judge), binds, config, backend, None,
