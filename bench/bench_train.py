@@ -59,13 +59,13 @@ import transformers
 import trl
 from transformers import Qwen2Config, Qwen2ForCausalLM, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from trl import DPOConfig, DPOTrainer
+from trl import DPOTrainer
 
 from iterpref import bench_result, diff, prompts
 from iterpref.bench_result import Metric
 from iterpref.records import Pair
 from iterpref.training.masks import MaskConfig
-from iterpref.training.recipe import TrainConfig, pairs_dataset
+from iterpref.training.recipe import TrainConfig, dpo_config, pairs_dataset
 from iterpref.training.trainer import FocalDPOTrainer
 
 # how `make bench` runs it (bench/run_all.py): the tiny shape, whatever tokenizers /tmp holds
@@ -354,17 +354,13 @@ def run_variant(variant: str, shape: str, opts, tokenizer, dataset, lora: bool, 
         peft_config = LoraConfig(task_type="CAUSAL_LM", **LORA)
     n_steps = opts.warmup + opts.steps
     with tempfile.TemporaryDirectory() as out_dir:
-        args = DPOConfig(
-            output_dir=out_dir, loss_type=["sigmoid"], beta=TrainConfig.beta, learning_rate=1e-5,
-            max_steps=n_steps, per_device_train_batch_size=batch, gradient_accumulation_steps=1,
-            lr_scheduler_type="constant", max_length=opts.max_length,
-            precompute_ref_log_probs=opts.precompute_ref_log_probs,
-            bf16=cuda, use_cpu=not cuda,
-            logging_steps=1, save_strategy="no", report_to=[], seed=opts.seed, data_seed=opts.seed,
-            dataset_num_proc=None, disable_tqdm=True, dataloader_num_workers=0,
-            # only when asked: transformers 5.24 warns that the name is deprecated
-            **({"gradient_checkpointing": True} if opts.gradient_checkpointing else {}),
-        )
+        # the recipe's own translation to TRL's DPOConfig, as the train stage runs it
+        cfg = TrainConfig(loss="dpo", learning_rate=1e-5, max_steps=n_steps, per_device_batch_size=batch,
+                          gradient_accumulation_steps=1, lr_scheduler="constant", warmup_ratio=0.0,
+                          max_length=opts.max_length, precompute_ref_log_probs=opts.precompute_ref_log_probs,
+                          gradient_checkpointing=opts.gradient_checkpointing, bf16=cuda, seed=opts.seed)
+        args = dpo_config(cfg, Path(out_dir), "bench", [], use_cpu=not cuda, disable_tqdm=True,
+                          dataloader_num_workers=0)
         clock = StepClock(cuda)
         kwargs = dict(model=model, ref_model=ref_model, args=args, processing_class=tokenizer,
                       peft_config=peft_config, callbacks=[clock])
