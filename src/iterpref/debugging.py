@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -143,7 +143,7 @@ def run(problems: list[Problem], teacher: Teacher, cfg: DebugConfig, sandbox: Sa
     with (tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="debug trajectories") as bar,
           ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool):
         futures = [pool.submit(debug_one, p, teacher, k, cfg, sandbox, provenance) for p, k in todo]
-        for fut in futures:
+        for fut in as_completed(futures):  # log each as it finishes: a kill loses none that finished
             traj = fut.result()
             bar.update(1)
             if traj is None:
