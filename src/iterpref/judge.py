@@ -313,6 +313,18 @@ class SolutionGone(BaseException):
     and ``except Exception`` in a test cannot swallow it)."""
 
 
+CHANNEL = None  # the judge's one `Channel`, set in judge_main
+
+
+def _forward(op: str):
+    """A special method of `Remote` that applies ``op`` to the object in the solution process."""
+    def method(self, *args):
+        return CHANNEL.op(op, self, *args)
+
+    method.__name__ = f"__{op}__"
+    return method
+
+
 class Remote:
     """A handle to an object that lives in the solution process. Identity semantics for ``==``,
     ordering and ``hash``: the candidate's code never decides a comparison."""
@@ -339,44 +351,20 @@ class Remote:
     def __call__(self, *args, **kwargs):
         return CHANNEL.request("call", self, list(args), _kwargs(kwargs))
 
-    def __len__(self):
-        return CHANNEL.op("len", self)
-
-    def __getitem__(self, key):
-        return CHANNEL.op("getitem", self, key)
-
-    def __setitem__(self, key, value):
-        CHANNEL.op("setitem", self, key, value)
-
-    def __delitem__(self, key):
-        CHANNEL.op("delitem", self, key)
-
-    def __contains__(self, key):
-        return CHANNEL.op("contains", self, key)
-
-    def __iter__(self):
-        return CHANNEL.op("iter", self)
-
-    def __next__(self):
-        return CHANNEL.op("next", self)
-
-    def __str__(self):
-        return CHANNEL.op("str", self)
-
-    def __repr__(self):
-        return CHANNEL.op("repr", self)
-
-    def __bool__(self):
-        return CHANNEL.op("bool", self)
-
-    def __int__(self):
-        return CHANNEL.op("int", self)
-
-    def __float__(self):
-        return CHANNEL.op("float", self)
-
-    def __index__(self):
-        return CHANNEL.op("index", self)
+    # Forwarded to the object in the solution process (comparisons and hash are not: see above).
+    __len__ = _forward("len")
+    __getitem__ = _forward("getitem")
+    __setitem__ = _forward("setitem")
+    __delitem__ = _forward("delitem")
+    __contains__ = _forward("contains")
+    __iter__ = _forward("iter")
+    __next__ = _forward("next")
+    __str__ = _forward("str")
+    __repr__ = _forward("repr")
+    __bool__ = _forward("bool")
+    __int__ = _forward("int")
+    __float__ = _forward("float")
+    __index__ = _forward("index")
 
     __eq__ = object.__eq__
     __ne__ = object.__ne__
@@ -528,7 +516,6 @@ def _exception_base(base, name: str, stop_allowed: bool = True) -> type:
     return cls
 
 
-CHANNEL: Channel  # the judge's one channel (set in judge_main)
 
 
 class SolutionModule(types.ModuleType):
