@@ -174,3 +174,21 @@ def test_gguf_corrupt_piece_is_refused(tmp_path, monkeypatch):
     spec["size"] += 1
     with pytest.raises(RuntimeError, match=r"join to 20 bytes, expected 21"):
         models.join_gguf_parts(spec, tmp_path / "cache")
+
+
+def test_a_tokenizer_without_chat_template_gets_one(tiny_model_dir, tmp_path):
+    import shutil
+
+    from iterpref.models import ensure_chat_template
+
+    folder = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = None
+    tok.save_pretrained(folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    assert not AutoTokenizer.from_pretrained(folder).chat_template
+    assert ensure_chat_template(folder, CHATML_TEMPLATE)
+    text = AutoTokenizer.from_pretrained(folder).apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    assert text == "<|im_start|>user\nhi<|im_end|>\n"
+    assert not ensure_chat_template(folder, "{{ 'other' }}")  # an existing template is kept

@@ -52,6 +52,9 @@ class ModelConfig:
             the part number), ``module`` (its import name), ``piece`` (the piece's path inside
             site-packages, ``{i}`` formatted), ``count``, ``version``, ``extra`` (the pip extra
             that installs them), ``size`` and ``sha256`` of the joined file, ``file`` (its name).
+        chat_template: a chat template for a tokenizer that has none (base models such as
+            StarCoder2-15B; training and evaluation render conversations): ``chatml`` or a Jinja
+            template. A tokenizer's own template is kept.
     """
 
     name: str = "smollm2-135m-instruct"
@@ -64,6 +67,7 @@ class ModelConfig:
     tiny_layers: int = 3
     seed: int = 0
     gguf_parts: dict = field(default_factory=dict)
+    chat_template: str | None = None
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -232,6 +236,19 @@ def _joined(cfg: ModelConfig) -> tuple[Path, str]:
     return path.parent, path.name
 
 
+def ensure_chat_template(folder: str | os.PathLike, template: str) -> bool:
+    """Give the tokenizer saved in ``folder`` ``template`` if it has no chat template; returns
+    whether it was added."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    if tok.chat_template:
+        return False
+    tok.chat_template = template
+    tok.save_pretrained(folder)
+    return True
+
+
 def materialize(cfg: ModelConfig, out: str | os.PathLike) -> Path:
     """Write the student described by ``cfg`` as a loadable HF folder at ``out``."""
     out = Path(out)
@@ -245,6 +262,8 @@ def materialize(cfg: ModelConfig, out: str | os.PathLike) -> Path:
         raise ValueError(f"model.source: unknown {cfg.source!r}; expected one of {sorted(builders)}")
     out.mkdir(parents=True, exist_ok=True)
     builders[cfg.source]()
+    if cfg.chat_template:
+        ensure_chat_template(out, CHATML_TEMPLATE if cfg.chat_template == "chatml" else cfg.chat_template)
     (out / "iterpref_model.json").write_text(
         json.dumps({"name": cfg.name, "source": cfg.source, "hub_id": cfg.hub_id,
                     "python": sys.version.split()[0]}, indent=2) + "\n"
