@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -74,6 +75,12 @@ def weights(folder: Path, variant: str) -> dict[str, torch.Tensor]:
     return load_file(folder / "models" / "trained" / variant / "model.safetensors")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def max_weight_diff(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
     return max((a[k] - b[k]).abs().max().item() for k in a)
@@ -90,7 +97,7 @@ def test_ddp_two_processes_match_one(tiny_model_dir, tmp_path):
     one = workdir(tmp_path / "one", tiny_model_dir, 12, common + ["train.common.per_device_batch_size=4"])
     two = workdir(tmp_path / "two", tiny_model_dir, 12, common + [
         "train.common.per_device_batch_size=2", "train.launcher=accelerate", "train.accelerate=ddp",
-        "train.num_processes=2"])
+        "train.num_processes=2", f"train.main_process_port={free_port()}"])
     run_stage(one, "target_dpo")
     proc = run_stage(two, "target_dpo")
     log = proc.stdout + proc.stderr
