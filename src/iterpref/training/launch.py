@@ -44,7 +44,7 @@ class LaunchConfig:
 
     launcher: str = "python"
     accelerate: str = "ddp"
-    num_processes: int = 1
+    num_processes: int = 2
     num_machines: int = 1
     machine_rank: int = 0
     main_process_ip: str | None = None
