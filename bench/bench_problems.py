@@ -27,7 +27,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # the chat-completions server the tests
 
 from chat_server import last_user, serving  # noqa: E402
 
+from iterpref import bench_result  # noqa: E402
 from iterpref import params as P  # noqa: E402
+from iterpref.bench_result import Metric  # noqa: E402
 from iterpref.problems import synthesize  # noqa: E402
 from iterpref.problems.build import build  # noqa: E402
 from iterpref.sandbox import SandboxConfig  # noqa: E402
@@ -123,6 +125,7 @@ def main() -> None:
     parser.add_argument("--latency-s", type=float, default=0.1)
     parser.add_argument("--repeat", type=int, default=3, help="overhead rounds (the first one is cold)")
     parser.add_argument("--out", help="also write the results here as JSON")
+    bench_result.add_json_option(parser)
     args = parser.parse_args()
     results = {"overhead": bench_overhead(args.requests, args.concurrency, args.latency_s, args.repeat)}
     print(json.dumps(results["overhead"]), flush=True)
@@ -131,6 +134,13 @@ def main() -> None:
         print(json.dumps(results["codeio"]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    warm = results["overhead"]["rounds"][1:] or results["overhead"]["rounds"]  # the first round is cold
+    metrics = [Metric("teacher-call wall / latency-bound ideal (warm rounds, median)",
+                      sorted(r["ratio"] for r in warm)[len(warm) // 2], "x", "<= 1.2")]
+    if "codeio" in results:
+        metrics += [Metric("CodeI/O problems validated per second", results["codeio"]["problems_per_s"], "problems/s"),
+                    Metric("CodeI/O share kept", results["codeio"]["kept_share"])]
+    bench_result.write(args.json, "bench_problems", metrics, {k: v for k, v in vars(args).items() if k != "json"})
 
 
 if __name__ == "__main__":

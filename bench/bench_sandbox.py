@@ -27,7 +27,10 @@ import time
 import warnings
 from pathlib import Path
 
-from iterpref import sandbox
+from iterpref import bench_result, sandbox
+from iterpref.bench_result import Metric
+
+MAKE_BENCH = {"args": ["--runs", "200"]}  # how `make bench` runs it (bench/run_all.py)
 
 OLD_COMMIT = "e5fbb33a554321374685a9a879d5adc09129ab17"
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +85,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backend", default="bwrap", choices=["bwrap", "rlimit"])
+    bench_result.add_json_option(parser)
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)  # the rlimit backend's "not isolation" warning
 
@@ -112,6 +116,12 @@ def main() -> None:
         ms = {name: 1e3 * cpu[name] / len(jobs) for name in designs}
         print(f"  CPU per run (everything started): old {ms['old']:.1f} ms, new {ms['new']:.1f} ms, "
               f"new/old {ms['new'] / ms['old']:.2f}")
+    metrics = [Metric("new runs/s", round(new, 2), "runs/s"), Metric("old runs/s", round(old, 2), "runs/s"),
+               Metric("new / old time", round(old / new, 3), "x", "<= 1.3")]
+    if used:
+        metrics.append(Metric("new / old CPU per run", round(ms["new"] / ms["old"], 3), "x", "<= 1.3"))
+    bench_result.write(args.json, "bench_sandbox", metrics,
+                       {"runs": len(jobs), "backend": args.backend, "workers": args.workers, "chunk": args.chunk})
 
 
 if __name__ == "__main__":
