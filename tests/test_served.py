@@ -87,8 +87,11 @@ def test_an_error_mid_use_stops_the_whole_process_group(tmp_path):
     assert gone_within(leader, 2) and gone_within(helper, 2)
 
 
+# The owner restores Python's Ctrl-C handler: a test run started in the background (`make test &`)
+# inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler of its own.
 OWNER = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from iterpref.llm.served import ServedGenerator, ServerConfig
 cfg = ServerConfig(command={command!r}, log_dir={log_dir!r}, startup_timeout_s=30, stop_timeout_s=5)
 with ServedGenerator("m", server=cfg) as gen:

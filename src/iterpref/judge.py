@@ -282,6 +282,9 @@ def solution_main(fds: tuple[int, int], cfg: dict) -> None:
     server.serve(module)
 
 
+DUMP_LEAD_S = 0.1
+
+
 def _until(deadline: float) -> float:
     """Seconds to ``deadline`` on the monotonic clock, which the host shares (no time namespace)."""
     return max(0.01, deadline - time.monotonic())
@@ -621,7 +624,9 @@ def judge_main(cfg: dict) -> None:
     root = cfg["judge"]
     os.chdir(root)
     sys.path.insert(0, root)
-    faulthandler.dump_traceback_later(_until(cfg["hang_at"]), exit=False)
+    # Both processes dump to the one stderr: the judge DUMP_LEAD_S before the solution, so that
+    # the two dumps never interleave (written concurrently they garble each other's lines).
+    faulthandler.dump_traceback_later(_until(cfg["hang_at"] - DUMP_LEAD_S), exit=False)
     line = CHANNEL.rfile.readline(MAX_MESSAGE)
     try:
         hello = json.loads(line) if line.endswith(b"\n") else None
