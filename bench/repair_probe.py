@@ -19,18 +19,15 @@ from iterpref.llm import make_generator
 from iterpref.llm.base import SamplingConfig
 from iterpref.records import Problem, Trajectory, read_jsonl
 from iterpref.sandbox import SandboxConfig, run_unittest_many
-from iterpref.teachers.llm import FIX_REQUEST, code_of
+from iterpref.teachers.llm import code_of, fix_request
 
 
 def fix_conversation(problem: Problem, traj: Trajectory) -> list[dict]:
     """The teacher's conversation after the trajectory's first (failing) version."""
     first = traj.attempts[0]
-    o = first.outcome
-    error = f", {o.error_type}" if o.error_type else ""
     return [{"role": "user", "content": prompts.user_message(problem.instruction, problem.signature)},
             {"role": "assistant", "content": f"```python\n{first.code}\n```"},
-            {"role": "user", "content": FIX_REQUEST.format(status=o.status, error=error,
-                                                           traceback=o.traceback.strip() or "(no output)")}]
+            {"role": "user", "content": fix_request(first.outcome)}]
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from dataclasses import replace
 from iterpref import prompts
 from iterpref.llm.base import Generator, SamplingConfig
 from iterpref.llm.openai_api import OpenAIRequestError
-from iterpref.records import Attempt, Problem
+from iterpref.records import Attempt, Outcome, Problem
 from iterpref.teachers.base import TeacherError
 
 FIX_REQUEST = (
@@ -34,6 +34,12 @@ FIX_REQUEST = (
     "Fix the code. Reply with the complete corrected solution in one python code block."
 )
 CONFIG_ERRORS = ("http_401", "http_403", "http_404")  # raised as they are: the stage stops
+
+
+def fix_request(outcome: Outcome) -> str:
+    """The user turn that sends a failing version's test error back to the teacher."""
+    error = f", {outcome.error_type}" if outcome.error_type else ""
+    return FIX_REQUEST.format(status=outcome.status, error=error, traceback=outcome.traceback.strip() or "(no output)")
 
 
 def code_of(reply: str) -> str:
@@ -78,10 +84,7 @@ class LLMSession:
 
     def fix(self, history: list[Attempt]) -> tuple[str, str]:
         """Send the last version's test error back and take the model's fix."""
-        outcome = history[-1].outcome
-        error = f", {outcome.error_type}" if outcome.error_type else ""
-        self.messages.append({"role": "user", "content": FIX_REQUEST.format(
-            status=outcome.status, error=error, traceback=outcome.traceback.strip() or "(no output)")})
+        self.messages.append({"role": "user", "content": fix_request(history[-1].outcome)})
         return self._ask()
 
 
