@@ -32,16 +32,16 @@ if __name__ == "__main__":
     teacher = make_teacher(params["teacher"], sandbox)
     key = debugging.config_hash(params["teacher"], params["debug"], params["sandbox"], [to_dict(p) for p in problems])
     resume_log = Path(".cache/debug") / f"{key}.jsonl"
-    with running(getattr(teacher, "generator", None)):  # a served teacher's server, stopped after
+    generator = getattr(teacher, "generator", None)  # an LLM teacher's (the mutation teacher has none)
+    with running(generator):  # a served teacher's server, stopped after
         trajectories, stats = debugging.run(
             problems, teacher, cfg, sandbox, resume_log=resume_log,
             provenance={"params_hash": key, "teacher": teacher.name},
         )
     write_jsonl("data/trajectories.jsonl", trajectories)
     resume_log.unlink(missing_ok=True)
-    cache = getattr(teacher, "generator", None)
-    if isinstance(cache, CachedGenerator):
-        stats["teacher_cache"] = cache.stats()
+    if isinstance(generator, CachedGenerator):
+        stats["teacher_cache"] = generator.stats()
     report = {**stats, "peak_rss_gib": runtime.peak_rss_gib()}
     Path("reports").mkdir(exist_ok=True)
     Path("reports/debug.json").write_text(json.dumps(report, indent=2) + "\n")
