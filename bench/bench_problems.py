@@ -77,7 +77,6 @@ def _serve(latency_s: float, conn) -> None:
         return REPLY.format(i=int(last_user(body).rsplit("#", 1)[1]))
 
     with serving(respond) as server:
-        server.request_queue_size = 128
         conn.send(server.url)
         conn.recv()
         conn.send(server.max_in_flight)

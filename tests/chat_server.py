@@ -72,6 +72,9 @@ class ChatServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # socketserver listens with a backlog of 5: 32 clients connecting at once overflow it, the
+    # kernel drops their SYNs, and they retry a second later (real servers: 2048 and more).
+    request_queue_size = 256
 
     def __init__(self, respond, port: int = 0, model_id: str = "stand-in"):
         super().__init__(("127.0.0.1", port), ChatHandler)
@@ -117,6 +120,11 @@ class ChatServer(ThreadingHTTPServer):
 
 class ChatHandler(BaseHTTPRequestHandler):
     server: ChatServer
+    # Connections are kept alive, as real servers (vLLM's uvicorn, OpenAI) keep them: HTTP/1.0
+    # cost a TCP connection and a server thread per request. A reply is two writes (headers,
+    # then body), so Nagle's algorithm is off or the body waits for the client's delayed ACK.
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
@@ -155,6 +163,7 @@ class ChatHandler(BaseHTTPRequestHandler):
                 return self._error(*action)
             if action == "hang":
                 time.sleep(self.server.hang_s)  # the client has given up by now
+                self.close_connection = True
                 return
             if action == "drop":
                 self.close_connection = True  # no status line: the client sees the peer hang up

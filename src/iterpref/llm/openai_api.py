@@ -1,8 +1,14 @@
 """OpenAI-compatible chat-completions backend: GPT-4o, DeepSeek, or a local vLLM / SGLang /
 llama.cpp server (``vllm serve MODEL`` serves http://localhost:8000/v1).
 
-Each conversation is one ``POST /chat/completions`` request; a thread pool over the sync
-``openai`` client keeps several in flight. Retries are the client's own: 408, 409, 429, 5xx,
+Each conversation is one ``POST /chat/completions`` request through the sync ``openai`` client;
+a call with several conversations keeps several in flight in a thread pool, a call with one
+sends it from the calling thread (callers that run their own threads, the debug workers and the
+synthesizer, pay for no second thread). Requests go through the client's documented generic
+``client.post`` rather than ``chat.completions.create``: the same endpoint, headers, retries and
+errors, without the SDK's type-driven rewrite of the parameters (a no-op for plain text messages)
+and its pydantic reply objects, which were half of the client's CPU per request on 2 cores
+(bench/bench_problems.py). Retries are the client's own: 408, 409, 429, 5xx,
 timeouts and connection errors are retried up to ``max_retries`` times with exponential backoff
 (0.5 s doubling to at most 8 s, with jitter; a server's ``Retry-After`` / ``retry-after-ms``
 header takes precedence). Other errors (400, 401, ...) fail at once, and so does a 200 answer
@@ -101,17 +107,17 @@ class OpenAIGenerator:
         """One reply; raises `OpenAIRequestError` once the client gives up."""
         import openai
 
-        stop = list(sampling.stop[:MAX_STOP_STRINGS]) or openai.omit
-        # A conversation ending with an assistant turn asks for its continuation (vLLM's and
-        # SGLang's chat API take these two fields; the official OpenAI API does not prefill).
-        extra = ({"continue_final_message": True, "add_generation_prompt": False}
-                 if messages[-1]["role"] == "assistant" else None)
+        body = {"model": self.model, "messages": messages, "temperature": sampling.temperature,
+                "top_p": sampling.top_p, "max_tokens": sampling.max_new_tokens, "seed": sampling.seed, "n": 1}
+        if sampling.stop:
+            body["stop"] = list(sampling.stop[:MAX_STOP_STRINGS])
+        if messages[-1]["role"] == "assistant":
+            # Asks for the final turn's continuation (vLLM's and SGLang's chat API take these
+            # two fields; the official OpenAI API does not prefill).
+            body |= {"continue_final_message": True, "add_generation_prompt": False}
         try:
             with self._slots:
-                completion = self.client.chat.completions.create(
-                    model=self.model, messages=messages, temperature=sampling.temperature,
-                    top_p=sampling.top_p, max_tokens=sampling.max_new_tokens, seed=sampling.seed,
-                    stop=stop, n=1, extra_body=extra)
+                completion = self.client.post("/chat/completions", body=body, cast_to=object)
         except openai.APIError as err:
             if _retryable(err):
                 why = f"gave up after {self.max_retries} retries"
@@ -123,10 +129,14 @@ class OpenAIGenerator:
         except json.JSONDecodeError as err:  # a 200 whose body the client could not parse
             raise self._error(f"the reply is not JSON: {err} (not retried)", "malformed_reply") from err
         try:
-            return completion.choices[0].message.content or ""
-        except (AttributeError, IndexError, TypeError) as err:
+            content = completion["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as err:
             raise self._error(f"the reply holds no choices[0].message: {str(completion)[:200]} (not retried)",
                               "malformed_reply") from err
+        if content is not None and not isinstance(content, str):
+            raise self._error(f"choices[0].message.content is not text: {str(content)[:200]} (not retried)",
+                              "malformed_reply")
+        return content or ""
 
     def _error(self, what: str, cause: str) -> OpenAIRequestError:
         return OpenAIRequestError(f"{self.name} at {self.base_url}: {what}", cause)
@@ -140,11 +150,13 @@ class OpenAIGenerator:
         """
         if not conversations:
             return []
+        if len(conversations) == 1:
+            return [self._reply(conversations[0], sampling)]
         workers = max(1, min(len(conversations), sampling.batch_size, self.max_concurrency))
         bar = tqdm(total=len(conversations), desc=progress, disable=progress is None)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai")
         try:
-            futures = [pool.submit(self._request, c, sampling) for c in conversations]
+            futures = [pool.submit(self._reply, c, sampling) for c in conversations]
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -154,4 +166,8 @@ class OpenAIGenerator:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
-        return [truncate_at_stop(f.result(), sampling.stop, sampling.stop_after_code) for f in futures]
+        return [f.result() for f in futures]
+
+    def _reply(self, messages: Conversation, sampling: SamplingConfig) -> str:
+        """One reply, cut at the stop strings (all of them, not only the four the server got)."""
+        return truncate_at_stop(self._request(messages, sampling), sampling.stop, sampling.stop_after_code)
