@@ -1,7 +1,7 @@
 """Problem synthesis costs: CodeI/O validation throughput, and the orchestration overhead of
 teacher calls against a local OpenAI-compatible server that answers after a fixed latency.
 
-1. ``codeio``: the problems stage's build on the CodeI/O problems (``--codeio N``, 3002 = all):
+1. ``codeio``: the synthesize stage's build on the CodeI/O problems (``--codeio N``, 3002 = all):
    tests generated and validated in the sandbox; problems per second and the share kept.
 2. ``overhead``: the `synthesize` source asks ``--requests`` problems of ``tests/chat_server.py``
    answering each after ``--latency-s``, ``--concurrency`` in flight, through the response

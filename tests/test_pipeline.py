@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_smoke_experiment_end_to_end(dvc_repo):
     root, env = dvc_repo
     log = sh(["dvc", "exp", "run", "-S", "experiment=smoke"], root, env)
-    assert ran_stages(log) >= {"model", "teacher_model", "problems", "debug", "pairs", "train@dpo", "train@target_dpo",
+    assert ran_stages(log) >= {"model", "teacher_model", "synthesize", "debug", "pairs", "train@dpo", "train@target_dpo",
                                "evaluate_reference@humaneval", "evaluate@dpo-humaneval",
                                "evaluate@target_dpo-humaneval", "evaluate_reference@mbpp", "evaluate@dpo-mbpp",
                                "evaluate@target_dpo-mbpp", "report"}

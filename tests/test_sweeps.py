@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 # the smoke experiment made cheaper still: 2 tasks per benchmark, one training step of 4 pairs
 CHEAP = ["experiment=smoke", "eval.limit=2", "train.common.max_pairs=4"]
 GRID = ["train.common.beta=0.05,0.1", "train.run=[dpo],[target_dpo]"]
-SHARED = {"model", "problems", "debug", "pairs", "evaluate_reference@humaneval", "evaluate_reference@mbpp"}
+SHARED = {"model", "synthesize", "debug", "pairs", "evaluate_reference@humaneval", "evaluate_reference@mbpp"}
 
 
 def dvc(*args: str) -> list[str]:

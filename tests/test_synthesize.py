@@ -115,7 +115,7 @@ def test_a_killed_stage_restarts_without_repeating_an_answered_request(tmp_path)
         params = synth_params(server.url, features, ".cache/teacher")
         params["problems"]["synthesize"]["teacher"]["max_concurrency"] = 8
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-        cmd = [sys.executable, str(ROOT / "stages/problems.py")]
+        cmd = [sys.executable, str(ROOT / "stages/synthesize.py")]
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
         cache = tmp_path / ".cache/teacher"

@@ -1,4 +1,4 @@
-"""The problems stage's work: source -> de-duplicate -> decontaminate -> validate -> report.
+"""The synthesize stage's work: source -> de-duplicate -> decontaminate -> validate -> report.
 
 Cheap filters run first, so the sandbox only sees problems that could be kept. Validation (and
 a source's own sandbox step, such as CodeI/O's test generation) runs in a worker pool with a

@@ -1,4 +1,4 @@
-"""Stage `problems`: validated, decontaminated tasks with unittest tests in data/problems.jsonl,
+"""Stage `synthesize`: validated, decontaminated tasks with unittest tests in data/problems.jsonl,
 and what was kept and dropped (by reason) in reports/problems.json.
 
 Resumable: each validated problem goes to .cache/problems/<hash>.jsonl as it finishes; an
