@@ -96,11 +96,13 @@ class CachedGenerator:
     def _store(self, key: str, request: dict, reply: str) -> None:
         """Write the entry to a temporary file in its folder, then rename it into place."""
         path = self._path(key)
+        # json.dumps and one write: json.dump writes a file in dozens of small chunks
+        data = json.dumps({"request": request, "reply": reply}, ensure_ascii=False, default=str).encode()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:12]}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"request": request, "reply": reply}, fh, ensure_ascii=False, default=str)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
