@@ -1,7 +1,8 @@
 """reporting.py and figures.py: the report stage on small synthetic run folders.
 
 Eval reports follow src/iterpref/evaluation/run.py (plus the stage's variant and peak RSS),
-train reports stages/train.py, pairs.json src/iterpref/pairs.py.
+train reports stages/train.py, pairs.json src/iterpref/pairs.py, problems.json
+src/iterpref/problems/build.py (tests/test_synthesize.py renders a real one).
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ PAIRS = {"trajectories": 134, "problems": 67, "solved": 134, "solved_first_try":
          "cumulative_pass_rate": {"0": 0.0, "1": 0.4, "2": 0.8, "3": 1.0}, "candidate_pairs": 134,
          "removed": {"comment_only": 0, "identical_ast": 14}, "pairs": 120, "rejected_lines_mean": 1.7,
          "rejected_lines_median": 1.0}
+HITS = [{"task_id": f"synthesize/{i:04d}-0", "field": "instruction" if i % 2 else "reference",
+         "benchmark_task": f"humaneval:HumanEval/{i}", "score": 0.5 + i / 100} for i in range(23)]
+PROBLEMS = {"source": "synthesize", "candidates": 40, "kept": 12, "kept_share": 0.3,
+            "dropped": {"contaminated": 23, "reference_fails": 3, "stub_passes": 2},
+            "per_source": {"synthesize:openai:gpt-4o": {"kept": 12, "tests": 54}},
+            "tests": {"total": 54, "mean": 4.5, "min": 2, "max": 9},
+            "decontamination": {"benchmarks": {"humaneval": 164, "mbpp": 500}, "ngram": 8, "threshold": 0.5,
+                                "removed": 23, "hits": HITS},
+            "validation": {"checked": 17, "resumed": 4, "wall_s": 3.1, "problems_per_s": 4.19},
+            "source_stats": {"requests": 40, "teacher_cache": {"hits": 10, "misses": 30}},
+            "drop_examples": {"contaminated": ["synthesize/0000-0: reference overlaps humaneval:HumanEval/0 at 0.50"],
+                              "reference_fails": ["synthesize/0031-0: test_a: AssertionError: 1 | 2\n  != 3"],
+                              "stub_passes": []}}
 CURVE = [{"step": 1, "loss": 0.69, "rewards/margins": 0.0, "rewards/accuracies": 0.0},
          {"step": 2, "loss": 0.6, "rewards/margins": 0.1, "rewards/accuracies": 0.75}]
 TRAIN = {
@@ -70,8 +84,11 @@ def write(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def make_run(root: Path, scores=SCORES, train=TRAIN, pairs=True) -> Path:
-    """A run folder: reports/eval, reports/train, reports/pairs.json and data/pairs.jsonl."""
+def make_run(root: Path, scores=SCORES, train=TRAIN, pairs=True, problems=True) -> Path:
+    """A run folder: reports/eval, reports/train, reports/problems.json, reports/pairs.json and
+    data/pairs.jsonl."""
+    if problems:
+        write(root / "reports/problems.json", PROBLEMS)
     for variant, row in scores.items():
         for bench, outcomes in row.items():
             write(root / f"reports/eval/{variant}/{bench}.json", eval_report(bench, variant, outcomes))
@@ -237,6 +254,44 @@ def test_data_training_and_timing_sections(run):
     assert sum(line.startswith("| target_dpo | ") and "| 1.25 |" in line for line in lines) == 1
 
 
+def section(md: str, title: str) -> list[str]:
+    """The lines of the ``## title`` section, up to the next one."""
+    lines = md.splitlines()
+    start = lines.index(f"## {title}") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
+def test_problems_section(run):
+    lines = section(reporting.markdown(load(run)), "Problems")
+    assert "Source `synthesize`: 40 candidates, 12 kept (30.0%), 28 dropped." in lines
+    assert "| synthesize:openai:gpt-4o | 12 | 54 | 4.50 |" in lines
+    assert "- tests per kept problem: mean 4.5, min 2, max 9; 54 in all" in lines
+    assert "- validated in the sandbox: 17 problems (4 from the resume log), 4.19 problems/s" in lines
+    assert "- teacher requests: 30 sent, 10 answered from the response cache" in lines
+    # one row per reason; a cell is one line with its pipes escaped; a reason without examples is blank
+    assert "| reference_fails | 3 | synthesize/0031-0: test_a: AssertionError: 1 \\| 2 != 3 |" in lines
+    assert "| stub_passes | 2 |  |" in lines
+    assert ("Decontamination: 8-gram overlap of the instruction or the reference with a benchmark task, at least "
+            "0.5 of the smaller text, against HumanEval (164 tasks), MBPP (500 tasks): 23 removed.") in lines
+    listed = [line for line in lines if line.startswith("| synthesize/") and "HumanEval/" in line]
+    assert len(listed) == reporting.MAX_HITS_LISTED == 20
+    assert listed[0] == "| synthesize/0000-0 | reference | humaneval:HumanEval/0 | 0.50 |"
+    assert listed[-1] == "| synthesize/0019-0 | instruction | humaneval:HumanEval/19 | 0.69 |"
+    assert "3 more removed problems are listed in reports/problems.json." in lines
+
+
+def test_problems_section_of_a_clean_seed_run(tmp_path):
+    clean = {**PROBLEMS, "source": "seed", "candidates": 67, "kept": 67, "kept_share": 1.0, "dropped": {},
+             "per_source": {"seed": {"kept": 67, "tests": 432}}, "source_stats": {}, "drop_examples": {},
+             "decontamination": {**PROBLEMS["decontamination"], "removed": 0, "hits": []}}
+    write(tmp_path / "reports/problems.json", clean)
+    lines = section(reporting.markdown(load(tmp_path)), "Problems")
+    assert "Source `seed`: 67 candidates, 67 kept (100.0%), 0 dropped." in lines
+    assert not any(line.startswith(("| dropped because", "| removed problem", "- teacher")) for line in lines)
+    assert lines[-2].endswith("MBPP (500 tasks): 0 removed.")
+
+
 # --------------------------------------------------------------------------- figures
 
 def assert_png(path: Path) -> None:
@@ -267,13 +322,13 @@ def test_pass_at_1_figure_size(run, tmp_path):
 
 def test_missing_inputs_are_skipped_with_a_line(tmp_path):
     # dpo never trained (no curve anywhere), target_dpo's mbpp errored, no pairs built
-    root = make_run(tmp_path, train={"target_dpo": TRAIN["target_dpo"]}, pairs=False)
+    root = make_run(tmp_path, train={"target_dpo": TRAIN["target_dpo"]}, pairs=False, problems=False)
     write(root / "reports/eval/target_dpo/mbpp.json", {"benchmark": "mbpp", "error": "no data"})
     inp = load(root, trained=("dpo", "target_dpo", "rpo"))
     assert inp.missing == ["reports/eval/rpo/humaneval.json (not evaluated)",
                            "reports/eval/rpo/mbpp.json (not evaluated)",
                            "reports/train/dpo.json (not trained)", "reports/train/rpo.json (not trained)",
-                           "reports/pairs.json (no pairs built)", "data/pairs.jsonl (no pairs built)"]
+                           "reports/problems.json (no problems built)", "reports/pairs.json (no pairs built)", "data/pairs.jsonl (no pairs built)"]
     written, skipped = figures.render(inp, tmp_path / "figures")
     assert set(skipped) == {"cumulative_pass_rate", "rejected_lines", "training_curves"}
     assert set(written) == {"pass_at_1", "error_types", "gains_losses"}  # gains on HumanEval alone
@@ -284,6 +339,7 @@ def test_missing_inputs_are_skipped_with_a_line(tmp_path):
     lines = md.splitlines()
     assert lines[lines.index("## Missing inputs (skipped)") + 2:] == [f"- {m}" for m in inp.missing]
     assert "## Data" in lines and not any(line.startswith("- trajectories") for line in lines)
+    assert lines[lines.index("## Problems") + 2] == "No reports/problems.json: the synthesize stage has not run."
 
     # without target_dpo results there is nothing to compare per task; nothing at all still renders
     written, skipped = figures.render(load(root, trained=("dpo",)), tmp_path / "f2")
@@ -305,6 +361,7 @@ def test_report_stage_writes_summary_metrics_and_figures(run):
                                                                            "average": 50.0}
     md = (run / "reports/summary.md").read_text()
     assert "| reference, published (Qwen) | 61.6 | 52.4 | 57.0 |" in md
+    assert "Source `synthesize`: 40 candidates, 12 kept (30.0%), 28 dropped." in md
     for png in sorted((run / "reports/figures").iterdir()):
         assert f"](figures/{png.name})" in md
         assert_png(png)

