@@ -264,21 +264,23 @@ def section(md: str, title: str) -> list[str]:
 
 def test_problems_section(run):
     lines = section(reporting.markdown(load(run)), "Problems")
-    assert "Source `synthesize`: 40 candidates, 12 kept (30.0%), 28 dropped." in lines
-    assert "| synthesize:openai:gpt-4o | 12 | 54 | 4.50 |" in lines
-    assert "- tests per kept problem: mean 4.5, min 2, max 9; 54 in all" in lines
-    assert "- validated in the sandbox: 17 problems (4 from the resume log), 4.19 problems/s" in lines
-    assert "- teacher requests: 30 sent, 10 answered from the response cache" in lines
-    # one row per reason; a cell is one line with its pipes escaped; a reason without examples is blank
-    assert "| reference_fails | 3 | synthesize/0031-0: test_a: AssertionError: 1 \\| 2 != 3 |" in lines
-    assert "| stub_passes | 2 |  |" in lines
-    assert ("Decontamination: 8-gram overlap of the instruction or the reference with a benchmark task, at least "
-            "0.5 of the smaller text, against HumanEval (164 tasks), MBPP (500 tasks): 23 removed.") in lines
+    expected = [
+        "Source `synthesize`: 40 candidates, 12 kept (30.0%), 28 dropped.",
+        "| synthesize:openai:gpt-4o | 12 | 54 | 4.50 |",
+        "- tests per kept problem: mean 4.5, min 2, max 9; 54 in all",
+        "- validated in the sandbox: 17 problems (4 from the resume log), 4.19 problems/s",
+        "- teacher requests: 30 sent, 10 answered from the response cache",
+        # one row per reason; a cell is one line with its pipes escaped; a reason without examples is blank
+        "| reference_fails | 3 | synthesize/0031-0: test_a: AssertionError: 1 \\| 2 != 3 |",
+        "| stub_passes | 2 |  |",
+        "Decontamination: 8-gram overlap of the instruction or the reference with a benchmark task, at least "
+        "0.5 of the smaller text, against HumanEval (164 tasks), MBPP (500 tasks): 23 removed.",
+        "3 more removed problems are listed in reports/problems.json."]
+    assert [line for line in expected if line not in lines] == []
     listed = [line for line in lines if line.startswith("| synthesize/") and "HumanEval/" in line]
     assert len(listed) == reporting.MAX_HITS_LISTED == 20
     assert listed[0] == "| synthesize/0000-0 | reference | humaneval:HumanEval/0 | 0.50 |"
     assert listed[-1] == "| synthesize/0019-0 | instruction | humaneval:HumanEval/19 | 0.69 |"
-    assert "3 more removed problems are listed in reports/problems.json." in lines
 
 
 def test_problems_section_of_a_clean_seed_run(tmp_path):
