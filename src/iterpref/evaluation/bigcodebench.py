@@ -36,6 +36,14 @@ tests' tracebacks (`errors.from_traceback`; an error such as ``KeyError`` before
 error, a failing import) bigcodebench keeps only the message, and the program is run once more
 (`errors.classify`) to name it.
 
+Forgeable verdicts: bigcodebench runs the solution and its ``TestCases`` in one process, so a
+wrong solution can forge a pass as with bigcodebench itself (patch ``unittest``'s asserts, an
+always-equal return value, exit 0 early). No cross-process judge can confirm them: the tests
+patch modules inside the solution's own process (``@patch('requests.get')``, ``os.path.exists``),
+hand it mocks, and inspect the DataFrames, Axes and figures it returns, none of which can cross
+a process boundary as data. These verdicts are the official harness's, ``judge_confirmed`` is
+False in the result, and a model's BigCodeBench score is only as trustworthy as its code is honest.
+
 Data: the official source is the datasets hub (``bigcode/bigcodebench[-hard]``, split v0.1.4),
 which bigcodebench's loader caches as ``BigCodeBench[-Hard]-v0.1.4.jsonl``; offline, point
 ``eval.data.bigcodebench_full`` / ``eval.data.bigcodebench_hard`` at local copies.

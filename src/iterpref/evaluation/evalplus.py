@@ -22,6 +22,12 @@ failing solution is run once more (`errors.classify`) on the input it failed on,
 deserialises it; the exception it raises is the type, ``AssertionError`` when it raises nothing
 (a wrong output), ``Timeout`` when evalplus's own run timed out.
 
+Forgeable verdicts: evalplus runs the solution and its output comparison in one process, so a
+wrong solution can forge a pass here as with evalplus itself (an output whose ``__eq__`` is always
+true, a patched ``builtins``). Unlike HumanEval and MBPP (`confirm`), these passes are not yet
+confirmed by the cross-process judge (it would need the base and plus inputs with evalplus's
+expected outputs and its tolerance rules judge-side); ``judge_confirmed`` is False in the result.
+
 Data: the official source is evalplus's release file (HumanEvalPlus v0.1.10, MbppPlus v0.2.0) in
 evalplus's cache folder, downloaded by evalplus's own loader when absent; offline, point
 ``eval.data.humaneval_plus`` / ``eval.data.mbpp_plus`` at local copies.
