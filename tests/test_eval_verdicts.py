@@ -14,8 +14,8 @@ import textwrap
 
 import pytest
 
-from iterpref.evaluation.benchmark import SetupError
-from iterpref.evaluation.confirm import NOT_CONFIRMED, UNCONFIRMED, JudgedProgram, free_names
+from iterpref.evaluation.benchmark import SetupError, Verdict
+from iterpref.evaluation.confirm import NOT_CONFIRMED, UNCONFIRMED, JudgedProgram, confirm_passes, free_names
 from iterpref.evaluation.humaneval import HumanEval
 from iterpref.evaluation.mbpp import MBPP
 from iterpref.evaluation.run import evaluate
@@ -323,3 +323,12 @@ def test_the_judges_tests_bind_modules_builtins_and_candidate_names_apart():
     scope: dict = {}
     exec(compile(module.replace("import solution", ""), "tests", "exec"), scope)
     assert scope["STDLIB"] == ["math"] and scope["FROM_SOLUTION"] == ["Node"] and scope["ENTRY_POINT"] == "sum"
+
+
+def test_benchmark_text_that_needs_the_candidate_to_compile_is_a_setup_error():
+    """A prompt that is not valid Python alone (a header without a body) cannot run judge-side."""
+    verdicts = [Verdict("X/1", True, "pass")]
+    program = JudgedProgram("def f(x):\n    return x\n", "def f(x):\ndef check(candidate):\n    assert candidate(1) == 1\n", "f")
+    with pytest.raises(SetupError, match=r"X/1: the benchmark's own text .*line 2"):
+        confirm_passes(verdicts, lambda i: program, SANDBOX, timeout_s=3.0, workers=1, label="confirm")
+

@@ -39,7 +39,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from iterpref.evaluation.benchmark import Verdict
+from iterpref.evaluation.benchmark import SetupError, Verdict
 from iterpref.sandbox import SandboxConfig, run_unittest_many
 
 UNCONFIRMED = "Unconfirmed"
@@ -130,11 +130,22 @@ def confirm_passes(verdicts: Sequence[Verdict], program: Callable[[int], JudgedP
 
     Returns:
         How many passes the judge did not confirm.
+
+    Raises:
+        SetupError: a passed task's benchmark text does not compile without the candidate's.
     """
     passed = [i for i, v in enumerate(verdicts) if v.passed]
     if not passed:
         return 0
-    jobs = [(p.solution, p.tests()) for p in map(program, passed)]
+    jobs = []
+    for i in passed:
+        p = program(i)
+        try:
+            jobs.append((p.solution, p.tests()))
+        except SyntaxError as e:
+            raise SetupError(f"{verdicts[i].task_id}: the benchmark's own text (prompt and test) does not compile "
+                             f"on its own (line {e.lineno}: {e.msg}), so the cross-process judge cannot run it; "
+                             f"fix the data file") from None
     outcomes = run_unittest_many(jobs, replace(judge_config(sandbox, timeout_s), workers=workers), progress=label)
     unconfirmed = 0
     for i, outcome in zip(passed, outcomes):
