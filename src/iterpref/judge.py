@@ -42,7 +42,7 @@ import types
 
 # Imports are what a run costs most: unittest is imported by the judge alone, after the fork,
 # and datetime only when a date crosses (no candidate holds a date without importing it).
-SCRIPT = os.path.abspath(__file__)
+SCRIPT = sys._getframe().f_code.co_filename  # judge.py's path, also when run from its bytecode
 HIDDEN = (os.path.join(os.path.dirname(os.__file__), "unittest") + os.sep,
           os.path.dirname(importlib.__file__) + os.sep, "<frozen importlib")
 TRACEBACK_LIMIT = 20000
