@@ -597,6 +597,7 @@ def describe(exc_type, exc, tb, root: str) -> tuple[str, str]:
 
 def judge_main(cfg: dict) -> None:
     """Start the solution process, run the tests against it, write the verdict. Never returns."""
+    _site(cfg)
     verdict = os.fdopen(cfg["verdict_fd"], "w", encoding="utf-8")
 
     def announce(message: dict) -> None:
@@ -671,6 +672,19 @@ def judge_main(cfg: dict) -> None:
     if failures:
         report("failed", error_type="UnexpectedSuccess", tb="a test marked expectedFailure passed", **counts)
     report("passed", **counts)
+
+
+def _site(cfg: dict) -> None:
+    """What ``site`` does at start-up, from the host's ``cfg`` (the judge starts with ``-S``):
+    the import path and prefixes (venv, ``.pth`` entries) and the ``exit``/``quit``/``help``
+    builtins. Not done: code lines of ``.pth`` files (setuptools' distutils shim)."""
+    import site
+
+    sys.path[:] = cfg["path"]
+    sys.prefix, sys.exec_prefix = cfg["prefix"]
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
 
 
 def _not_dumpable() -> None:
