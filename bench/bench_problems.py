@@ -7,6 +7,8 @@ teacher calls against a local OpenAI-compatible server that answers after a fixe
    answering each after ``--latency-s``, ``--concurrency`` in flight, through the response
    cache (fresh) and reply parsing. The latency-bound ideal is
    ``ceil(requests / concurrency) * latency``; the goal is a wall time of at most 1.2x that.
+   Each round reports the client's and the server's CPU seconds (both share this machine's
+   cores) and the requests the server received (more than ``--requests``: retries).
 
 Usage: python bench/bench_problems.py [--codeio 3002] [--requests 200 --concurrency 32 --latency-s 0.1]
        [--repeat 3] [--skip-codeio] [--out FILE.json]
@@ -70,16 +72,23 @@ def bench_codeio(n: int) -> dict:
 
 
 def _serve(latency_s: float, conn) -> None:
-    """The server process: answers each request after ``latency_s``; sends its URL, then its
-    largest number of requests in flight when told to stop."""
+    """The server process: answers each request after ``latency_s``; sends its URL, then on
+    ``"count"`` its CPU seconds and the requests it received so far, on ``"stop"`` its largest
+    number of requests in flight."""
     def respond(body: dict) -> str:
         time.sleep(latency_s)
         return REPLY.format(i=int(last_user(body).rsplit("#", 1)[1]))
 
     with serving(respond) as server:
         conn.send(server.url)
-        conn.recv()
+        while conn.recv() == "count":
+            conn.send((time.process_time(), len(server.requests)))
         conn.send(server.max_in_flight)
+
+
+def _server_counts(conn) -> tuple[float, int]:
+    conn.send("count")
+    return conn.recv()
 
 
 def bench_overhead(requests: int, concurrency: int, latency_s: float, repeat: int) -> dict:
@@ -103,11 +112,14 @@ def bench_overhead(requests: int, concurrency: int, latency_s: float, repeat: in
                        "sampling": {"max_new_tokens": 512, "temperature": 0.0, "batch_size": concurrency}}
             features = [{"kind": "topic", "text": f"task #{r * requests + i}"} for i in range(requests)]
             cfg = synthesize.Config(teacher=teacher, features=features, prompts={"topic": "Write a task about {feature}"})
+            server_cpu, received = _server_counts(ours)
             start, cpu = time.perf_counter(), time.process_time()
             harvest = synthesize.harvest(cfg)
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            server_cpu, received = (now - before for now, before in zip(_server_counts(ours), (server_cpu, received)))
         rounds.append({"candidates": len(harvest.candidates), "wall_s": round(wall, 3), "ratio": round(wall / ideal, 3),
-                       "client_cpu_s": round(cpu, 3), "cache": harvest.stats.get("teacher_cache")})
+                       "client_cpu_s": round(cpu, 3), "server_cpu_s": round(server_cpu, 3),
+                       "server_requests": received, "cache": harvest.stats.get("teacher_cache")})
     ours.send("stop")
     max_in_flight = ours.recv()
     server.join(timeout=10)
