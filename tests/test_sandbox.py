@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 import warnings
@@ -113,6 +115,33 @@ def test_missing_name(backend):
     out = run_unittest("def plus(a, b):\n    return a + b\n", ADD_TESTS, cfg(backend))
     assert (out.status, out.error_type) == ("import_error", "ImportError")
     assert "cannot import name 'add'" in out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_code_sees_a_normal_start_and_import(backend):
+    """The judge starts with -S and runs the module it compiled for the syntax check; the code still sees
+    what a normal start and ``import solution`` give, and none of the judge's ``__future__`` flags."""
+    code = ("import sys, tqdm\n"
+            "def facts(x: int):\n"
+            "    return [sys.prefix, 'site-packages' in tqdm.__file__, callable(exit) and callable(quit),\n"
+            "            __spec__.name, __file__.endswith('/work/solution.py'), facts.__annotations__['x'] is int]\n")
+    expected = [sys.prefix, True, True, "solution", True, True]
+    out = run_unittest(code, one_test(f"self.assertEqual(facts(1), {expected!r})", "from solution import facts"),
+                       cfg(backend, timeout_s=10))
+    assert out.passed, out.traceback
+
+
+def test_judge_bytecode_follows_its_source(tmp_path, monkeypatch):
+    judge = tmp_path / "judge.py"
+    judge.write_text("X = 1\nprint(X, __file__.endswith('.pyc'))\n")
+    monkeypatch.setattr(sandbox, "JUDGE", judge)
+    monkeypatch.setattr(sandbox, "_judge_pyc", None)
+    first = sandbox._judge_bytecode()
+    assert sandbox._judge_bytecode() is first  # compiled once
+    judge.write_text("X = 22\nprint(X, __file__.endswith('.pyc'))\n")
+    (tmp_path / "judge.pyc").write_bytes(sandbox._judge_bytecode())
+    run = subprocess.run([sys.executable, "-P", str(tmp_path / "judge.pyc")], capture_output=True, text=True)
+    assert run.stdout.split() == ["22", "True"], run.stderr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -349,9 +378,6 @@ def test_auto_prefers_bwrap():
 @needs_bwrap
 def test_interpreter_under_tmp_is_bound_back(tmp_path):
     """A venv under /tmp (where CI may clone) stays usable although the sandbox gets a fresh /tmp."""
-    import subprocess
-    import sys
-
     venv = Path("/tmp") / f"iterpref-venv-{uuid.uuid4().hex[:8]}"
     try:
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
