@@ -130,6 +130,9 @@ def dpo_config(cfg: TrainConfig, output_dir: Path, run_name: str, report_to: lis
         "max_length": cfg.max_length,
         "precompute_ref_log_probs": cfg.precompute_ref_log_probs,
         "activation_checkpointing": cfg.gradient_checkpointing,
+        # every parameter gets a gradient in DPO (full or LoRA); True would re-walk the autograd
+        # graph after each backward under DDP, for nothing
+        "ddp_find_unused_parameters": False,
         "bf16": bf16,
         "use_cpu": use_cpu,
         "logging_steps": cfg.logging_steps,
