@@ -31,7 +31,7 @@ less LM-head work per step (visible with a 152k vocabulary), not only no extra c
 
 CPU (every run):
     python bench/bench_train.py --device cpu
-GPU (there is no separate bench_train_gpu.py: the GPU run is ``--device cuda``): 0.5B
+GPU (``bench/bench_train_gpu.py`` is this run, for `make bench` on a GPU machine): 0.5B
 full-parameter AdamW, 7B LoRA r=16 on all linear layers (full AdamW does not fit one 80 GB card),
 bf16, ~1024-token sequences:
     python bench/bench_train.py --device cuda --shapes 0.5b,7b --tokenizer .gpu/tokenizer --out DIR
