@@ -7,7 +7,7 @@ sends it from the calling thread (callers that run their own threads, the debug 
 synthesizer, pay for no second thread). Requests go through the client's documented generic
 ``client.post`` rather than ``chat.completions.create``: the same endpoint, headers, retries and
 errors, without the SDK's type-driven rewrite of the parameters (a no-op for plain text messages)
-and its pydantic reply objects, which were half of the client's CPU per request on 2 cores
+and its pydantic reply objects, about a third of the client's CPU per request on 2 cores
 (bench/bench_problems.py). Retries are the client's own: 408, 409, 429, 5xx,
 timeouts and connection errors are retried up to ``max_retries`` times with exponential backoff
 (0.5 s doubling to at most 8 s, with jitter; a server's ``Retry-After`` / ``retry-after-ms``
