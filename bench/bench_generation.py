@@ -11,7 +11,9 @@ the tasks whose verdict differs.
     python bench/bench_generation.py --tasks 64                  # ours vs transformers' model.generate
     python bench/bench_generation.py --tasks 64 --vs git:5071c0b # ours vs hf.py at a git revision
     python bench/bench_generation.py --tasks 164 --dtype bfloat16 --vs float32   # ours bf16 vs ours fp32
+    python bench/bench_generation.py --tasks 64 --prompt-lookup 8 --vs lookup:0  # drafts vs none
     options: --model models/student --dtype float32 --batch-size 32 --max-new-tokens 320 --threads 2
+             --prompt-lookup 0 (ours: draft tokens a step may check)
 """
 
 import argparse
@@ -120,14 +122,15 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=320)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32", help="our decoder's dtype (and the baseline's)")
+    ap.add_argument("--prompt-lookup", type=int, default=0, help="ours: draft tokens a decode step may check")
     ap.add_argument("--vs", default="generate",
                     help="baseline: 'generate' (model.generate), 'git:<rev>' (hf.py at a revision), "
-                         "or a dtype name (our decoder in that dtype)")
+                         "'lookup:<n>' (ours with n draft tokens), or a dtype name (our decoder in that dtype)")
     ap.add_argument("--baseline-first", action="store_true", help="run the baseline before ours")
     bench_result.add_json_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    gen = HFGenerator(args.model, device="cpu", dtype=args.dtype)
+    gen = HFGenerator(args.model, device="cpu", dtype=args.dtype, prompt_lookup=args.prompt_lookup)
     tok = gen.tokenizer
     convs = humaneval_conversations(args.tasks)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0, stop=[], stop_after_code=True,
@@ -137,30 +140,36 @@ def main() -> None:
 
     if args.vs == "generate":
         label, baseline = f"model.generate {args.dtype}", generate_baseline(gen)
+    elif args.vs.startswith("lookup:"):
+        other = HFGenerator.__new__(HFGenerator)
+        other.__dict__.update(gen.__dict__, prompt_lookup=int(args.vs[7:]))  # the same loaded model
+        label, baseline = f"ours {args.dtype} lookup {other.prompt_lookup}", other.chat
     elif args.vs.startswith("git:"):
         label, baseline = f"hf.py@{args.vs[4:]} {args.dtype}", git_baseline(gen, args.vs[4:])
     else:
         other = HFGenerator(args.model, device="cpu", dtype=args.vs)
         label, baseline = f"ours {args.vs}", other.chat
-    runs = [(label, baseline), (f"ours {args.dtype}", gen.chat)]
+    ours_label = f"ours {args.dtype}" + (f" lookup {args.prompt_lookup}" if args.prompt_lookup else "")
+    runs = [(label, baseline), (ours_label, gen.chat)]
     if not args.baseline_first:
         runs.reverse()
     results = {name: timed(name, chat, convs, sampling, tok) for name, chat in runs}
-    (theirs, t_theirs, _), (ours, t_ours, ours_tokens) = results[label], results[f"ours {args.dtype}"]
-    print(f"ours {args.dtype} is {t_theirs / t_ours:.2f}x as fast as {label}")
+    (theirs, t_theirs, _), (ours, t_ours, ours_tokens) = results[label], results[ours_label]
+    print(f"{ours_label} is {t_theirs / t_ours:.2f}x as fast as {label}")
     print(f"identical replies: {sum(a == b for a, b in zip(ours, theirs))}/{len(ours)}")
     ours_ok, theirs_ok = (score(replies, args.tasks) for replies in (ours, theirs))
     differ = [t for t in ours_ok if ours_ok[t] != theirs_ok[t]]
     print(f"pass@1: ours {sum(ours_ok.values())}/{len(ours_ok)}, {label} {sum(theirs_ok.values())}/{len(theirs_ok)}; "
           f"verdicts differ on {len(differ)} task(s){': ' + ', '.join(differ) if differ else ''}")
     bench_result.write(args.json, "bench_generation", [
-        Metric(f"ours {args.dtype} / {label} speed", t_theirs / t_ours, "x",
+        Metric(f"{ours_label} / {label} speed", t_theirs / t_ours, "x",
                GOAL_VS_GENERATE if args.vs == "generate" else None),
-        Metric(f"ours {args.dtype} reply tokens/s", ours_tokens / t_ours, "tok/s"),
+        Metric(f"{ours_label} reply tokens/s", ours_tokens / t_ours, "tok/s"),
         Metric("identical replies", sum(a == b for a, b in zip(ours, theirs)), f"of {len(ours)}"),
         Metric("pass@1 verdicts that differ", len(differ), f"of {len(ours_ok)}"),
     ], {"model": args.model, "tasks": args.tasks, "batch_size": args.batch_size,
-        "max_new_tokens": args.max_new_tokens, "threads": args.threads, "vs": args.vs})
+        "max_new_tokens": args.max_new_tokens, "threads": args.threads, "vs": args.vs,
+        "prompt_lookup": args.prompt_lookup})
 
 
 if __name__ == "__main__":

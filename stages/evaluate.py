@@ -34,8 +34,10 @@ if __name__ == "__main__":
     try:
         bench = registry.get(benchmark, ecfg["data"])
         generation = {"backend": backend, "model_dir": str(model_dir), "dtype": ecfg["dtype"],
+                      **({"prompt_lookup": ecfg["prompt_lookup"]} if backend == "hf" else {}),
                       "device": params["runtime"]["device"], "threads": params["runtime"]["threads"]}
-        options = {} if backend == "hf" else {"server": P.build(ServerConfig, ecfg["server"], "eval.server")}
+        options = ({"prompt_lookup": ecfg["prompt_lookup"]} if backend == "hf"
+                   else {"server": P.build(ServerConfig, ecfg["server"], "eval.server")})
         generator = make_generator(backend, str(model_dir), device=generation["device"], dtype=ecfg["dtype"], **options)
         with running(generator):  # a served backend's server: up for the block, stopped after it
             if isinstance(generator, ServedGenerator):

@@ -1,5 +1,6 @@
 """HFGenerator's decoder (iterpref.llm.hf): continuous batching equals decoding each prompt
-alone, the tail stop check equals the full one, bfloat16 runs."""
+alone, with or without prompt-lookup drafts, the tail stop check equals the full one, sampled
+drafts keep the model's distribution, bfloat16 runs."""
 
 from __future__ import annotations
 
@@ -77,6 +78,71 @@ def test_continuous_batching_equals_decoding_alone(gen, early_eos, monkeypatch, 
     assert gen.decode(prompts, SamplingConfig(max_new_tokens=40, batch_size=3)) == ref
 
 
+@pytest.fixture
+def oracle_drafts(monkeypatch):
+    """Replace prompt lookup's drafts with the reference continuation, cut at a random length and
+    often with one token wrong from a random point on: every path (all accepted, some, none,
+    rows without a draft) occurs. Drafts may change only the speed, never a greedy reply."""
+    rng = random.Random(0)
+    refs: list[tuple[list[int], list[int]]] = []
+
+    def draft(self, k):
+        prompt, ref = next((p, r) for p, r in refs if self.ids[:len(p)] == p)
+        done = len(self.ids) - len(prompt)
+        if rng.random() < 0.2:
+            return []
+        out = ref[done:done + rng.randint(1, k)] or [7]  # past the reply's end: some token
+        if rng.random() < 0.5:
+            j = rng.randrange(len(out))
+            out = out[:j] + [(out[j] + 1) % 50] + out[j + 1:rng.randint(j + 1, len(out))]
+        return out
+
+    monkeypatch.setattr(hf._Lookup, "draft", draft)
+    return refs
+
+
+@pytest.mark.parametrize("room", [hf.ROOM, 9])
+def test_prompt_lookup_drafts_leave_greedy_replies_unchanged(gen, early_eos, oracle_drafts, monkeypatch, room):
+    """10 prompts through 3 rows, up to 8 drafts a step: accepted drafts, rejected ones (holes in
+    the cache) and cache rebuilds that pack the holes away (``room`` 9: nearly every step)."""
+    monkeypatch.setattr(hf, "ROOM", room)
+    monkeypatch.setattr(gen, "prompt_lookup", 8)
+    prompts = prompt_ids(gen, 10)
+    ref = alone(gen, prompts, 40)
+    oracle_drafts += list(zip(prompts, ref))
+    steps = []
+    real_accept = hf._accept
+    monkeypatch.setattr(hf, "_accept", lambda logits, drafts, *a: steps.append(drafts) or real_accept(logits, drafts, *a))
+    assert gen.decode(prompts, SamplingConfig(max_new_tokens=40, batch_size=3)) == ref
+    assert sum(map(any, steps)) > len(steps) // 2, "most steps should carry drafts"
+    assert len(steps) < sum(map(len, ref)) / 3 * 0.9, "accepted drafts should save steps"
+
+
+def test_lookup_drafts_what_followed_the_last_ngram():
+    look = hf._Lookup([5, 1, 2, 3, 9, 8, 1, 2])
+    assert look.draft(4) == []  # (1, 2) is not a 3-gram; nothing seen
+    look.extend([3])
+    assert look.draft(4) == [9, 8, 1, 2] and look.draft(2) == [9, 8] and look.draft(0) == []
+    look.extend([9, 8, 1, 2, 3])  # the latest earlier occurrence wins
+    assert look.draft(9) == [9, 8, 1, 2, 3]
+
+
+def test_sampled_drafts_keep_the_model_distribution():
+    """Speculative sampling with a one-token draft: the first new token is distributed as the
+    model's (temperature, top-p) distribution, whichever token was drafted."""
+    torch.manual_seed(0)
+    logits = torch.randn(1, 2, 6) * 2
+    sampling = SamplingConfig(temperature=0.7, top_p=0.9)
+    want = hf._probabilities(logits[0, 0], sampling)
+    rng = torch.Generator().manual_seed(1)
+    for draft in (int(want.argmax()), int(want.argmin()), 3):
+        n = 6000
+        counts = torch.zeros(6)
+        for _ in range(n):
+            counts[hf._accept(logits, [[draft]], sampling, rng)[0][0]] += 1
+        torch.testing.assert_close(counts / n, want, atol=0.025, rtol=0)
+
+
 def test_stream_yields_each_prompt_once_as_it_finishes(gen, early_eos):
     prompts = prompt_ids(gen, 7)
     done = list(gen.stream(prompts, SamplingConfig(max_new_tokens=30, batch_size=2)))
@@ -149,21 +215,22 @@ def test_tail_stop_check_with_smollm2_tokenizer(smollm2_tokenizer):
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
-def test_decode_attention_equals_sdpa(dtype, tol):
-    """`_decode_attention` (one query per row, grouped query heads, padding mask) against
-    transformers' sdpa attention on the same inputs."""
+@pytest.mark.parametrize("new", [1, 4])
+def test_decode_attention_equals_sdpa(dtype, tol, new):
+    """`_decode_attention` (one or several new tokens per row, grouped query heads, padding
+    and causal mask) against transformers' sdpa attention on the same inputs."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     torch.manual_seed(0)
     module = torch.nn.Module()
     module.num_key_value_groups, module.is_causal = 3, True
-    q, k, v = torch.randn(4, 6, 1, 16), torch.randn(4, 2, 9, 16), torch.randn(4, 2, 9, 16)
-    mask = torch.ones(4, 1, 1, 9, dtype=torch.bool)
-    mask[0, ..., :4] = mask[2, ..., :1] = mask[3, ..., -2:] = False
+    q, k, v = torch.randn(4, 6, new, 16), torch.randn(4, 2, 9, 16), torch.randn(4, 2, 9, 16)
+    mask = torch.ones(4, 1, new, 9, dtype=torch.bool).tril(9 - new)  # the new tokens are the last columns
+    mask[0, ..., :4] = mask[2, ..., :1] = mask[3, ..., 2:4] = False
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     ours, _ = hf._decode_attention(module, q, k, v, mask, scaling=0.3)
     ref, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
-    assert ours.shape == ref.shape == (4, 1, 6, 16)
+    assert ours.shape == ref.shape == (4, new, 6, 16)
     torch.testing.assert_close(ours.float(), ref.float(), atol=tol, rtol=tol)
 
 

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="folder for the result files")
     ap.add_argument("--prompt", default="iterpref", choices=["iterpref", "evalplus"])
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--prompt-lookup", type=int, default=0, help="draft tokens a decode step may check (0: off)")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--max-new-tokens", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     data = dict(item.split("=", 1) for item in args.data)
-    generator = make_generator("hf", args.model, device="auto", dtype=args.dtype)
+    generator = make_generator("hf", args.model, device="auto", dtype=args.dtype, prompt_lookup=args.prompt_lookup)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, stop_after_code=True, batch_size=args.batch_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         report, samples = evaluate(generator, registry.get(name, data), sampling, SandboxConfig(),
                                    limit=args.limit, prompt_style=args.prompt,
                                    generation={"backend": "hf", "model_dir": args.model, "dtype": args.dtype,
-                                               "threads": args.threads})
+                                               "prompt_lookup": args.prompt_lookup, "threads": args.threads})
         (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         write_jsonl(out / f"{name}.samples.jsonl", samples)
         print(f"{name}: pass@1 = {report['pass@1']:.3f} ({report['passed']}/{report['tasks']}); "

@@ -10,7 +10,7 @@ NOT_IN_CACHE_KEY = ("sampling", "cache_dir", "api_key_env", "max_concurrency", "
 def make_generator(backend: str, model: str, device: str = "auto", **options):
     """The generator a config names.
 
-    ``hf``: transformers in-process on ``device`` (``options``: ``dtype``).
+    ``hf``: transformers in-process on ``device`` (``options``: ``dtype``, ``prompt_lookup``).
     ``openai``: an OpenAI-compatible server (``options``: ``base_url``, ``api_key_env``,
     ``max_concurrency``, ``timeout_s``, ``max_retries``; ``device`` is unused).
     ``vllm``, ``sglang``, ``llama_cpp``: that server started on ``model`` (``options``:
