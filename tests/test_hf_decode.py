@@ -139,7 +139,7 @@ def test_sampled_drafts_keep_the_model_distribution():
         n = 6000
         counts = torch.zeros(6)
         for _ in range(n):
-            counts[hf._accept(logits, [[draft]], sampling, rng)[0][0]] += 1
+            counts[hf._accept(logits, [[draft]], sampling, [rng])[0][0]] += 1
         torch.testing.assert_close(counts / n, want, atol=0.025, rtol=0)
 
 

@@ -79,20 +79,19 @@ def test_llm_teacher_in_the_debugging_loop(tiny_model_dir, tmp_path):
 
 
 def test_an_in_process_teacher_batches_the_trajectories_turns(tiny_model_dir, tmp_path):
-    """With an hf teacher, concurrent trajectories share batched decodes; greedy versions are the
-    same as when every trajectory runs alone."""
+    """With an hf teacher, concurrent trajectories decode together (a turn joins the rows already
+    decoding); greedy versions are the same as when every trajectory runs alone."""
     problems = load_seed("data/seed/problems.jsonl", limit=3)
     teacher = _teacher(tiny_model_dir, temperature=0.0, batch_size=8)
     batching = teacher.generator.generator
     assert isinstance(batching, BatchingGenerator)
     run = debugging.DebugConfig(trajectories_per_problem=2, max_rounds=2, workers=6)
     trajs, _ = debugging.run(problems, teacher, run, SandboxConfig(timeout_s=5), resume_log=tmp_path / "a.jsonl")
-    assert len(trajs) == 6 and max(batching.batches) > 1
-    assert sum(batching.batches) == sum(len(t.attempts) for t in trajs)
+    assert len(trajs) == 6 and max(batching.runs) > 1
     alone = _teacher(tiny_model_dir, temperature=0.0, batch_size=8)
     solo, _ = debugging.run(problems, alone, debugging.DebugConfig(trajectories_per_problem=2, max_rounds=2, workers=1),
                             SandboxConfig(timeout_s=5), resume_log=tmp_path / "b.jsonl")
-    assert max(alone.generator.generator.batches) == 1
+    assert max(alone.generator.generator.runs) == 1
     assert [[a.code for a in t.attempts] for t in trajs] == [[a.code for a in t.attempts] for t in solo]
 
 
@@ -143,18 +142,25 @@ def test_cached_replies_do_not_wait_for_a_batch(tiny_model_dir, tmp_path):
         return trajs, cache
 
     first, cache = debug("first.jsonl")
-    assert cache.stats() == {"hits": 0, "misses": 2} and sum(cache.generator.batches) == 2
+    assert cache.stats() == {"hits": 0, "misses": 2} and cache.generator.runs != []
     again, cache = debug("again.jsonl")
-    assert cache.stats() == {"hits": 2, "misses": 0} and cache.generator.batches == []
+    assert cache.stats() == {"hits": 2, "misses": 0} and cache.generator.runs == []
     assert [t.teacher_fault for t in again] == [t.teacher_fault for t in first]
 
 
-def test_a_failing_batch_fails_every_waiting_caller():
+def test_a_failing_run_fails_every_waiting_caller():
     class Broken:
         name = "broken"
 
-        def chat(self, conversations, sampling, progress=None):
+        def encode(self, conversation):
+            return [1, 2]
+
+        def serve(self, take, sampling):
+            while take(False) is not None:  # every request enters the run, then the model fails
+                pass
             raise RuntimeError("model crashed")
 
+    batching = BatchingGenerator(Broken())
     with pytest.raises(RuntimeError, match="model crashed"):
-        BatchingGenerator(Broken()).chat([[{"role": "user", "content": "x"}]], SamplingConfig())
+        batching.chat([[{"role": "user", "content": "x"}], [{"role": "user", "content": "y"}]], SamplingConfig())
+    assert batching.runs == [2]

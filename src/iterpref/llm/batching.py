@@ -1,15 +1,19 @@
-"""Batch the conversations of many threads into one call of an in-process generator.
+"""Decode the requests of many threads together in one in-process generator, as they come.
 
 The debug stage runs trajectories in threads; each one asks the teacher for one reply at a
 time. With an API teacher that is what we want (requests in flight at once). With an in-process
 model it would mean one forward pass per conversation: the model is busy with a batch of one
-while the other trajectories wait. `BatchingGenerator` queues every thread's request and runs
-them together: while the model decodes one batch, the next one gathers, so a round of the
-teachers' conversations costs about one batched decode instead of one decode per problem.
+while the other trajectories wait. `BatchingGenerator` queues every thread's request and feeds
+them to the model's continuous-batching decoder (`HFGenerator.serve`): a request that arrives
+while others are decoding joins them at the next step, in the row of a reply that finished, so
+the decoder keeps up to ``max_batch`` rows busy. (Handing the model fixed batches instead, each
+waiting for its longest reply, left most rows idle: a reply cut at 512 tokens held the next
+batch back while the trajectories of the finished replies were ready with their next turn.)
 
-Requests are grouped by their sampling settings (all but the seed): rows of one batch share
-one random generator, seeded by the smallest seed among them, so sampled (temperature > 0)
-teacher replies depend on which requests met in a batch; greedy replies do not.
+Requests are grouped by their sampling settings (all but the seed); one group decodes at a
+time. Each request samples with its own seed, so a sampled (temperature > 0) reply does not
+depend on which requests decoded beside it (in bfloat16, up to the rounding their company
+changes), and a rerun asks for the same replies.
 """
 
 from __future__ import annotations
@@ -18,25 +22,29 @@ import threading
 from concurrent.futures import Future
 from dataclasses import asdict, replace
 
-from iterpref.llm.base import Conversation, Generator, SamplingConfig
+from iterpref.llm.base import Conversation, SamplingConfig
 
 
 class BatchingGenerator:
-    """Wrap ``generator`` so concurrent `chat` calls share batched calls.
+    """Wrap ``generator`` (an `HFGenerator`: ``encode``, ``serve``, ``reply``) so concurrent
+    `chat` calls decode together.
 
     Args:
-        generator: the in-process generator (e.g. `HFGenerator`).
-        max_batch: most conversations per batched call.
-        gather_s: how long a first request waits for company when the model is idle.
+        generator: the in-process generator.
+        max_batch: most conversations decoding at once.
+        gather_s: how long an idle model waits for a request before its run ends.
+
+    Attributes:
+        runs: for each decoding run, the most requests it decoded at once (for stats and tests).
     """
 
-    def __init__(self, generator: Generator, max_batch: int = 16, gather_s: float = 0.05):
+    def __init__(self, generator, max_batch: int = 16, gather_s: float = 0.05):
         self.generator, self.max_batch, self.gather_s = generator, max(1, max_batch), gather_s
         self.name = generator.name
         self._pending: list[tuple[Conversation, SamplingConfig, Future]] = []
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
-        self.batches: list[int] = []  # sizes of the batched calls made (for stats and tests)
+        self.runs: list[int] = []
 
     def chat(self, conversations: list[Conversation], sampling: SamplingConfig,
              progress: str | None = None) -> list[str]:
@@ -50,40 +58,43 @@ class BatchingGenerator:
             self._cond.notify()
         return [f.result() for f in futures]
 
-    def _take(self) -> list[tuple[Conversation, SamplingConfig, Future]]:
-        """The next batch: same sampling settings (seed aside), at most ``max_batch``."""
-        with self._cond:
-            if not self._pending:
-                self._cond.wait(timeout=1.0)
-                if not self._pending:
-                    return []
-            if len(self._pending) < self.max_batch:
-                self._cond.wait(timeout=self.gather_s)
-            key = _group(self._pending[0][1])
-            batch = [p for p in self._pending if _group(p[1]) == key][: self.max_batch]
-            taken = {id(p) for p in batch}
-            self._pending = [p for p in self._pending if id(p) not in taken]
-            return batch
-
     def _serve(self) -> None:
+        """Decoding runs, one per sampling group, until no request is left."""
         while True:
-            batch = self._take()
-            if not batch:
-                with self._cond:
+            with self._cond:
+                if not self._pending:
+                    self._cond.wait(timeout=1.0)
                     if not self._pending:
                         self._worker = None
                         return
-                continue
-            sampling = replace(batch[0][1], seed=min(s.seed for _, s, _ in batch), batch_size=len(batch))
-            self.batches.append(len(batch))
-            try:
-                replies = self.generator.chat([c for c, _, _ in batch], sampling)
-            except BaseException as err:  # every waiting thread gets the failure
-                for _, _, fut in batch:
-                    fut.set_exception(err)
-                continue
-            for (_, _, fut), reply in zip(batch, replies):
-                fut.set_result(reply)
+                first = self._pending[0][1]
+            self._run(_group(first), replace(first, batch_size=self.max_batch))
+
+    def _run(self, group: tuple, sampling: SamplingConfig) -> None:
+        """One decoding run: it takes the group's requests as they come and ends when the model
+        is idle and none arrives within ``gather_s``."""
+        decoding: set[Future] = set()
+        self.runs.append(0)
+
+        def take(idle: bool):
+            with self._cond:
+                if idle and not any(_group(s) == group for _, s, _ in self._pending):
+                    self._cond.wait(timeout=self.gather_s)
+                for k, (conversation, s, future) in enumerate(self._pending):
+                    if _group(s) == group:
+                        del self._pending[k]
+                        decoding.add(future)
+                        self.runs[-1] = max(self.runs[-1], len(decoding))
+                        return future, self.generator.encode(conversation), s.seed
+                return None
+
+        try:
+            for future, ids in self.generator.serve(take, sampling):
+                decoding.discard(future)
+                future.set_result(self.generator.reply(ids, sampling))
+        except BaseException as err:  # every request in the run gets the failure
+            for future in decoding:
+                future.set_exception(err)
 
 
 def _group(sampling: SamplingConfig) -> tuple:

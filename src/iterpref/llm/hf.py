@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
+from dataclasses import replace
+from collections.abc import Callable, Hashable, Iterator
 
 import torch
 from tqdm import tqdm
@@ -64,11 +65,12 @@ def _probabilities(logits, sampling: SamplingConfig):
     return probs
 
 
-def _next_tokens(logits, sampling: SamplingConfig, generator):
-    """Greedy argmax, or a temperature / top-p sample."""
+def _next_tokens(logits, sampling: SamplingConfig, generators: list) -> list[int]:
+    """Each row's greedy argmax, or its temperature / top-p sample drawn with its own generator."""
     if sampling.temperature <= 0:
-        return logits.argmax(dim=-1)
-    return torch.multinomial(_probabilities(logits, sampling), 1, generator=generator).squeeze(-1)
+        return logits.argmax(dim=-1).tolist()
+    probs = _probabilities(logits, sampling)
+    return [int(torch.multinomial(p, 1, generator=g)) for p, g in zip(probs, generators)]
 
 
 def _decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -141,11 +143,12 @@ class _BatchCache(Cache):
         self.hi = 0
         super().__init__(layers=[_Layer(self, i) for i in range(len(kinds))])
 
-    def _rebuild(self, rows: list[int] | None = None, left: int = 0) -> None:
-        """Copy the real columns of ``rows`` (default all) into the spare buffer, with at least
-        ``left`` columns before ``hi`` and `ROOM` free columns after it."""
+    def _rebuild(self, rows: list[int | None] | None = None, left: int = 0) -> None:
+        """Copy the real columns of ``rows`` (default all; None: a new free row) into the spare
+        buffer, with at least ``left`` columns before ``hi`` and `ROOM` free columns after it."""
         rows = list(range(len(self.start))) if rows is None else rows
-        counts = [0 if self.start[r] is None else int(self.mask[r, self.start[r]:self.hi].sum()) for r in rows]
+        live = [r is not None and self.start[r] is not None for r in rows]
+        counts = [int(self.mask[r, self.start[r]:self.hi].sum()) if ok else 0 for r, ok in zip(rows, live)]
         span = max(counts, default=0)
         hi = max(left, span)  # the new hi: padding columns on the left where needed
         shape = torch.Size((*self.kv.shape[:2], len(rows), self.kv.shape[3], hi + ROOM, self.kv.shape[5]))
@@ -167,7 +170,7 @@ class _BatchCache(Cache):
             mask[i, hi - n:hi] = True
         self.buffers.reverse()
         self.kv, self.mask = new, mask
-        self.start = [None if self.start[r] is None else hi - n for r, n in zip(rows, counts)]
+        self.start = [hi - n if ok else None for ok, n in zip(live, counts)]
         self.hi = hi
 
     def put(self, row: int, prefill: DynamicCache) -> None:
@@ -188,6 +191,11 @@ class _BatchCache(Cache):
     def keep(self, rows: list[int]) -> None:
         """Keep only ``rows`` (in this order): drop free rows once no prompt is left to admit."""
         self._rebuild(rows)
+
+    def grow(self) -> int:
+        """Add a free row (a prompt arrived after the batch shrank); its index."""
+        self._rebuild(list(range(len(self.start))) + [None])
+        return len(self.start) - 1
 
     def step_inputs(self, width: int):
         """Open columns [hi, hi + width) for ``width`` new tokens per row (the last token and
@@ -232,13 +240,14 @@ class _Lookup:
         return [] if end is None or k <= 0 else self.ids[end:end + k]
 
 
-def _accept(logits, drafts: list[list[int]], sampling: SamplingConfig, generator) -> list[list[int]]:
+def _accept(logits, drafts: list[list[int]], sampling: SamplingConfig, generators: list) -> list[list[int]]:
     """Each row's new tokens from a step's logits ([rows, width, vocab]): the drafts the model
     agrees with, then its own next token. Greedy: drafts equal to the argmax. Sampling: the
     speculative-sampling rule for a draft that is one token for sure (accept it with its
-    probability, else sample from the rest), so the replies follow the model's distribution."""
+    probability, else sample from the rest), so the replies follow the model's distribution;
+    each row draws with its own generator."""
     if not any(drafts):
-        return [[t] for t in _next_tokens(logits[:, 0], sampling, generator).tolist()]
+        return [[t] for t in _next_tokens(logits[:, 0], sampling, generators)]
     if sampling.temperature <= 0:
         best = logits.argmax(-1).tolist()
         out = []
@@ -249,7 +258,7 @@ def _accept(logits, drafts: list[list[int]], sampling: SamplingConfig, generator
             out.append(draft[:m] + [pred[m]])
         return out
     out = []
-    for draft, row in zip(drafts, logits):
+    for draft, row, generator in zip(drafts, logits, generators):
         probs = _probabilities(row[:len(draft) + 1], sampling)
         tokens = []
         for j, t in enumerate(draft):
@@ -322,11 +331,12 @@ class HFGenerator:
         return stop_position(text, sampling.stop, sampling.stop_after_code) is not None
 
     def _prefill(self, prompt: list[int], sampling: SamplingConfig, rng):
-        """A prompt alone through the model: its one-row cache and first new token."""
+        """A prompt alone through the model: its one-row cache and first new token (``rng``: its
+        random generator)."""
         cache = DynamicCache(config=self.model.config)
         ids = torch.tensor([prompt], device=self.device)
         logits = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        return cache, int(_next_tokens(logits, sampling, rng)[0])
+        return cache, _next_tokens(logits, sampling, [rng])[0]
 
     def _drafts(self, owner: list[int], lookups: dict[int, _Lookup], replies: dict[int, list[int]],
                 sampling: SamplingConfig) -> list[list[int]]:
@@ -341,29 +351,47 @@ class HFGenerator:
     def stream(self, prompts: list[list[int]], sampling: SamplingConfig) -> Iterator[tuple[int, list[int]]]:
         """Decode prompt token ids (no padding) with continuous batching; yield ``(index, new
         token ids)`` for each prompt as it finishes. Prompts are admitted in order."""
-        if not prompts:
-            return
-        rng = torch.Generator(device=self.device).manual_seed(sampling.seed)
-        queue = deque(range(len(prompts)))
-        cache = _BatchCache(self.model, min(max(sampling.batch_size, 1), len(prompts)))
-        owner: list[int | None] = [None] * len(cache.start)  # prompt index decoding in each row
-        replies: dict[int, list[int]] = {}
-        lookups: dict[int, _Lookup] = {}
+        queue = deque((i, p, sampling.seed + i) for i, p in enumerate(prompts))
+        rows = min(max(sampling.batch_size, 1), max(len(prompts), 1))
+        yield from self.serve(lambda idle: queue.popleft() if queue else None, replace(sampling, batch_size=rows))
+
+    def serve(self, take: Callable[[bool], tuple[Hashable, list[int], int] | None],
+              sampling: SamplingConfig) -> Iterator[tuple[Hashable, list[int]]]:
+        """Decode prompts as they come, up to ``sampling.batch_size`` at once; yield ``(key, new
+        token ids)`` for each as it finishes. ``take(idle)`` gives the next ``(key, prompt ids,
+        seed)``, or None when there is none now; ``idle`` says no row is decoding (it may wait
+        for one). The run ends when ``take(True)`` returns None. A sampled reply draws from a
+        random generator of its own, seeded with its seed: it does not depend on which prompts
+        decode beside it (in bfloat16, up to the rounding their company changes)."""
+        most = max(sampling.batch_size, 1)
+        cache = _BatchCache(self.model, most)
+        owner: list[Hashable | None] = [None] * most  # the prompt decoding in each row
+        replies: dict[Hashable, list[int]] = {}
+        lookups: dict[Hashable, _Lookup] = {}
+        rngs: dict[Hashable, torch.Generator] = {}
         with torch.inference_mode():
             while True:
-                for row in range(len(owner)):  # fill free rows with the next prompts
-                    while owner[row] is None and queue:
-                        i = queue.popleft()
-                        prefill, first = self._prefill(prompts[i], sampling, rng)
-                        replies[i] = [first]
-                        if self._finished(replies[i], sampling):
-                            yield i, replies.pop(i)
-                        else:
-                            cache.put(row, prefill)
-                            owner[row] = i
-                            if self.prompt_lookup:
-                                lookups[i] = _Lookup(prompts[i] + [first])
-                if None in owner:  # nothing left to admit: shrink the batch
+                while None in owner or len(owner) < most:  # admit prompts while a row is free
+                    item = take(all(i is None for i in owner))
+                    if item is None:
+                        break
+                    key, prompt, seed = item
+                    rngs[key] = torch.Generator(device=self.device).manual_seed(seed)
+                    prefill, first = self._prefill(prompt, sampling, rngs[key])
+                    replies[key] = [first]
+                    if self._finished(replies[key], sampling):
+                        yield key, replies.pop(key)
+                        del rngs[key]
+                        continue
+                    if None not in owner:
+                        owner.append(None)
+                        cache.grow()
+                    row = owner.index(None)
+                    cache.put(row, prefill)
+                    owner[row] = key
+                    if self.prompt_lookup:
+                        lookups[key] = _Lookup(prompt + [first])
+                if None in owner:  # nothing to admit now: shrink the batch
                     rows = [r for r, i in enumerate(owner) if i is not None]
                     if not rows:
                         return
@@ -376,7 +404,7 @@ class HFGenerator:
                                      for i, d in zip(owner, drafts)], device=self.device)
                 logits = self.model(input_ids=feed, attention_mask=mask, position_ids=positions,
                                     cache=cache, use_cache=True).logits
-                new = _accept(logits, drafts, sampling, rng)
+                new = _accept(logits, drafts, sampling, [rngs[i] for i in owner])
                 cache.commit([len(tokens) - 1 for tokens in new], width)
                 for row, (i, tokens) in enumerate(zip(owner, new)):
                     finished = False
@@ -387,6 +415,7 @@ class HFGenerator:
                     if finished:
                         yield i, replies.pop(i)
                         lookups.pop(i, None)
+                        del rngs[i]
                         owner[row] = None
                         cache.free(row)
                     elif self.prompt_lookup:
@@ -399,24 +428,29 @@ class HFGenerator:
             out[i] = ids
         return out
 
+    def encode(self, conversation: Conversation) -> list[int]:
+        """A conversation's prompt token ids, through the chat template. One that ends with an
+        assistant turn is a prefix to continue (EvalPlus's prompt)."""
+        prefix = conversation[-1]["role"] == "assistant"
+        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=not prefix,
+                                                  continue_final_message=prefix)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def reply(self, ids: list[int], sampling: SamplingConfig) -> str:
+        """The text of new token ids, cut at the stop rule."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return truncate_at_stop(text, sampling.stop, sampling.stop_after_code)
+
     def chat(self, conversations: list[Conversation], sampling: SamplingConfig,
              progress: str | None = None) -> list[str]:
         """Replies for ``conversations`` (see `iterpref.llm.base.Generator`)."""
         # Longest prompts first: a later, shorter prompt then always fits left of the cache's
         # newest column, so the cache only grows to the right.
         order = sorted(range(len(conversations)), key=lambda i: -len(str(conversations[i])))
-        # A conversation that ends with an assistant turn is a prefix to continue (EvalPlus's prompt).
-        texts = [
-            self.tokenizer.apply_chat_template(conversations[i], tokenize=False,
-                                               add_generation_prompt=conversations[i][-1]["role"] != "assistant",
-                                               continue_final_message=conversations[i][-1]["role"] == "assistant")
-            for i in order
-        ]
-        prompts = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        prompts = [self.encode(conversations[i]) for i in order]
         replies: list[str] = [""] * len(conversations)
         with tqdm(total=len(conversations), desc=progress, disable=progress is None) as bar:
             for k, ids in self.stream(prompts, sampling):
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                replies[order[k]] = truncate_at_stop(text, sampling.stop, sampling.stop_after_code)
+                replies[order[k]] = self.reply(ids, sampling)
                 bar.update(1)
         return replies
