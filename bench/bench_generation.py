@@ -25,11 +25,13 @@ import tempfile
 import time
 
 import torch
+from transformers import AttentionInterface
 
 from iterpref import bench_result
 from iterpref.bench_result import Metric
 from iterpref.evaluation.humaneval import HumanEval
 from iterpref.llm.base import CLOSED_CODE_BLOCK, SamplingConfig, truncate_at_stop
+from iterpref.llm import hf
 from iterpref.llm.hf import HFGenerator
 from iterpref.prompts import extract_code
 from iterpref.sandbox import SandboxConfig
@@ -80,16 +82,25 @@ def generate_baseline(gen: HFGenerator):
     return chat
 
 
-def git_baseline(gen: HFGenerator, rev: str):
-    """`HFGenerator.chat` as src/iterpref/llm/hf.py was at git revision ``rev``, on our model."""
-    source = subprocess.run(["git", "show", f"{rev}:src/iterpref/llm/hf.py"], check=True,
+def load_at(rev: str, name: str):
+    """src/iterpref/llm/<name>.py as it was at git revision ``rev``, as a module. An old hf.py
+    registers its own attention under our name when it loads: today's is registered back, so
+    our decoder keeps its own (the old one, which handles one new token a step, works too)."""
+    source = subprocess.run(["git", "show", f"{rev}:src/iterpref/llm/{name}.py"], check=True,
                             capture_output=True, text=True).stdout
-    path = os.path.join(tempfile.mkdtemp(), "hf_at_rev.py")
+    path = os.path.join(tempfile.mkdtemp(), f"{name}_at_rev.py")
     with open(path, "w") as fh:
         fh.write(source)
-    spec = importlib.util.spec_from_file_location("hf_at_rev", path)
+    spec = importlib.util.spec_from_file_location(f"{name}_at_rev", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    AttentionInterface.register("iterpref_decode", hf._decode_attention)
+    return module
+
+
+def git_baseline(gen: HFGenerator, rev: str):
+    """`HFGenerator.chat` as src/iterpref/llm/hf.py was at git revision ``rev``, on our model."""
+    module = load_at(rev, "hf")
     old = module.HFGenerator.__new__(module.HFGenerator)
     old.__dict__.update(gen.__dict__)  # same model, tokenizer, device, EOS ids
     return old.chat

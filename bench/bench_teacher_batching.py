@@ -14,48 +14,31 @@ one loaded model and run back to back in one process.
 """
 
 import argparse
-import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import torch
-from transformers import AttentionInterface
 
 from iterpref import bench_result
 from iterpref.bench_result import Metric
 from iterpref.evaluation.humaneval import HumanEval
-from iterpref.llm import hf
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.batching import BatchingGenerator
 from iterpref.llm.hf import HFGenerator
+
+from bench_generation import load_at  # bench/ is on sys.path when a script runs
 
 MAKE_BENCH = {"args": ["--model", "models/student", "--trajectories", "8", "--rounds", "2", "--max-new-tokens", "128",
                        "--dtype", "bfloat16"]}
 FIX = "The code failed the tests (failed, AssertionError). Fix the code. Reply with the complete corrected solution in one python code block."
 
 
-def load_at(rev: str, name: str):
-    """src/iterpref/llm/<name>.py as it was at git revision ``rev``, as a module."""
-    source = subprocess.run(["git", "show", f"{rev}:src/iterpref/llm/{name}.py"], check=True,
-                            capture_output=True, text=True).stdout
-    path = os.path.join(tempfile.mkdtemp(), f"{name}_at_rev.py")
-    with open(path, "w") as fh:
-        fh.write(source)
-    spec = importlib.util.spec_from_file_location(f"{name}_at_rev", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def old_batching(gen: HFGenerator, rev: str, max_batch: int):
     """A `BatchingGenerator` and `HFGenerator` as they were at ``rev``, on our loaded model."""
     old_hf, old_batching_module = load_at(rev, "hf"), load_at(rev, "batching")
-    AttentionInterface.register("iterpref_decode", hf._decode_attention)  # loading old hf.py re-registered its own
     old = old_hf.HFGenerator.__new__(old_hf.HFGenerator)
     old.__dict__.update(gen.__dict__)
     return old_batching_module.BatchingGenerator(old, max_batch=max_batch)

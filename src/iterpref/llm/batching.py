@@ -80,13 +80,13 @@ class BatchingGenerator:
             with self._cond:
                 if idle and not any(_group(s) == group for _, s, _ in self._pending):
                     self._cond.wait(timeout=self.gather_s)
-                for k, (conversation, s, future) in enumerate(self._pending):
-                    if _group(s) == group:
-                        del self._pending[k]
-                        decoding.add(future)
-                        self.runs[-1] = max(self.runs[-1], len(decoding))
-                        return future, self.generator.encode(conversation), s.seed
-                return None
+                k = next((k for k, (_, s, _) in enumerate(self._pending) if _group(s) == group), None)
+                if k is None:
+                    return None
+                conversation, s, future = self._pending.pop(k)
+                decoding.add(future)
+                self.runs[-1] = max(self.runs[-1], len(decoding))
+            return future, self.generator.encode(conversation), s.seed  # tokenised outside the lock
 
         try:
             for future, ids in self.generator.serve(take, sampling):

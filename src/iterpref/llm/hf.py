@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from dataclasses import replace
 from collections.abc import Callable, Hashable, Iterator
+from dataclasses import replace
 
 import torch
 from tqdm import tqdm
@@ -46,9 +46,10 @@ ROOM = 32
 # character of a stop string or a backtick (see `HFGenerator._finished`). A UTF-8 character is
 # at most 4 bytes, so the text the newest token changed lies within its last 4 tokens; 8 is slack.
 TAIL_TOKENS = 8
-# Prompt lookup: at most this many draft tokens a step (a step that checks 4 drafts on 16 rows
-# costs ~1.35x a plain step on the 0.5B in bf16, 8 drafts ~2x), drafted from the row's own
-# prompt and reply by an n-gram of this length.
+# Prompt lookup: at most this many draft tokens a step, drafted from the row's own prompt and
+# reply by an n-gram of this length. A step that checks drafts costs more than a plain one (every
+# row computes the step's full width), so with all rows busy it need not pay: bench_generation
+# measured no gain at 16 rows on the 0.5B (README).
 MAX_DRAFT = 16
 LOOKUP_NGRAM = 3
 
@@ -338,7 +339,7 @@ class HFGenerator:
         logits = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         return cache, _next_tokens(logits, sampling, [rng])[0]
 
-    def _drafts(self, owner: list[int], lookups: dict[int, _Lookup], replies: dict[int, list[int]],
+    def _drafts(self, owner: list[Hashable], lookups: dict[Hashable, _Lookup], replies: dict[Hashable, list[int]],
                 sampling: SamplingConfig) -> list[list[int]]:
         """Each row's prompt-lookup draft for this step (none when `prompt_lookup` is 0, or when
         under a quarter of the rows have one: a wider step for a few rows costs more than it saves)."""
