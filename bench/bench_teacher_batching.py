@@ -33,7 +33,8 @@ from bench_generation import load_at  # bench/ is on sys.path when a script runs
 
 MAKE_BENCH = {"args": ["--model", "models/student", "--trajectories", "8", "--rounds", "2", "--max-new-tokens", "128",
                        "--dtype", "bfloat16"]}
-FIX = "The code failed the tests (failed, AssertionError). Fix the code. Reply with the complete corrected solution in one python code block."
+FIX = ("The code failed the tests (failed, AssertionError). Fix the code. Reply with the complete corrected "
+       "solution in one python code block.")
 
 
 def old_batching(gen: HFGenerator, rev: str, max_batch: int):
