@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -280,6 +281,59 @@ def test_process_limit_applies():
                      imports="import os\nfrom solution import count_forks")
     out = run_unittest(code, tests, cfg("bwrap", max_processes=8))
     assert out.status == "passed", out.traceback
+
+
+HOLD_LEASES = """
+import contextlib, sys
+from iterpref import sandbox
+with contextlib.ExitStack() as stack:
+    uids = [stack.enter_context(sandbox._sandbox_uid()) for _ in range(int(sys.argv[1]))]
+    print(*uids, flush=True)
+    sys.stdin.read()
+"""
+
+
+def _hold_leases(n: int) -> tuple[subprocess.Popen, list[int]]:
+    """Another process that holds ``n`` uid leases until its stdin closes."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LEASES, str(n)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    return proc, [int(u) for u in proc.stdout.readline().split()]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="uids are leased only as root")
+def test_concurrent_processes_never_share_a_uid():
+    """RLIMIT_NPROC counts per uid: two pytest workers (or queued experiments) that ran as the same
+    uid once let one's fork bomb starve the other's official evaluator ("can't start new thread")."""
+    proc, theirs = _hold_leases(2)
+    try:
+        assert len(set(theirs)) == 2
+        with sandbox._sandbox_uid() as a, sandbox._sandbox_uid() as b:
+            assert len({a, b, *theirs}) == 4
+    finally:
+        proc.communicate("")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="uids are leased only as root")
+def test_a_run_waits_for_a_free_uid_and_a_dead_holder_frees_its_leases():
+    proc, theirs = _hold_leases(len(sandbox.SANDBOX_UIDS))
+    got: list[int] = []
+
+    def lease() -> None:
+        with sandbox._sandbox_uid() as uid:
+            got.append(uid)
+
+    waiter = threading.Thread(target=lease)
+    try:
+        assert sorted(theirs) == sorted(sandbox.SANDBOX_UIDS)
+        waiter.start()
+        waiter.join(0.5)
+        assert not got  # every uid is held elsewhere: it waits instead of sharing one
+        proc.kill()  # no clean exit: the kernel still drops its locks
+        waiter.join(10)
+        assert got and got[0] in sandbox.SANDBOX_UIDS
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

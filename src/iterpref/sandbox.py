@@ -65,6 +65,7 @@ on disk, kill the judge, and children that start their own session survive the r
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import json
 import marshal
@@ -225,10 +226,14 @@ def resolve_backend(config: SandboxConfig | None = None) -> str:
 # --------------------------------------------------------------------------- unprivileged uids
 
 # When we are root the sandbox drops to one of these uids. Concurrent runs get different uids
-# because RLIMIT_NPROC counts per uid: one run's fork bomb must not starve its neighbour.
+# because RLIMIT_NPROC counts per uid: one run's fork bomb must not starve its neighbour. That
+# holds across processes too (parallel pytest workers, queued DVC experiments): a uid is leased
+# with an exclusive flock on its file under UID_LEASES, which the kernel drops when the lease's
+# descriptor closes or its process dies, so a crash never leaks a uid.
 # 65520-65534 lie above systemd's dynamic range and below/at "nobody".
 SANDBOX_GID = 65534
-_free_uids = list(range(65534, 65519, -1))
+SANDBOX_UIDS = range(65534, 65519, -1)
+UID_LEASES = Path("/tmp/iterpref-sandbox-uids")  # fixed, not $TMPDIR: every process must agree
 # The tests of `run_unittest` run as this uid, never one of the code's: the code can neither
 # signal, trace nor write the judge. (Judges of concurrent runs share it; they live in
 # separate pid namespaces and directories.)
@@ -236,16 +241,40 @@ JUDGE_UID = 65519
 CHANNEL_BYTES = 4 * 1024 * 1024  # the judge's progress lines and verdict
 
 
+def _lease_folder() -> Path:
+    UID_LEASES.mkdir(mode=0o700, exist_ok=True)
+    st = UID_LEASES.lstat()
+    if not UID_LEASES.is_dir() or UID_LEASES.is_symlink() or st.st_uid != os.geteuid():
+        raise RuntimeError(f"{UID_LEASES}: the sandbox's uid leases must be a directory owned by uid "
+                           f"{os.geteuid()}; remove it")
+    return UID_LEASES
+
+
 @contextlib.contextmanager
 def _sandbox_uid() -> Iterator[int]:
-    with _lock:
-        uid = _free_uids.pop(0) if _free_uids else None
-    try:
-        yield 65534 if uid is None else uid
-    finally:
-        if uid is not None:
-            with _lock:
-                _free_uids.insert(0, uid)
+    """Lease a uid of SANDBOX_UIDS that no other run holds, in this process or any other.
+
+    When all are taken (more than 15 runs at once on this machine), wait for one: sharing a uid
+    would share its process limit, and a neighbour's fork bomb would fail this run.
+    """
+    if os.geteuid() != 0:  # no uid drop without root: nothing to lease
+        yield 65534
+        return
+    folder = _lease_folder()
+    while True:
+        for uid in SANDBOX_UIDS:
+            fd = os.open(folder / f"{uid}.lock", os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # per open file: threads exclude each other too
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield uid
+            finally:
+                os.close(fd)
+            return
+        time.sleep(0.05)
 
 
 _workdir_users: dict[str, list] = {}
