@@ -48,9 +48,11 @@ def humaneval_conversations(n: int) -> list:
     return [t.conversation("iterpref") for t in HumanEval().load(limit=n)]
 
 
-def generate_baseline(gen: HFGenerator):
+def generate_baseline(gen: HFGenerator, slots: dict):
     """transformers' `model.generate` on static left-padded batches (longest prompts first, as
-    `chat` sorts them), stopping a batch when every row has EOS or a closed code block."""
+    `chat` sorts them), stopping a batch when every row has EOS or a closed code block.
+    ``slots["row_steps"]`` counts the rows times the steps each batch decoded: a row whose reply
+    ended still takes its slot until the batch's longest reply ends."""
     from transformers import StoppingCriteria
 
     tok = gen.tokenizer
@@ -74,6 +76,7 @@ def generate_baseline(gen: HFGenerator):
                 out = gen.model.generate(**batch, max_new_tokens=sampling.max_new_tokens, do_sample=False,
                                          pad_token_id=tok.pad_token_id,
                                          stopping_criteria=[CodeBlockClosed(batch["input_ids"].shape[1])])
+            slots["row_steps"] = slots.get("row_steps", 0) + len(idx) * (out.shape[1] - batch["input_ids"].shape[1])
             for i, ids in zip(idx, out[:, batch["input_ids"].shape[1]:]):
                 text = tok.decode(ids, skip_special_tokens=True)
                 replies[i] = truncate_at_stop(text, sampling.stop, sampling.stop_after_code)
@@ -96,6 +99,34 @@ def load_at(rev: str, name: str):
     spec.loader.exec_module(module)
     AttentionInterface.register("iterpref_decode", hf._decode_attention)
     return module
+
+
+def timing_phases(gen: HFGenerator) -> dict:
+    """Wrap ``gen`` so that its prompt prefills and decode steps are timed: returns the dict it
+    fills (``prefill_s``, ``step_s``, ``steps``, ``row_steps``: rows summed over the steps)."""
+    phases = dict.fromkeys(("prefill_s", "step_s", "steps", "row_steps"), 0)
+    prefill, forward = gen._prefill, gen.model.forward
+
+    def timed_prefill(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return prefill(*args, **kwargs)
+        finally:
+            phases["prefill_s"] += time.perf_counter() - start
+
+    def timed_forward(*args, **kwargs):
+        if kwargs.get("attention_mask") is None:  # a prefill, timed above
+            return forward(*args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            phases["step_s"] += time.perf_counter() - start
+            phases["steps"] += 1
+            phases["row_steps"] += kwargs["input_ids"].shape[0]
+
+    gen._prefill, gen.model.forward = timed_prefill, timed_forward
+    return phases
 
 
 def git_baseline(gen: HFGenerator, rev: str):
@@ -149,8 +180,9 @@ def main() -> None:
     print(f"{len(convs)} HumanEval tasks, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}, "
           f"{args.threads} threads, {os.cpu_count()} CPUs")
 
+    slots: dict = {}
     if args.vs == "generate":
-        label, baseline = f"model.generate {args.dtype}", generate_baseline(gen)
+        label, baseline = f"model.generate {args.dtype}", generate_baseline(gen, slots)
     elif args.vs.startswith("lookup:"):
         other = HFGenerator.__new__(HFGenerator)
         other.__dict__.update(gen.__dict__, prompt_lookup=int(args.vs[7:]))  # the same loaded model
@@ -164,9 +196,24 @@ def main() -> None:
     runs = [(label, baseline), (ours_label, gen.chat)]
     if not args.baseline_first:
         runs.reverse()
-    results = {name: timed(name, chat, convs, sampling, tok) for name, chat in runs}
-    (theirs, t_theirs, _), (ours, t_ours, ours_tokens) = results[label], results[ours_label]
+    results = {}
+    for name, chat in runs:
+        phases = timing_phases(gen) if name == ours_label else None
+        results[name] = timed(name, chat, convs, sampling, tok)
+        if phases:
+            gen.__dict__.pop("_prefill")
+            gen.model.__dict__.pop("forward")
+            print(f"{'':>28}  prefill {phases['prefill_s']:.1f} s; {phases['steps']} decode steps "
+                  f"{phases['step_s']:.1f} s, {1e3 * phases['step_s'] / max(phases['steps'], 1):.0f} ms each, "
+                  f"{phases['row_steps'] / max(phases['steps'], 1):.1f} rows on average")
+    (theirs, t_theirs, theirs_tokens), (ours, t_ours, ours_tokens) = results[label], results[ours_label]
     print(f"{ours_label} is {t_theirs / t_ours:.2f}x as fast as {label}")
+    if slots:
+        # The most a scheduler that never idles a row can gain over static batches at the same
+        # cost per step: static batches spend row_steps slots on ours_tokens tokens.
+        print(f"{label} used {theirs_tokens / slots['row_steps']:.2f} of its {slots['row_steps']} row-steps "
+              f"for reply tokens: a never-idle scheduler at the same step cost is at most "
+              f"{slots['row_steps'] / theirs_tokens:.2f}x as fast on decoding")
     print(f"identical replies: {sum(a == b for a, b in zip(ours, theirs))}/{len(ours)}")
     ours_ok, theirs_ok = (score(replies, args.tasks) for replies in (ours, theirs))
     differ = [t for t in ours_ok if ours_ok[t] != theirs_ok[t]]
