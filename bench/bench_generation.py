@@ -17,12 +17,14 @@ the tasks whose verdict differs.
 """
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 import torch
 from transformers import AttentionInterface
@@ -101,8 +103,9 @@ def load_at(rev: str, name: str):
     return module
 
 
-def timing_phases(gen: HFGenerator) -> dict:
-    """Wrap ``gen`` so that its prompt prefills and decode steps are timed: returns the dict it
+@contextlib.contextmanager
+def timing_phases(gen: HFGenerator) -> Iterator[dict]:
+    """Time ``gen``'s prompt prefills and decode steps while the block runs: yields the dict it
     fills (``prefill_s``, ``step_s``, ``steps``, ``row_steps``: rows summed over the steps)."""
     phases = dict.fromkeys(("prefill_s", "step_s", "steps", "row_steps"), 0)
     prefill, forward = gen._prefill, gen.model.forward
@@ -126,7 +129,10 @@ def timing_phases(gen: HFGenerator) -> dict:
             phases["row_steps"] += kwargs["input_ids"].shape[0]
 
     gen._prefill, gen.model.forward = timed_prefill, timed_forward
-    return phases
+    try:
+        yield phases
+    finally:
+        del gen._prefill, gen.model.forward  # the instance attributes: back to the methods
 
 
 def git_baseline(gen: HFGenerator, rev: str):
@@ -198,11 +204,9 @@ def main() -> None:
         runs.reverse()
     results = {}
     for name, chat in runs:
-        phases = timing_phases(gen) if name == ours_label else None
-        results[name] = timed(name, chat, convs, sampling, tok)
-        if phases:
-            gen.__dict__.pop("_prefill")
-            gen.model.__dict__.pop("forward")
+        with timing_phases(gen) if name == ours_label else contextlib.nullcontext() as phases:
+            results[name] = timed(name, chat, convs, sampling, tok)
+        if phases is not None:
             print(f"{'':>28}  prefill {phases['prefill_s']:.1f} s; {phases['steps']} decode steps "
                   f"{phases['step_s']:.1f} s, {1e3 * phases['step_s'] / max(phases['steps'], 1):.0f} ms each, "
                   f"{phases['row_steps'] / max(phases['steps'], 1):.1f} rows on average")
@@ -210,7 +214,7 @@ def main() -> None:
     print(f"{ours_label} is {t_theirs / t_ours:.2f}x as fast as {label}")
     if slots:
         # The most a scheduler that never idles a row can gain over static batches at the same
-        # cost per step: static batches spend row_steps slots on ours_tokens tokens.
+        # cost per step: static batches spend row_steps slots on theirs_tokens tokens.
         print(f"{label} used {theirs_tokens / slots['row_steps']:.2f} of its {slots['row_steps']} row-steps "
               f"for reply tokens: a never-idle scheduler at the same step cost is at most "
               f"{slots['row_steps'] / theirs_tokens:.2f}x as fast on decoding")
