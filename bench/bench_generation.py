@@ -12,8 +12,11 @@ the tasks whose verdict differs.
     python bench/bench_generation.py --tasks 64 --vs git:5071c0b # ours vs hf.py at a git revision
     python bench/bench_generation.py --tasks 164 --dtype bfloat16 --vs float32   # ours bf16 vs ours fp32
     python bench/bench_generation.py --tasks 64 --prompt-lookup 8 --vs lookup:0  # drafts vs none
+    python bench/bench_generation_gpu.py   # on a GPU: random weights of the 0.5B's shape (see there)
     options: --model models/student --dtype float32 --batch-size 32 --max-new-tokens 320 --threads 2
-             --prompt-lookup 0 (ours: draft tokens a step may check)
+             --prompt-lookup 0 (ours: draft tokens a step may check) --device cpu
+             --random-init (random weights of --model's shape; replies are not scored)
+             --eos-rate 0 (with --random-init: sample, EOS with this probability each step)
 """
 
 import argparse
@@ -50,6 +53,38 @@ def humaneval_conversations(n: int) -> list:
     return [t.conversation("iterpref") for t in HumanEval().load(limit=n)]
 
 
+def random_model_dir(template: str, seed: int = 0) -> str:
+    """A folder holding a random-initialised model of ``template``'s config (in its dtype) and
+    ``template``'s tokenizer: for machines where no pretrained weights travel (a GPU machine)."""
+    import shutil
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = tempfile.mkdtemp(prefix="random_model_")
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(template)).save_pretrained(folder)
+    for name in os.listdir(template):
+        if name.startswith(("tokenizer", "chat_template", "special_tokens", "vocab", "merges")):
+            shutil.copy(os.path.join(template, name), folder)
+    return folder
+
+
+def end_replies_at_rate(gen: HFGenerator, rate: float) -> None:
+    """Make every decoding step, sampled at temperature 1, end a reply with probability ``rate``:
+    a random model's replies otherwise never end, and every row would run to max_new_tokens.
+    A hook on the output layer sets the EOS logit to log(rate / (1 - rate)) above the log-sum-exp
+    of all the others, at every position (both sides pay the same extra work)."""
+    eos = min(gen.eos_ids)
+    odds = torch.tensor(rate / (1 - rate)).log()
+
+    def hook(module, inputs, logits):
+        logits[..., eos] = float("-inf")
+        logits[..., eos] = logits.float().logsumexp(-1).to(logits.dtype) + odds
+        return logits
+
+    gen.model.get_output_embeddings().register_forward_hook(hook)
+
+
 def generate_baseline(gen: HFGenerator, slots: dict):
     """transformers' `model.generate` on static left-padded batches (longest prompts first, as
     `chat` sorts them), stopping a batch when every row has EOS or a closed code block.
@@ -65,7 +100,7 @@ def generate_baseline(gen: HFGenerator, slots: dict):
 
         def __call__(self, input_ids, scores, **kwargs):
             texts = tok.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-            return torch.tensor([bool(CLOSED_CODE_BLOCK.search(t)) for t in texts])
+            return torch.tensor([bool(CLOSED_CODE_BLOCK.search(t)) for t in texts], device=input_ids.device)
 
     def chat(convs, sampling):
         order = sorted(range(len(convs)), key=lambda i: -len(str(convs[i])))
@@ -75,8 +110,9 @@ def generate_baseline(gen: HFGenerator, slots: dict):
             texts = [tok.apply_chat_template(convs[i], tokenize=False, add_generation_prompt=True) for i in idx]
             batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(gen.device)
             with torch.inference_mode():
-                out = gen.model.generate(**batch, max_new_tokens=sampling.max_new_tokens, do_sample=False,
-                                         pad_token_id=tok.pad_token_id,
+                sample = dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+                out = gen.model.generate(**batch, max_new_tokens=sampling.max_new_tokens, pad_token_id=tok.pad_token_id,
+                                         **(sample if sampling.temperature > 0 else dict(do_sample=False)),
                                          stopping_criteria=[CodeBlockClosed(batch["input_ids"].shape[1])])
             slots["row_steps"] = slots.get("row_steps", 0) + len(idx) * (out.shape[1] - batch["input_ids"].shape[1])
             for i, ids in zip(idx, out[:, batch["input_ids"].shape[1]:]):
@@ -162,7 +198,7 @@ def timed(label: str, chat, convs, sampling, tok) -> tuple[list[str], float, int
     return replies, wall, tokens
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/student")
     ap.add_argument("--tasks", type=int, default=32)
@@ -175,16 +211,29 @@ def main() -> None:
                     help="baseline: 'generate' (model.generate), 'git:<rev>' (hf.py at a revision), "
                          "'lookup:<n>' (ours with n draft tokens), or a dtype name (our decoder in that dtype)")
     ap.add_argument("--baseline-first", action="store_true", help="run the baseline before ours")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    ap.add_argument("--random-init", action="store_true",
+                    help="random weights of --model's shape (GPU machines, where no weights travel); not scored")
+    ap.add_argument("--eos-rate", type=float, default=0.0,
+                    help="with --random-init: sample at temperature 1 with EOS this likely at every step, "
+                         "so replies end at different lengths (mean about 1/rate)")
     bench_result.add_json_option(ap)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.eos_rate and not args.random_init:
+        ap.error("--eos-rate needs --random-init (it rewrites the model's output)")
     torch.set_num_threads(args.threads)
-    gen = HFGenerator(args.model, device="cpu", dtype=args.dtype, prompt_lookup=args.prompt_lookup)
+    model = random_model_dir(args.model) if args.random_init else args.model
+    gen = HFGenerator(model, device=args.device, dtype=args.dtype, prompt_lookup=args.prompt_lookup)
+    if args.eos_rate:
+        end_replies_at_rate(gen, args.eos_rate)
     tok = gen.tokenizer
     convs = humaneval_conversations(args.tasks)
-    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0, stop=[], stop_after_code=True,
-                              batch_size=args.batch_size)
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=1.0 if args.eos_rate else 0, stop=[],
+                              stop_after_code=True, batch_size=args.batch_size)
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"{args.threads} threads, {os.cpu_count()} CPUs"
     print(f"{len(convs)} HumanEval tasks, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}, "
-          f"{args.threads} threads, {os.cpu_count()} CPUs")
+          f"{'random-init ' if args.random_init else ''}{args.dtype} on {device}"
+          + (f", sampled, EOS rate {args.eos_rate}" if args.eos_rate else ""))
 
     slots: dict = {}
     if args.vs == "generate":
@@ -196,7 +245,7 @@ def main() -> None:
     elif args.vs.startswith("git:"):
         label, baseline = f"hf.py@{args.vs[4:]} {args.dtype}", git_baseline(gen, args.vs[4:])
     else:
-        other = HFGenerator(args.model, device="cpu", dtype=args.vs)
+        other = HFGenerator(model, device=args.device, dtype=args.vs)
         label, baseline = f"ours {args.vs}", other.chat
     ours_label = f"ours {args.dtype}" + (f" lookup {args.prompt_lookup}" if args.prompt_lookup else "")
     runs = [(label, baseline), (ours_label, gen.chat)]
@@ -211,28 +260,30 @@ def main() -> None:
                   f"{phases['step_s']:.1f} s, {1e3 * phases['step_s'] / max(phases['steps'], 1):.0f} ms each, "
                   f"{phases['row_steps'] / max(phases['steps'], 1):.1f} rows on average")
     (theirs, t_theirs, theirs_tokens), (ours, t_ours, ours_tokens) = results[label], results[ours_label]
-    print(f"{ours_label} is {t_theirs / t_ours:.2f}x as fast as {label}")
+    speed = (ours_tokens / t_ours) / (theirs_tokens / t_theirs)  # sampled sides write different tokens
+    print(f"{ours_label} is {speed:.2f}x as fast as {label} (reply tokens/s)")
     if slots:
         # The most a scheduler that never idles a row can gain over static batches at the same
         # cost per step: static batches spend row_steps slots on theirs_tokens tokens.
         print(f"{label} used {theirs_tokens / slots['row_steps']:.2f} of its {slots['row_steps']} row-steps "
               f"for reply tokens: a never-idle scheduler at the same step cost is at most "
               f"{slots['row_steps'] / theirs_tokens:.2f}x as fast on decoding")
-    print(f"identical replies: {sum(a == b for a, b in zip(ours, theirs))}/{len(ours)}")
-    ours_ok, theirs_ok = (score(replies, args.tasks) for replies in (ours, theirs))
-    differ = [t for t in ours_ok if ours_ok[t] != theirs_ok[t]]
-    print(f"pass@1: ours {sum(ours_ok.values())}/{len(ours_ok)}, {label} {sum(theirs_ok.values())}/{len(theirs_ok)}; "
-          f"verdicts differ on {len(differ)} task(s){': ' + ', '.join(differ) if differ else ''}")
-    bench_result.write(args.json, "bench_generation", [
-        Metric(f"{ours_label} / {label} speed", t_theirs / t_ours, "x",
-               GOAL_VS_GENERATE if args.vs == "generate" else None),
-        Metric(f"{ours_label} reply tokens/s", ours_tokens / t_ours, "tok/s"),
-        Metric("identical replies", sum(a == b for a, b in zip(ours, theirs)), f"of {len(ours)}"),
-        Metric("pass@1 verdicts that differ", len(differ), f"of {len(ours_ok)}"),
-    ], {"model": args.model, "tasks": args.tasks, "batch_size": args.batch_size,
+    identical = sum(a == b for a, b in zip(ours, theirs))
+    print(f"identical replies: {identical}/{len(ours)}")
+    metrics = [Metric(f"{ours_label} / {label} speed", speed, "x", GOAL_VS_GENERATE if args.vs == "generate" else None),
+               Metric(f"{ours_label} reply tokens/s", ours_tokens / t_ours, "tok/s"),
+               Metric("identical replies", identical, f"of {len(ours)}")]
+    if not args.random_init:  # random weights pass nothing
+        ours_ok, theirs_ok = (score(replies, args.tasks) for replies in (ours, theirs))
+        differ = [t for t in ours_ok if ours_ok[t] != theirs_ok[t]]
+        print(f"pass@1: ours {sum(ours_ok.values())}/{len(ours_ok)}, {label} {sum(theirs_ok.values())}/{len(theirs_ok)}; "
+              f"verdicts differ on {len(differ)} task(s){': ' + ', '.join(differ) if differ else ''}")
+        metrics.append(Metric("pass@1 verdicts that differ", len(differ), f"of {len(ours_ok)}"))
+    bench_result.write(args.json, "bench_generation", metrics, {
+        "model": args.model, "tasks": args.tasks, "batch_size": args.batch_size,
         "max_new_tokens": args.max_new_tokens, "threads": args.threads, "vs": args.vs,
-        "prompt_lookup": args.prompt_lookup})
-
+        "prompt_lookup": args.prompt_lookup, "device": device, "random_init": args.random_init,
+        "eos_rate": args.eos_rate})
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,9 +25,14 @@ def chaotic(gen: HFGenerator) -> HFGenerator:
     return gen
 
 
-@pytest.fixture(scope="module")
-def gen(tiny_model_dir) -> HFGenerator:
-    return chaotic(HFGenerator(tiny_model_dir, device="cpu"))
+# Where torch sees a GPU (bench/gpu_checks.sh on a GPU machine), the decoder's tests run there too.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def gen(request, tiny_model_dir) -> HFGenerator:
+    """float32 on either device: the tests compare replies token for token."""
+    return chaotic(HFGenerator(tiny_model_dir, device=request.param, dtype="float32"))
 
 
 def prompt_ids(gen: HFGenerator, n: int) -> list[list[int]]:
@@ -45,7 +50,7 @@ def alone(gen: HFGenerator, prompts, max_new_tokens: int) -> list[list[int]]:
     eos = sorted(gen.eos_ids)
     out = []
     for p in prompts:
-        ids = torch.tensor([p])
+        ids = torch.tensor([p], device=gen.device)
         new = gen.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                  do_sample=False, eos_token_id=eos, pad_token_id=gen.tokenizer.pad_token_id)
         out.append(new[0, len(p):].tolist())
@@ -89,7 +94,7 @@ def oracle_drafts(monkeypatch):
     def draft(self, k):
         prompt, ref = next((p, r) for p, r in refs if self.ids[:len(p)] == p)
         done = len(self.ids) - len(prompt)
-        if rng.random() < 0.2:
+        if k <= 0 or rng.random() < 0.2:  # k 0: the reply's last token is due
             return []
         out = ref[done:done + rng.randint(1, k)] or [7]  # past the reply's end: some token
         if rng.random() < 0.5:
@@ -234,10 +239,12 @@ def test_decode_attention_equals_sdpa(dtype, tol, new):
     torch.testing.assert_close(ours.float(), ref.float(), atol=tol, rtol=tol)
 
 
-def test_bfloat16_decodes(tiny_model_dir):
-    gen = chaotic(HFGenerator(tiny_model_dir, device="cpu", dtype="bfloat16"))
+@pytest.mark.parametrize("device", DEVICES)
+def test_bfloat16_decodes(tiny_model_dir, device):
+    gen = chaotic(HFGenerator(tiny_model_dir, device=device, dtype="bfloat16"))
     assert gen.model.dtype == torch.bfloat16
-    assert gen.model.config._attn_implementation == "iterpref_decode"
+    # CPU: our attention for decode steps; GPU: sdpa's kernels are the fast ones
+    assert gen.model.config._attn_implementation == ("iterpref_decode" if device == "cpu" else "sdpa")
     prompts = prompt_ids(gen, 5)
     batched = gen.decode(prompts, SamplingConfig(max_new_tokens=16, batch_size=2))
     assert all(len(r) == 16 or r[-1] in gen.eos_ids for r in batched)
