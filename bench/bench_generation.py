@@ -17,6 +17,7 @@ the tasks whose verdict differs.
              --prompt-lookup 0 (ours: draft tokens a step may check) --device cpu
              --random-init (random weights of --model's shape; replies are not scored)
              --eos-rate 0 (with --random-init: sample, EOS with this probability each step)
+             --warmup (each side once untimed first)
 """
 
 import argparse
@@ -211,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="baseline: 'generate' (model.generate), 'git:<rev>' (hf.py at a revision), "
                          "'lookup:<n>' (ours with n draft tokens), or a dtype name (our decoder in that dtype)")
     ap.add_argument("--baseline-first", action="store_true", help="run the baseline before ours")
+    ap.add_argument("--warmup", action="store_true",
+                    help="run each side once untimed first (on a GPU the first call at each new shape is slow)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     ap.add_argument("--random-init", action="store_true",
                     help="random weights of --model's shape (GPU machines, where no weights travel); not scored")
@@ -252,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.baseline_first:
         runs.reverse()
     results = {}
+    for _, chat in runs if args.warmup else []:
+        chat(convs, sampling)
     for name, chat in runs:
         with timing_phases(gen) if name == ours_label else contextlib.nullcontext() as phases:
             results[name] = timed(name, chat, convs, sampling, tok)

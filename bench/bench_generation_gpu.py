@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n== batch {batch}, {setting}", flush=True)
             out = os.path.join(tempfile.mkdtemp(), "result.json")
             bench_generation.main(["--model", args.model, "--random-init", "--device", "cuda", "--dtype", "bfloat16",
-                                   "--tasks", str(args.tasks), "--batch-size", str(batch),
+                                   "--warmup", "--tasks", str(args.tasks), "--batch-size", str(batch),
                                    "--max-new-tokens", str(args.max_new_tokens), "--json", out, *extra])
             _, found, details = bench_result.read(out)
             for m in found:

@@ -149,7 +149,8 @@ class _BatchCache(Cache):
         buffer, with at least ``left`` columns before ``hi`` and `ROOM` free columns after it."""
         rows = list(range(len(self.start))) if rows is None else rows
         live = [r is not None and self.start[r] is not None for r in rows]
-        counts = [int(self.mask[r, self.start[r]:self.hi].sum()) if ok else 0 for r, ok in zip(rows, live)]
+        real = self.mask[:, :self.hi].sum(-1).tolist()  # one read from the device, not one a row
+        counts = [real[r] if ok else 0 for r, ok in zip(rows, live)]
         span = max(counts, default=0)
         hi = max(left, span)  # the new hi: padding columns on the left where needed
         shape = torch.Size((*self.kv.shape[:2], len(rows), self.kv.shape[3], hi + ROOM, self.kv.shape[5]))
