@@ -55,7 +55,7 @@ def humaneval_conversations(n: int) -> list:
 
 
 def random_model_dir(template: str, seed: int = 0) -> str:
-    """A folder holding a random-initialised model of ``template``'s config (in its dtype) and
+    """A folder holding a random-initialised model of ``template``'s config and
     ``template``'s tokenizer: for machines where no pretrained weights travel (a GPU machine)."""
     import shutil
 
@@ -249,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
         label, baseline = f"hf.py@{args.vs[4:]} {args.dtype}", git_baseline(gen, args.vs[4:])
     else:
         other = HFGenerator(model, device=args.device, dtype=args.vs)
+        if args.eos_rate:
+            end_replies_at_rate(other, args.eos_rate)
         label, baseline = f"ours {args.vs}", other.chat
     ours_label = f"ours {args.dtype}" + (f" lookup {args.prompt_lookup}" if args.prompt_lookup else "")
     runs = [(label, baseline), (ours_label, gen.chat)]
@@ -289,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         "max_new_tokens": args.max_new_tokens, "threads": args.threads, "vs": args.vs,
         "prompt_lookup": args.prompt_lookup, "device": device, "random_init": args.random_init,
         "eos_rate": args.eos_rate})
+
 
 if __name__ == "__main__":
     sys.exit(main())

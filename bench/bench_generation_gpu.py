@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
                 m.name = f"batch {batch}, {setting}: {m.name}"
                 m.goal = m.goal if setting == "ends" else None  # without ends no scheduler gains
             metrics += found
-    bench_result.write(args.json, "bench_generation_gpu", metrics, {**details, "batch_sizes": args.batch_sizes})
+    shared = {k: v for k, v in details.items() if k not in ("batch_size", "eos_rate")}  # the last run's
+    bench_result.write(args.json, "bench_generation_gpu", metrics, {**shared, "batch_sizes": args.batch_sizes})
 
 
 if __name__ == "__main__":

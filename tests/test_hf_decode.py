@@ -25,7 +25,7 @@ def chaotic(gen: HFGenerator) -> HFGenerator:
     return gen
 
 
-# Where torch sees a GPU (bench/gpu_checks.sh on a GPU machine), the decoder's tests run there too.
+# Where torch sees a GPU (a GPU machine running this file), the decoder's tests run there too.
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
