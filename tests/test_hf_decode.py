@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from transformers import DynamicCache
 
 from iterpref.llm import hf
 from iterpref.llm.base import SamplingConfig, stop_position
@@ -155,6 +156,33 @@ def test_stream_yields_each_prompt_once_as_it_finishes(gen, early_eos):
     first = gen.decode(prompts, SamplingConfig(max_new_tokens=1, batch_size=2))  # never enter the batch
     assert first == alone(gen, prompts, 1)
     assert gen.decode([], SamplingConfig()) == []
+
+
+def test_prefill_starts_from_a_shared_prefix(gen, early_eos, monkeypatch):
+    """A prompt that repeats an earlier one, extends it (a debugging conversation's next turn) or
+    shares its chat-template beginning is prefilled from the stored keys and values of that
+    prefix, and its greedy reply is still the one it gets alone."""
+    monkeypatch.setattr(gen, "prefixes", hf._Prefixes())
+    first, other = prompt_ids(gen, 2)
+    reply = alone(gen, [first], 8)[0]
+    prompts = [first, first, first + reply + other[-6:], other]
+    reused = []
+    load = gen.prefixes.load
+    monkeypatch.setattr(gen.prefixes, "load", lambda prompt, cache: reused.append(load(prompt, cache)) or reused[-1])
+    assert gen.decode(prompts, SamplingConfig(max_new_tokens=30, batch_size=1)) == alone(gen, prompts, 30)
+    shared = hf._common_prefix(first, other)
+    assert 0 < shared < len(other) - 1
+    assert reused == [0, len(first) - 1, len(first), shared]
+
+
+def test_stored_prefixes_stay_within_their_budget(monkeypatch):
+    monkeypatch.setattr(hf, "PREFIX_TOKENS", 10)
+    store = hf._Prefixes()
+    for prompt in ([1, 2, 3, 4], [1, 2, 5, 6], [1, 2, 3, 4], [7, 8, 9]):  # a repeat is stored once
+        store.save(prompt, DynamicCache())
+    assert list(store.caches) == [(1, 2, 5, 6), (7, 8, 9)] and store.tokens == 7  # the oldest went
+    store.save(list(range(11)), DynamicCache())  # over the budget alone: not stored
+    assert store.tokens == 7
 
 
 def test_sampling_runs_and_is_seeded(gen):

@@ -94,6 +94,16 @@ def test_a_prefilled_assistant_turn_asks_the_server_to_continue_it(server):
     assert seen.body["continue_final_message"] is True and seen.body["add_generation_prompt"] is False
 
 
+@pytest.mark.parametrize("echoes", [False, True])
+def test_the_reply_is_the_continuation_whether_or_not_the_server_echoes_the_prefill(server, echoes):
+    """vLLM and SGLang answer a pre-filled turn with its continuation; llama.cpp's server with
+    the pre-filled text and then the continuation. Either way the reply is the continuation."""
+    prefill, continuation = "Here:\n```python\n", "def f():\n    return 1\n```"
+    server.respond = lambda body: (prefill if echoes else "") + continuation
+    conv = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": prefill}]
+    assert OpenAIGenerator("m", base_url=server.url).chat([conv], SamplingConfig()) == ["def f():\n    return 1\n```"]
+
+
 def test_more_than_four_stop_strings_apply_locally(server):
     server.respond = lambda body: "keep this<s5>drop this"
     gen = OpenAIGenerator("m", base_url=server.url)
@@ -102,6 +112,9 @@ def test_more_than_four_stop_strings_apply_locally(server):
     assert server.requests[0].body["stop"] == stops[:4]  # the API's limit
     gen.chat([user("y")], SamplingConfig())
     assert "stop" not in server.requests[1].body
+    # a server of our own (vLLM, SGLang, llama.cpp) gets them all, so it stops where we cut
+    OpenAIGenerator("m", base_url=server.url, max_stop_strings=None).chat([user("z")], SamplingConfig(stop=stops))
+    assert server.requests[2].body["stop"] == stops
 
 
 def test_stop_after_code_truncates_the_reply(server):

@@ -3,7 +3,12 @@
     python -m iterpref.evaluation models/student humaneval mbpp --prompt evalplus --dtype bfloat16 \
         --out reports/adhoc/qwen05b
 
+    python -m iterpref.evaluation .cache/gguf/<sha256>.gguf humaneval --prompt evalplus --backend llama_cpp \
+        --server-arg=-np --server-arg=16 --out reports/adhoc/qwen05b-llama-cpp
+
 Writes ``<out>/<benchmark>.json`` and ``<out>/<benchmark>.samples.jsonl`` like the stage does.
+``--backend`` vllm / sglang / llama_cpp starts that server on the model (llama.cpp: a GGUF file)
+for the run, as ``eval.backend`` does, with ``--server-arg`` words appended to its command.
 """
 
 from __future__ import annotations
@@ -17,17 +22,21 @@ from iterpref.evaluation.benchmark import write_jsonl
 from iterpref.evaluation.run import evaluate
 from iterpref.llm import make_generator
 from iterpref.llm.base import SamplingConfig
+from iterpref.llm.served import ENGINES, ServedGenerator, ServerConfig, running
 from iterpref.sandbox import SandboxConfig
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", help="a local HF model folder")
+    ap.add_argument("model", help="a local HF model folder (llama_cpp: a GGUF file)")
     ap.add_argument("benchmarks", nargs="+", choices=registry.names())
     ap.add_argument("--out", required=True, help="folder for the result files")
     ap.add_argument("--prompt", default="iterpref", choices=["iterpref", "evalplus"])
     ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--prompt-lookup", type=int, default=0, help="draft tokens a decode step may check (0: off)")
+    ap.add_argument("--backend", default="hf", choices=["hf", *ENGINES])
+    ap.add_argument("--server-arg", action="append", default=[], metavar="WORD",
+                    help="a word appended to the server's command, e.g. --server-arg=-np --server-arg=16")
+    ap.add_argument("--prompt-lookup", type=int, default=0, help="hf: draft tokens a decode step may check (0: off)")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--max-new-tokens", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -39,19 +48,27 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     data = dict(item.split("=", 1) for item in args.data)
-    generator = make_generator("hf", args.model, device="auto", dtype=args.dtype, prompt_lookup=args.prompt_lookup)
+    if args.backend == "hf":
+        options = {"prompt_lookup": args.prompt_lookup}
+        generation = {"backend": "hf", "model_dir": args.model, "dtype": args.dtype,
+                      "prompt_lookup": args.prompt_lookup, "threads": args.threads}
+    else:
+        options = {"server": ServerConfig(extra_args=args.server_arg)}
+        generation = {"backend": args.backend, "model_dir": args.model, "dtype": args.dtype}
+    generator = make_generator(args.backend, args.model, device="auto", dtype=args.dtype, **options)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, stop_after_code=True, batch_size=args.batch_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in args.benchmarks:
-        report, samples = evaluate(generator, registry.get(name, data), sampling, SandboxConfig(),
-                                   limit=args.limit, prompt_style=args.prompt,
-                                   generation={"backend": "hf", "model_dir": args.model, "dtype": args.dtype,
-                                               "prompt_lookup": args.prompt_lookup, "threads": args.threads})
-        (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-        write_jsonl(out / f"{name}.samples.jsonl", samples)
-        print(f"{name}: pass@1 = {report['pass@1']:.3f} ({report['passed']}/{report['tasks']}); "
-              f"errors {report['error_types']}; timings {report['timings_s']}")
+    with running(generator):  # a served backend's server: up for the run, stopped after it
+        if isinstance(generator, ServedGenerator):
+            generation["server"] = generator.launched
+        for name in args.benchmarks:
+            report, samples = evaluate(generator, registry.get(name, data), sampling, SandboxConfig(),
+                                       limit=args.limit, prompt_style=args.prompt, generation=generation)
+            (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+            write_jsonl(out / f"{name}.samples.jsonl", samples)
+            print(f"{name}: pass@1 = {report['pass@1']:.3f} ({report['passed']}/{report['tasks']}); "
+                  f"errors {report['error_types']}; timings {report['timings_s']}")
 
 
 if __name__ == "__main__":

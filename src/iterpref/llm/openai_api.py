@@ -82,10 +82,14 @@ class OpenAIGenerator:
         timeout_s: seconds one request may take before it is retried.
         max_retries: retries per request of 408/409/429/5xx answers, timeouts and connection
             errors, with exponential backoff (the openai client's).
+        max_stop_strings: stop strings sent with a request (the official API takes at most
+            `MAX_STOP_STRINGS`); the rest are applied to the reply here, after the server has
+            generated past them. None: send all (vLLM, SGLang and llama.cpp take any number).
     """
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 max_concurrency: int = 8, timeout_s: float = 120, max_retries: int = 5):
+                 max_concurrency: int = 8, timeout_s: float = 120, max_retries: int = 5,
+                 max_stop_strings: int | None = MAX_STOP_STRINGS):
         import openai
 
         api_key = os.environ.get(api_key_env)
@@ -98,6 +102,7 @@ class OpenAIGenerator:
         self.name = f"openai:{model}"
         self.model, self.api_key_env = model, api_key_env
         self.max_concurrency, self.max_retries = max(1, max_concurrency), max_retries
+        self.max_stop_strings = max_stop_strings
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s,
                                     max_retries=max_retries)
         self.base_url = str(self.client.base_url)
@@ -110,7 +115,7 @@ class OpenAIGenerator:
         body = {"model": self.model, "messages": messages, "temperature": sampling.temperature,
                 "top_p": sampling.top_p, "max_tokens": sampling.max_new_tokens, "seed": sampling.seed, "n": 1}
         if sampling.stop:
-            body["stop"] = list(sampling.stop[:MAX_STOP_STRINGS])
+            body["stop"] = list(sampling.stop[:self.max_stop_strings])
         if messages[-1]["role"] == "assistant":
             # Asks for the final turn's continuation (vLLM's and SGLang's chat API take these
             # two fields; the official OpenAI API does not prefill).
@@ -136,7 +141,14 @@ class OpenAIGenerator:
         if content is not None and not isinstance(content, str):
             raise self._error(f"choices[0].message.content is not text: {str(content)[:200]} (not retried)",
                               "malformed_reply")
-        return content or ""
+        content = content or ""
+        prefill = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
+        if prefill and content.startswith(prefill):
+            # llama.cpp's server answers with the pre-filled text and its continuation, vLLM and
+            # SGLang with the continuation only; one that begins by repeating the whole pre-filled
+            # turn is not plausible, so the reply is what follows it.
+            content = content[len(prefill):]
+        return content
 
     def _error(self, what: str, cause: str) -> OpenAIRequestError:
         return OpenAIRequestError(f"{self.name} at {self.base_url}: {what}", cause)

@@ -183,7 +183,7 @@ class ServedGenerator:
             from iterpref.llm.openai_api import OpenAIGenerator
 
             self._client = OpenAIGenerator(served, base_url=f"{root}/v1", api_key_env=API_KEY_ENV,
-                                           **self.client_options)
+                                           max_stop_strings=None, **self.client_options)
             self.launched = {"engine": self.engine, "command": argv, "pid": self._process.pid,
                              "base_url": f"{root}/v1", "served_model": served,
                              "startup_s": round(time.monotonic() - started, 1), "log": str(log)}
