@@ -143,9 +143,19 @@ def load_at(rev: str, name: str):
 @contextlib.contextmanager
 def timing_phases(gen: HFGenerator) -> Iterator[dict]:
     """Time ``gen``'s prompt prefills and decode steps while the block runs: yields the dict it
-    fills (``prefill_s``, ``step_s``, ``steps``, ``row_steps``: rows summed over the steps)."""
-    phases = dict.fromkeys(("prefill_s", "step_s", "steps", "row_steps"), 0)
+    fills (``prefill_s``, ``step_s``, ``steps``, ``row_steps``: rows summed over the steps,
+    ``prompt_tokens``, ``reused_tokens``: those prefilled from a stored prefix). The block starts
+    with no stored prefixes, so a warm-up run leaves it none to reuse."""
+    phases = dict.fromkeys(("prefill_s", "step_s", "steps", "row_steps", "prompt_tokens", "reused_tokens"), 0)
     prefill, forward = gen._prefill, gen.model.forward
+    gen.prefixes = hf._Prefixes()
+    load = gen.prefixes.load
+
+    def counted_load(prompt, cache):
+        reused = load(prompt, cache)
+        phases["prompt_tokens"] += len(prompt)
+        phases["reused_tokens"] += reused
+        return reused
 
     def timed_prefill(*args, **kwargs):
         start = time.perf_counter()
@@ -165,11 +175,11 @@ def timing_phases(gen: HFGenerator) -> Iterator[dict]:
             phases["steps"] += 1
             phases["row_steps"] += kwargs["input_ids"].shape[0]
 
-    gen._prefill, gen.model.forward = timed_prefill, timed_forward
+    gen._prefill, gen.model.forward, gen.prefixes.load = timed_prefill, timed_forward, counted_load
     try:
         yield phases
     finally:
-        del gen._prefill, gen.model.forward  # the instance attributes: back to the methods
+        del gen._prefill, gen.model.forward, gen.prefixes.load  # the instance attributes: back to the methods
 
 
 def git_baseline(gen: HFGenerator, rev: str):
@@ -239,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
           + (f", sampled, EOS rate {args.eos_rate}" if args.eos_rate else ""))
 
     slots: dict = {}
+    other = None  # the baseline when it is our decoder too
     if args.vs == "generate":
         label, baseline = f"model.generate {args.dtype}", generate_baseline(gen, slots)
     elif args.vs.startswith("lookup:"):
@@ -260,10 +271,13 @@ def main(argv: list[str] | None = None) -> None:
     for _, chat in runs if args.warmup else []:
         chat(convs, sampling)
     for name, chat in runs:
+        if other is not None:  # no prompts stored by an earlier run: each timed run starts cold
+            other.prefixes = hf._Prefixes()
         with timing_phases(gen) if name == ours_label else contextlib.nullcontext() as phases:
             results[name] = timed(name, chat, convs, sampling, tok)
         if phases is not None:
-            print(f"{'':>28}  prefill {phases['prefill_s']:.1f} s; {phases['steps']} decode steps "
+            print(f"{'':>28}  prefill {phases['prefill_s']:.1f} s ({phases['reused_tokens']} of "
+                  f"{phases['prompt_tokens']} prompt tokens from stored prefixes); {phases['steps']} decode steps "
                   f"{phases['step_s']:.1f} s, {1e3 * phases['step_s'] / max(phases['steps'], 1):.0f} ms each, "
                   f"{phases['row_steps'] / max(phases['steps'], 1):.1f} rows on average")
     (theirs, t_theirs, theirs_tokens), (ours, t_ours, ours_tokens) = results[label], results[ours_label]

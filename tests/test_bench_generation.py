@@ -4,6 +4,7 @@ on CPU with the tiny model: replies that end at a set rate, and a whole run of b
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -48,6 +49,10 @@ def test_a_random_init_run_times_both_sides_and_scores_nothing(bench, tiny_model
     assert not any("pass@1" in m.name for m in metrics), "random weights are not scored"
     printed = capsys.readouterr().out
     assert "sampled, EOS rate 0.1" in printed and "row-steps" in printed
+    # the timed run starts with no stored prompts (the warm-up's are gone): only the first
+    # prompt's chat-template beginning is reused, never whole prompts
+    reused, total = map(int, re.search(r"\((\d+) of (\d+) prompt tokens from stored prefixes\)", printed).groups())
+    assert 0 < reused < total - 4
 
 
 def test_eos_rate_needs_random_weights(bench, tiny_model_dir):

