@@ -1,14 +1,17 @@
 """HFGenerator's decoder against a baseline, or against itself in another dtype.
 
 Greedy, the evaluate stage's sampling (at most 320 new tokens, stop after a closed code block,
-batch 32), the first N HumanEval tasks in the pipeline's prompt format. Both sides share one
-loaded model and run back to back in one process; the machine's load average is printed
+batch 32), the first N HumanEval tasks in the pipeline's prompt format. Both sides run back to
+back in one process on one loaded model, except that where ours packs its weights (bf16 on CPU,
+`hf.pack_linears`) `model.generate` and an older hf.py get the model as transformers loads it
+(`--vs generate-packed`: `model.generate` on our packed model); the machine's load average is printed
 because on a shared 2-core machine other processes change absolute times (compare ratios).
 Tokens/s counts the tokens of the final (stop-truncated) replies, the same for both sides.
 Both sides' answers are then scored by HumanEval's harness in the sandbox: pass@1 of each and
 the tasks whose verdict differs.
 
     python bench/bench_generation.py --tasks 64                  # ours vs transformers' model.generate
+    python bench/bench_generation.py --tasks 64 --dtype bfloat16 --vs generate-packed  # scheduling alone
     python bench/bench_generation.py --tasks 64 --vs git:5071c0b # ours vs hf.py at a git revision
     python bench/bench_generation.py --tasks 164 --dtype bfloat16 --vs float32   # ours bf16 vs ours fp32
     python bench/bench_generation.py --tasks 64 --prompt-lookup 8 --vs lookup:0  # drafts vs none
@@ -219,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtype", default="float32", help="our decoder's dtype (and the baseline's)")
     ap.add_argument("--prompt-lookup", type=int, default=0, help="ours: draft tokens a decode step may check")
     ap.add_argument("--vs", default="generate",
-                    help="baseline: 'generate' (model.generate), 'git:<rev>' (hf.py at a revision), "
+                    help="baseline: 'generate' (model.generate on the model as transformers loads it), "
+                         "'generate-packed' (on our packed model), 'git:<rev>' (hf.py at a revision), "
                          "'lookup:<n>' (ours with n draft tokens), or a dtype name (our decoder in that dtype)")
     ap.add_argument("--baseline-first", action="store_true", help="run the baseline before ours")
     ap.add_argument("--warmup", action="store_true",
@@ -250,14 +254,20 @@ def main(argv: list[str] | None = None) -> None:
 
     slots: dict = {}
     other = None  # the baseline when it is our decoder too
-    if args.vs == "generate":
-        label, baseline = f"model.generate {args.dtype}", generate_baseline(gen, slots)
+    plain = gen  # the model as transformers loads it, for model.generate and an older hf.py
+    if any(isinstance(m, hf._PackedLinear) for m in gen.model.modules()) and args.vs != "generate-packed":
+        plain = HFGenerator(model, device=args.device, dtype=args.dtype, pack_weights=False)
+        if args.eos_rate:
+            end_replies_at_rate(plain, args.eos_rate)
+    if args.vs in ("generate", "generate-packed"):
+        label = f"model.generate {args.dtype}" + (" packed" if args.vs == "generate-packed" else "")
+        baseline = generate_baseline(plain, slots)
     elif args.vs.startswith("lookup:"):
         other = HFGenerator.__new__(HFGenerator)
         other.__dict__.update(gen.__dict__, prompt_lookup=int(args.vs[7:]))  # the same loaded model
         label, baseline = f"ours {args.dtype} lookup {other.prompt_lookup}", other.chat
     elif args.vs.startswith("git:"):
-        label, baseline = f"hf.py@{args.vs[4:]} {args.dtype}", git_baseline(gen, args.vs[4:])
+        label, baseline = f"hf.py@{args.vs[4:]} {args.dtype}", git_baseline(plain, args.vs[4:])
     else:
         other = HFGenerator(model, device=args.device, dtype=args.vs)
         if args.eos_rate:

@@ -271,8 +271,10 @@ def test_decode_attention_equals_sdpa(dtype, tol, new):
 def test_bfloat16_decodes(tiny_model_dir, device):
     gen = chaotic(HFGenerator(tiny_model_dir, device=device, dtype="bfloat16"))
     assert gen.model.dtype == torch.bfloat16
-    # CPU: our attention for decode steps; GPU: sdpa's kernels are the fast ones
+    # CPU: our attention for decode steps and packed weights; GPU: sdpa's kernels are the fast ones
     assert gen.model.config._attn_implementation == ("iterpref_decode" if device == "cpu" else "sdpa")
+    packed = any(isinstance(m, hf._PackedLinear) for m in gen.model.modules())
+    assert packed == (device == "cpu" and torch.backends.mkldnn.is_available())
     prompts = prompt_ids(gen, 5)
     batched = gen.decode(prompts, SamplingConfig(max_new_tokens=16, batch_size=2))
     assert all(len(r) == 16 or r[-1] in gen.eos_ids for r in batched)
@@ -281,3 +283,20 @@ def test_bfloat16_decodes(tiny_model_dir, device):
     replies = gen.chat([[{"role": "user", "content": "hi"}], [{"role": "user", "content": "Sort a list."}]],
                        SamplingConfig(max_new_tokens=8, batch_size=2))
     assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="packing is oneDNN's")
+def test_packed_weights_change_no_reply(tiny_model_dir):
+    """bf16 on CPU: every linear layer's weight reordered once for oneDNN gives the same greedy
+    replies token for token (the same kernel runs on the same numbers)."""
+    plain = chaotic(HFGenerator(tiny_model_dir, device="cpu", dtype="bfloat16", pack_weights=False))
+    packed = chaotic(HFGenerator(tiny_model_dir, device="cpu", dtype="bfloat16", pack_weights=False))
+    layers = packed.model.config.num_hidden_layers
+    assert hf.pack_linears(packed.model) == 7 * layers + 1  # q, k, v, o, gate, up, down; the output layer
+    assert not any(isinstance(m, torch.nn.Linear) for m in packed.model.modules())
+    prompts = prompt_ids(plain, 8)
+    sampling = SamplingConfig(max_new_tokens=24, batch_size=3)
+    assert packed.decode(prompts, sampling) == plain.decode(prompts, sampling)
+    with torch.inference_mode():
+        ids = torch.tensor([prompts[0]])
+        assert torch.equal(packed.model(input_ids=ids).logits, plain.model(input_ids=ids).logits)

@@ -83,6 +83,33 @@ def _next_tokens(logits, sampling: SamplingConfig, generators: list) -> list[int
     return [int(torch.multinomial(p, 1, generator=g)) for p, g in zip(probs, generators)]
 
 
+class _PackedLinear(torch.nn.Module):
+    """A bfloat16 `torch.nn.Linear` for CPU decoding, its weight reordered once into oneDNN's
+    blocked layout. A plain bf16 weight is reordered inside every call, which a decode step of a
+    few rows pays for in full: on this 2-core CPU at 16 rows the 0.5B's output layer (151,936 x
+    896) takes 26.6 ms plain and 15.6 ms packed, its 896 -> 4864 projections 0.57 and 0.44 ms,
+    with the outputs equal bit for bit (the same kernel runs, only the reorder moves)."""
+
+    def __init__(self, linear: torch.nn.Linear, rows: int = 16):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)
+        self.bias = None if linear.bias is None else linear.bias.detach()
+
+    def forward(self, x):
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+
+
+def pack_linears(model) -> int:
+    """Replace every `torch.nn.Linear` of a bfloat16 CPU ``model`` by a `_PackedLinear` (for
+    generation only: the packed weights are no longer parameters); how many were replaced."""
+    found = [(parent, name, child) for parent in model.modules()
+             for name, child in parent.named_children() if isinstance(child, torch.nn.Linear)]
+    for parent, name, child in found:
+        setattr(parent, name, _PackedLinear(child))
+    return len(found)
+
+
 def _decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """Attention of the few new tokens of a decode step (one, or a prompt-lookup draft) as two
     matmuls and a float32 softmax, for bfloat16 on CPU, where torch's flash-attention kernel
@@ -343,13 +370,15 @@ class HFGenerator:
         prompt_lookup: draft tokens a decode step may check (prompt lookup decoding, at most
             `MAX_DRAFT`); 0: one token a step. Greedy replies are the model's own either way
             (up to floating-point rounding: a step over several tokens sums in another order).
+        pack_weights: reorder the linear layers' weights once for oneDNN (`pack_linears`): the
+            same outputs bit for bit, faster on CPU in bfloat16; None: there, where oneDNN is.
 
     The model's weights must not change while it generates: prompts' keys and values are kept
     for reuse (`_Prefixes`).
     """
 
     def __init__(self, model_path: str | os.PathLike, device: str = "auto", dtype: str = "auto",
-                 prompt_lookup: int = 0):
+                 prompt_lookup: int = 0, pack_weights: bool | None = None):
         if not 0 <= prompt_lookup <= MAX_DRAFT:
             raise ValueError(f"prompt_lookup: {prompt_lookup} draft tokens; expected 0 to {MAX_DRAFT}")
         self.prompt_lookup = prompt_lookup
@@ -366,6 +395,10 @@ class HFGenerator:
         self.model.to(device).eval()
         if device == "cpu" and dtype == "bfloat16" and self.model.config._attn_implementation == "sdpa":
             self.model.set_attn_implementation("iterpref_decode")
+        if pack_weights is None:
+            pack_weights = device == "cpu" and dtype == "bfloat16" and torch.backends.mkldnn.is_available()
+        if pack_weights:
+            pack_linears(self.model)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.prefixes = _Prefixes()
