@@ -274,7 +274,7 @@ def test_bfloat16_decodes(tiny_model_dir, device):
     # CPU: our attention for decode steps and packed weights; GPU: sdpa's kernels are the fast ones
     assert gen.model.config._attn_implementation == ("iterpref_decode" if device == "cpu" else "sdpa")
     packed = any(isinstance(m, hf._PackedLinear) for m in gen.model.modules())
-    assert packed == (device == "cpu" and torch.backends.mkldnn.is_available())
+    assert packed == (device == "cpu" and hf.can_pack())
     prompts = prompt_ids(gen, 5)
     batched = gen.decode(prompts, SamplingConfig(max_new_tokens=16, batch_size=2))
     assert all(len(r) == 16 or r[-1] in gen.eos_ids for r in batched)
@@ -285,7 +285,7 @@ def test_bfloat16_decodes(tiny_model_dir, device):
     assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
 
 
-@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="packing is oneDNN's")
+@pytest.mark.skipif(not hf.can_pack(), reason="this CPU has no oneDNN bfloat16 kernels")
 def test_packed_weights_change_no_reply(tiny_model_dir):
     """bf16 on CPU: every linear layer's weight reordered once for oneDNN gives the same greedy
     replies token for token (the same kernel runs on the same numbers)."""

@@ -100,6 +100,11 @@ class _PackedLinear(torch.nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
 
 
+def can_pack() -> bool:
+    """Whether oneDNN runs bfloat16 kernels on this CPU (torch's own check: an AVX-512 CPU or newer)."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def pack_linears(model) -> int:
     """Replace every `torch.nn.Linear` of a bfloat16 CPU ``model`` by a `_PackedLinear` (for
     generation only: the packed weights are no longer parameters); how many were replaced."""
@@ -371,7 +376,8 @@ class HFGenerator:
             `MAX_DRAFT`); 0: one token a step. Greedy replies are the model's own either way
             (up to floating-point rounding: a step over several tokens sums in another order).
         pack_weights: reorder the linear layers' weights once for oneDNN (`pack_linears`): the
-            same outputs bit for bit, faster on CPU in bfloat16; None: there, where oneDNN is.
+            same outputs bit for bit, faster on CPU in bfloat16; None: there, where the CPU has
+            oneDNN's bfloat16 kernels (`can_pack`).
 
     The model's weights must not change while it generates: prompts' keys and values are kept
     for reuse (`_Prefixes`).
@@ -396,7 +402,7 @@ class HFGenerator:
         if device == "cpu" and dtype == "bfloat16" and self.model.config._attn_implementation == "sdpa":
             self.model.set_attn_implementation("iterpref_decode")
         if pack_weights is None:
-            pack_weights = device == "cpu" and dtype == "bfloat16" and torch.backends.mkldnn.is_available()
+            pack_weights = device == "cpu" and dtype == "bfloat16" and can_pack()
         if pack_weights:
             pack_linears(self.model)
         eos = self.model.generation_config.eos_token_id
