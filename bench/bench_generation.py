@@ -254,20 +254,27 @@ def main(argv: list[str] | None = None) -> None:
 
     slots: dict = {}
     other = None  # the baseline when it is our decoder too
-    plain = gen  # the model as transformers loads it, for model.generate and an older hf.py
-    if any(isinstance(m, hf._PackedLinear) for m in gen.model.modules()) and args.vs != "generate-packed":
+
+    def unpacked() -> HFGenerator:
+        """Ours with the model as transformers loads it (a second copy where ours packed its
+        weights), for model.generate and an older hf.py."""
+        if not any(isinstance(m, hf._PackedLinear) for m in gen.model.modules()):
+            return gen
         plain = HFGenerator(model, device=args.device, dtype=args.dtype, pack_weights=False)
         if args.eos_rate:
             end_replies_at_rate(plain, args.eos_rate)
-    if args.vs in ("generate", "generate-packed"):
-        label = f"model.generate {args.dtype}" + (" packed" if args.vs == "generate-packed" else "")
-        baseline = generate_baseline(plain, slots)
+        return plain
+
+    if args.vs == "generate":
+        label, baseline = f"model.generate {args.dtype}", generate_baseline(unpacked(), slots)
+    elif args.vs == "generate-packed":
+        label, baseline = f"model.generate {args.dtype} packed", generate_baseline(gen, slots)
     elif args.vs.startswith("lookup:"):
         other = HFGenerator.__new__(HFGenerator)
         other.__dict__.update(gen.__dict__, prompt_lookup=int(args.vs[7:]))  # the same loaded model
         label, baseline = f"ours {args.dtype} lookup {other.prompt_lookup}", other.chat
     elif args.vs.startswith("git:"):
-        label, baseline = f"hf.py@{args.vs[4:]} {args.dtype}", git_baseline(plain, args.vs[4:])
+        label, baseline = f"hf.py@{args.vs[4:]} {args.dtype}", git_baseline(unpacked(), args.vs[4:])
     else:
         other = HFGenerator(model, device=args.device, dtype=args.vs)
         if args.eos_rate:

@@ -16,9 +16,8 @@ from iterpref import params as P
 from iterpref import runtime, tracking
 from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import SetupError, write_jsonl
-from iterpref.evaluation.run import evaluate, settings_for
-from iterpref.llm import make_generator
-from iterpref.llm.served import ServedGenerator, ServerConfig, running
+from iterpref.evaluation.run import evaluate, generator_for, settings_for
+from iterpref.llm.served import ServerConfig
 from iterpref.sandbox import SandboxConfig
 
 if __name__ == "__main__":
@@ -33,15 +32,9 @@ if __name__ == "__main__":
     backend = ecfg["backend"]
     try:
         bench = registry.get(benchmark, ecfg["data"])
-        generation = {"backend": backend, "model_dir": str(model_dir), "dtype": ecfg["dtype"],
-                      **({"prompt_lookup": ecfg["prompt_lookup"]} if backend == "hf" else {}),
-                      "device": params["runtime"]["device"], "threads": params["runtime"]["threads"]}
-        options = ({"prompt_lookup": ecfg["prompt_lookup"]} if backend == "hf"
-                   else {"server": P.build(ServerConfig, ecfg["server"], "eval.server")})
-        generator = make_generator(backend, str(model_dir), device=generation["device"], dtype=ecfg["dtype"], **options)
-        with running(generator):  # a served backend's server: up for the block, stopped after it
-            if isinstance(generator, ServedGenerator):
-                generation["server"] = generator.launched
+        server = None if backend == "hf" else P.build(ServerConfig, ecfg["server"], "eval.server")
+        with generator_for(backend, model_dir, ecfg["dtype"], params["runtime"]["device"], params["runtime"]["threads"],
+                           ecfg["prompt_lookup"], server) as (generator, generation):
             report, samples = evaluate(
                 generator, bench, sampling, P.build(SandboxConfig, params["sandbox"], "sandbox"), limit=limit,
                 timeout_s=ecfg["timeout_s"], gate=ecfg["sanity_gate"], generation=generation,

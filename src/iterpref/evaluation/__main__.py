@@ -19,10 +19,9 @@ from pathlib import Path
 
 from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import write_jsonl
-from iterpref.evaluation.run import evaluate
-from iterpref.llm import make_generator
+from iterpref.evaluation.run import evaluate, generator_for
 from iterpref.llm.base import SamplingConfig
-from iterpref.llm.served import ENGINES, ServedGenerator, ServerConfig, running
+from iterpref.llm.served import ENGINES, ServerConfig
 from iterpref.sandbox import SandboxConfig
 
 
@@ -48,20 +47,12 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     data = dict(item.split("=", 1) for item in args.data)
-    if args.backend == "hf":
-        options = {"prompt_lookup": args.prompt_lookup}
-        generation = {"backend": "hf", "model_dir": args.model, "dtype": args.dtype,
-                      "prompt_lookup": args.prompt_lookup, "threads": args.threads}
-    else:
-        options = {"server": ServerConfig(extra_args=args.server_arg)}
-        generation = {"backend": args.backend, "model_dir": args.model, "dtype": args.dtype}
-    generator = make_generator(args.backend, args.model, device="auto", dtype=args.dtype, **options)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, stop_after_code=True, batch_size=args.batch_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with running(generator):  # a served backend's server: up for the run, stopped after it
-        if isinstance(generator, ServedGenerator):
-            generation["server"] = generator.launched
+    server = ServerConfig(extra_args=args.server_arg)
+    with generator_for(args.backend, args.model, args.dtype, threads=args.threads, prompt_lookup=args.prompt_lookup,
+                       server=server) as (generator, generation):
         for name in args.benchmarks:
             report, samples = evaluate(generator, registry.get(name, data), sampling, SandboxConfig(),
                                        limit=args.limit, prompt_style=args.prompt, generation=generation)

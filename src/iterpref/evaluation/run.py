@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 
 from iterpref import prompts
@@ -19,6 +21,27 @@ from iterpref.evaluation import sanity
 from iterpref.evaluation.benchmark import Benchmark
 from iterpref.llm.base import Generator, SamplingConfig
 from iterpref.sandbox import SandboxConfig
+
+
+@contextmanager
+def generator_for(backend: str, model: str, dtype: str, device: str = "auto", threads: int | None = None,
+                  prompt_lookup: int = 0, server=None) -> Iterator[tuple[Generator, dict]]:
+    """The evaluation's generator, up for the block (a served backend's server started on
+    ``model`` and stopped after it), with the ``generation`` record `evaluate` writes: backend,
+    model, dtype, prompt lookup (``hf``), device, threads, and the server's launch (served).
+    ``server``: a `iterpref.llm.served.ServerConfig` for a served backend."""
+    from iterpref.llm import make_generator
+    from iterpref.llm.served import ServedGenerator, running
+
+    local = backend == "hf"
+    generation = {"backend": backend, "model_dir": str(model), "dtype": dtype,
+                  **({"prompt_lookup": prompt_lookup} if local else {}), "device": device, "threads": threads}
+    options = {"prompt_lookup": prompt_lookup} if local else {"server": server}
+    generator = make_generator(backend, str(model), device=device, dtype=dtype, **options)
+    with running(generator):
+        if isinstance(generator, ServedGenerator):
+            generation["server"] = generator.launched
+        yield generator, generation
 
 
 def evaluate(generator: Generator, bench: Benchmark, sampling: SamplingConfig, sandbox: SandboxConfig,
