@@ -16,7 +16,7 @@ if __name__ == "__main__":
     inp = reporting.load(".", list(params["train"]["run"]), list(params["eval"]["benchmarks"]),
                          params["experiment_name"], params["model"]["name"])
     Path("reports").mkdir(exist_ok=True)
-    Path("reports/metrics.json").write_text(json.dumps(reporting.metrics(inp.table), indent=2) + "\n")
+    Path("reports/metrics.json").write_text(json.dumps(reporting.metrics(inp), indent=2) + "\n")
     written, skipped = figures.render(inp, "reports/figures")
     links = {name: f"figures/{path.name}" for name, path in written.items()}
     Path("reports/summary.md").write_text(reporting.markdown(inp, links, skipped))

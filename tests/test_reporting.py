@@ -16,6 +16,7 @@ import matplotlib.image
 import pytest
 import yaml
 
+from iterpref import params as P
 from iterpref import figures, reporting
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,15 +134,15 @@ def test_collect(run):
     assert reporting.collect(run / "nowhere", ["dpo"], BENCHMARKS) == {}
 
 
-def test_metrics_is_flat_per_benchmark_with_average(run):
-    m = reporting.metrics(load(run).table)
+def test_scores_are_flat_per_benchmark_with_average(run):
+    m = reporting.scores(load(run).table)
     assert m == {
         "reference": {"humaneval": 37.5, "mbpp": 62.5, "average": 50.0},
         "dpo": {"humaneval": 50.0, "mbpp": 50.0, "average": 50.0},
         "target_dpo": {"humaneval": 75.0, "average": 75.0},
     }
     t = {"v": {"humaneval": eval_report("humaneval", "v", [True] + [False] * 163)}}  # 1/164
-    assert reporting.metrics(t) == {"v": {"humaneval": 0.61, "average": 0.61}}
+    assert reporting.scores(t) == {"v": {"humaneval": 0.61, "average": 0.61}}
 
 
 def test_rejected_line_counts(run):
@@ -194,7 +195,7 @@ def test_an_environment_error_is_marked_not_scored(run):
           {"benchmark": "mbpp", "variant": "target_dpo", "error": "mbpp: data file x.jsonl does not exist",
            "error_kind": "evaluation environment, not the model"})
     inp = load(run)
-    assert reporting.metrics(inp.table)["target_dpo"] == {"humaneval": 75.0, "average": 75.0}
+    assert reporting.scores(inp.table)["target_dpo"] == {"humaneval": 75.0, "average": 75.0}
     md = reporting.markdown(inp)
     assert "| target_dpo | 75.0 (6/8) | ENV ERROR | 75.0 |" in table_rows(md)
     assert "- target_dpo/mbpp: mbpp: data file x.jsonl does not exist" in md
@@ -317,7 +318,7 @@ def test_every_figure_is_written_and_linked(run, tmp_path):
 
 def test_pass_at_1_figure_size(run, tmp_path):
     path = tmp_path / "p.png"
-    figures.pass_at_1(reporting.metrics(load(run).table), BENCHMARKS, path)
+    figures.pass_at_1(reporting.scores(load(run).table), BENCHMARKS, path)
     h, w = matplotlib.image.imread(path).shape[:2]
     assert (w, h) == (round((1.5 + 1.8 * 2) * 120), round(3.2 * 120))  # inches at 120 dpi
 
@@ -355,12 +356,13 @@ def test_missing_inputs_are_skipped_with_a_line(tmp_path):
 # --------------------------------------------------------------------------- the stage
 
 def test_report_stage_writes_summary_metrics_and_figures(run):
-    params = {"train": {"run": ["dpo", "target_dpo"]}, "eval": {"benchmarks": BENCHMARKS},
-              "experiment_name": "embedded", "model": {"name": "qwen2.5-coder-0.5b-instruct"}}
-    (run / "params.yaml").write_text(yaml.safe_dump(params))
+    params = P.compose(["model=qwen25_coder_05b", "train.run=[dpo,target_dpo]", f"eval.benchmarks=[{','.join(BENCHMARKS)}]"])
+    (run / "params.yaml").write_text(P.dump(params))
     subprocess.run([sys.executable, str(ROOT / "stages/report.py")], cwd=run, check=True, capture_output=True)
-    assert json.loads((run / "reports/metrics.json").read_text())["dpo"] == {"humaneval": 50.0, "mbpp": 50.0,
-                                                                           "average": 50.0}
+    metrics = json.loads((run / "reports/metrics.json").read_text())
+    assert {k: metrics["dpo"][k] for k in ("humaneval", "mbpp", "average")} == {"humaneval": 50.0, "mbpp": 50.0,
+                                                                                "average": 50.0}
+    assert set(metrics) == {"reference", "dpo", "target_dpo", "data"}
     md = (run / "reports/summary.md").read_text()
     assert "| reference, published (Qwen) | 61.6 | 52.4 | 57.0 |" in md
     assert "Source `synthesize`: 40 candidates, 12 kept (30.0%), 28 dropped." in md

@@ -27,6 +27,7 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
+from typing import Literal
 from pathlib import Path
 
 from tqdm import tqdm
@@ -34,6 +35,7 @@ from tqdm import tqdm
 from iterpref.records import Attempt, Problem, RecordError, TeacherFault, Trajectory, append_jsonl, from_dict
 from iterpref.sandbox import SandboxConfig, run_unittest
 from iterpref.teachers import Teacher, TeacherError
+from iterpref.config.schema import spec
 
 
 MODES = ("debugging", "sampling")
@@ -53,11 +55,11 @@ class DebugConfig:
             ``sampling`` (independent samples, the same ``max_rounds + 1`` calls at most).
     """
 
-    trajectories_per_problem: int = 2
-    max_rounds: int = 5
+    trajectories_per_problem: int = spec(2, ge=1)
+    max_rounds: int = spec(5, ge=1)
     seed: int = 0
-    workers: int = 2
-    mode: str = "debugging"
+    workers: int = spec(2, ge=1)
+    mode: Literal["debugging", "sampling"] = "debugging"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

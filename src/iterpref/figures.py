@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from iterpref.compare import compare
-from iterpref.reporting import BENCH_TITLES, Inputs, metrics
+from iterpref.reporting import BENCH_TITLES, Inputs, scores
 
 # The paper's figure 6: cumulative pass rate (%) of CodeFlow's debugging by round (shared/PAPER.md section 4).
 PAPER_CUMULATIVE = [36.7, 54.7, 61.5, 64.6, 66.3, 67.5]
@@ -46,7 +46,7 @@ def _title(bench: str) -> str:
 
 
 def pass_at_1(scores: dict[str, dict[str, float]], benchmarks: list[str], path: str | Path) -> None:
-    """Grouped bars of pass@1 (%) per benchmark, one bar per variant (``scores`` as `metrics`)."""
+    """Grouped bars of pass@1 (%) per benchmark, one bar per variant (``scores`` as `reporting.scores` gives them)."""
     variants = list(scores)
     width = 0.8 / max(1, len(variants))
     fig = _figure(1.5 + 1.8 * len(benchmarks), 3.2)
@@ -174,7 +174,7 @@ def render(inp: Inputs, out_dir: str | Path) -> tuple[dict[str, Path], dict[str,
     # name: (why it cannot be drawn, or None; how to draw it)
     jobs = {
         "pass_at_1": (None if scored else "no scored evaluation results",
-                      lambda p: pass_at_1(metrics(scored), benches, p)),
+                      lambda p: pass_at_1(scores(scored), benches, p)),
         "cumulative_pass_rate": (None if rates else "reports/pairs.json is missing or has no cumulative pass rate",
                                  lambda p: cumulative_pass_rate(rates, p)),
         "rejected_lines": (None if inp.rejected_lines else "data/pairs.jsonl is missing or holds no pairs",

@@ -22,7 +22,9 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import Literal
 from pathlib import Path
+from iterpref.config.schema import spec
 
 # ChatML, as SmolLM2 uses it, minus its default system line.
 CHATML_TEMPLATE = (
@@ -58,10 +60,10 @@ class ModelConfig:
     """
 
     name: str = "smollm2-135m-instruct"
-    source: str = "smollm2-gguf"
+    source: Literal["smollm2-gguf", "gguf-parts", "tiny-random", "hub"] = "smollm2-gguf"
     hub_id: str | None = None
     revision: str | None = None
-    dtype: str = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     tiny_vocab_size: int = 4096
     tiny_hidden_size: int = 128
     tiny_layers: int = 3

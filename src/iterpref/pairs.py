@@ -27,6 +27,7 @@ from typing import Any
 from iterpref import prompts
 from iterpref.diff import changed_lines, lines_to_spans, shift_spans, split_lines
 from iterpref.records import Attempt, Pair, Problem, Trajectory
+from iterpref.config.schema import spec
 
 __all__ = ["SELECTIONS", "DIFF_METHODS", "FILTERS", "PairConfig", "build_pairs", "make_pair"]
 
@@ -62,11 +63,11 @@ class PairConfig:
     selection: str = "random"
     seed: int = 0
     diff: str = "lcs"
-    max_rejected_lines: int | None = 20
+    max_rejected_lines: int | None = spec(20, ge=1)
     drop_comment_only: bool = True
     drop_identical_ast: bool = True
     drop_empty_rejected: bool = False
-    max_pairs_per_problem: int | None = None
+    max_pairs_per_problem: int | None = spec(None, ge=1)
 
     def validate(self) -> None:
         """Raise ValueError for an unknown selection/diff or a negative limit."""

@@ -21,15 +21,32 @@ T = TypeVar("T")
 
 
 def compose(overrides: list[str] | None = None, conf_dir: str | os.PathLike | None = None) -> dict:
-    """Compose conf/config.yaml with Hydra overrides into a plain dict."""
+    """Compose conf/config.yaml with Hydra overrides into a plain dict; an invalid key or value
+    raises `schema.ConfigError` (wrapped by OmegaConf) naming it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
+    from iterpref.config import schema
+
+    schema.register()
     conf_dir = Path(conf_dir or ROOT / "conf").resolve()
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         cfg = hydra_compose(config_name="config", overrides=overrides or [])
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def config_error(err: BaseException) -> str:
+    """The user-facing message of a composition failure: the `ConfigError` inside OmegaConf's
+    and Hydra's wrappers when there is one, else the error's own text."""
+    from iterpref.config.schema import ConfigError
+
+    seen = err
+    while seen is not None:
+        if isinstance(seen, ConfigError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return str(err)
 
 
 def dump(params: dict) -> str:
@@ -38,9 +55,17 @@ def dump(params: dict) -> str:
 
 
 def load(path: str | os.PathLike = "params.yaml") -> dict:
-    """The params a stage reads."""
+    """The params a stage reads, checked against the config dataclasses (a hand-edited
+    params.yaml fails here, naming the key, before the stage does any work)."""
+    from iterpref.config.schema import ConfigError, validate
+
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        params = yaml.safe_load(fh)
+    try:
+        validate(params, conf_dir=ROOT / "conf")
+    except ConfigError as err:
+        raise SystemExit(f"{path}: {err}") from None
+    return params
 
 
 def build(cls: type[T], section: dict[str, Any] | None, where: str) -> T:
@@ -59,7 +84,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "params.yaml"))
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs")
     args = parser.parse_args()
-    text = dump(compose(args.overrides))
+    try:
+        text = dump(compose(args.overrides))
+    except Exception as err:  # Hydra's and OmegaConf's wrappers around a ConfigError or a bad override
+        raise SystemExit(f"conf/ does not compose: {config_error(err)}") from None
     if args.check:
         current = Path(args.out).read_text() if Path(args.out).exists() else ""
         if yaml.safe_load(current) != yaml.safe_load(text):

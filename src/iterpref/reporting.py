@@ -118,13 +118,31 @@ def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment
     return Inputs(experiment, model, benchmarks, table, train, problems, pairs, rejected, missing)
 
 
-def metrics(table: dict[str, dict[str, dict]]) -> dict:
-    """The DVC metrics: pass@1 (in %) per variant and benchmark, and the average."""
+# The training numbers `metrics` adds per trained variant: reports/train/<variant>.json key -> name.
+TRAIN_METRICS = {"train_loss": "train_loss", "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy"}
+
+
+def scores(table: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]]:
+    """pass@1 (in %) per variant and benchmark, and each variant's average."""
     out = {}
     for v, row in table.items():
-        scores = {b: round(100 * r["pass@1"], 2) for b, r in row.items() if "error" not in r}
-        scores["average"] = round(sum(scores.values()) / len(scores), 2) if scores else 0.0
-        out[v] = scores
+        row_scores = {b: round(100 * r["pass@1"], 2) for b, r in row.items() if "error" not in r}
+        row_scores["average"] = round(sum(row_scores.values()) / len(row_scores), 2) if row_scores else 0.0
+        out[v] = row_scores
+    return out
+
+
+def metrics(inp: Inputs) -> dict:
+    """The DVC metrics, short enough to read in `dvc exp show` / `dvc metrics diff`: pass@1 (in
+    %) per variant and benchmark with their average, a trained variant's final loss, reward
+    margin and accuracy, and how many problems and pairs the run had. The per-task detail stays in
+    reports/eval/, reports/train/ and the summary, which DVC keeps as plain outputs."""
+    out: dict = scores(inp.table)
+    for v, row in out.items():
+        trained = inp.train.get(v) or {}
+        row.update({name: round(trained[key], 4) for key, name in TRAIN_METRICS.items()
+                    if isinstance(trained.get(key), (int, float))})
+    out["data"] = {"problems": (inp.problems or {}).get("kept"), "pairs": (inp.pairs or {}).get("pairs")}
     return out
 
 
@@ -162,7 +180,7 @@ def _link(name: str, title: str, figures: dict[str, str], skipped: dict[str, str
 
 
 def _results(inp: Inputs) -> list[str]:
-    m = metrics(inp.table)
+    m = scores(inp.table)
     pub = PUBLISHED.get(inp.model)
     head = ["variant"] + [BENCH_TITLES.get(b, b) for b in inp.benchmarks] + ["avg"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
+from iterpref.config.schema import spec
+
+
+@dataclass
+class RuntimeConfig:
+    """The ``runtime`` section: how a stage uses the machine. Both change numerics (thread count
+    changes the order of floating-point reductions; the device changes kernels), so they are
+    stage params.
+
+    Parameters:
+        threads (`int`): torch's intra-op threads.
+        device (`str`): ``auto`` (a GPU when there is one), ``cpu`` or ``cuda``.
+    """
+
+    threads: int = spec(ge=1)
+    device: Literal["auto", "cpu", "cuda"] = spec()
+
 
 def configure(params: dict) -> None:
     """Apply ``runtime`` from params: the torch thread count (on 2 cores, 2 threads competing

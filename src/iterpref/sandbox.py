@@ -78,6 +78,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from iterpref.config.schema import spec
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -96,10 +97,10 @@ class SandboxConfig:
     """Limits and backend for sandboxed runs.
 
     Parameters:
-        timeout_s (`float`, defaults to `10.0`):
+        timeout_s (`float`, defaults to `5.0`):
             Wall-clock limit of one run, interpreter start-up included. The whole process tree
             is killed when it is reached.
-        cpu_s (`int`, defaults to `10`):
+        cpu_s (`int`, defaults to `5`):
             CPU-time limit (RLIMIT_CPU) of each process of the run.
         memory_mb (`int`, defaults to `1024`):
             Address-space limit (RLIMIT_AS) of each process, in MiB.
@@ -119,8 +120,8 @@ class SandboxConfig:
             Sandboxes run in parallel by `run_unittest_many`.
     """
 
-    timeout_s: float = 10.0
-    cpu_s: int = 10
+    timeout_s: float = spec(5.0, gt=0)
+    cpu_s: int = spec(5, ge=1)
     memory_mb: int = 1024
     max_processes: int = 32
     max_output_bytes: int = 1_000_000

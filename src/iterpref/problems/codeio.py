@@ -74,6 +74,8 @@ class Config:
     timeout_s: float = 30.0
     seed: int = 0
 
+    FILE_FIELDS = ("path",)  # inside data/seed/ (checked at composition: the stage depends on that folder)
+
 
 def shipped_file() -> Path:
     """reasoning-gym's codeio.jsonl.gz, located without importing the package, sha256 checked."""

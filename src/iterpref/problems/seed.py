@@ -30,16 +30,24 @@ def load_seed(path: str | os.PathLike, limit: int | None = None) -> list[Problem
     return problems[:limit] if limit is not None else problems
 
 
+# Problem files live here: the synthesize stage depends on this folder, so DVC re-runs it when
+# a file in it changes.
+DATA_DIR = "data/seed"
+
+
 @dataclass
 class Config:
     """The `seed` source.
 
     Parameters:
         path (`str`, defaults to `"data/seed/problems.jsonl"`):
-            A JSON-lines file of `Problem` records.
+            A JSON-lines file of `Problem` records, inside data/seed/.
     """
 
     path: str = "data/seed/problems.jsonl"
+
+    # fields naming a file the synthesize stage reads: kept inside DATA_DIR (checked at composition)
+    FILE_FIELDS = ("path",)
 
 
 def harvest(cfg: Config, limit: int | None = None) -> Harvest:

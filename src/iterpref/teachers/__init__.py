@@ -1,9 +1,16 @@
 """Teachers write the code versions of debugging trajectories (see `base` for the protocol)."""
 
 from iterpref.teachers.base import DebugSession, Teacher, TeacherError
-from iterpref.teachers.mutation import OPERATORS, MutationSession, MutationTeacher, Mutation
+from iterpref.teachers.mutation import OPERATORS, MutationSession, MutationTeacher, MutationTeacherConfig, Mutation
 
 __all__ = ["DebugSession", "Teacher", "TeacherError", "MutationTeacher", "MutationSession", "Mutation", "OPERATORS", "make_teacher"]
+
+
+def teacher_config(kind: str) -> type | None:
+    """The config dataclass of a ``teacher`` section of this ``kind`` (None: unknown kind)."""
+    from iterpref.llm import GeneratorConfig
+
+    return {"mutation": MutationTeacherConfig, "llm": GeneratorConfig}.get(kind)
 
 
 def make_teacher(cfg: dict, sandbox) -> Teacher:

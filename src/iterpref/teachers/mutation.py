@@ -37,6 +37,9 @@ import difflib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
+
+from iterpref.config.schema import spec
 
 from iterpref.records import Attempt, Outcome, Problem
 from iterpref.sandbox import SandboxConfig, run_unittest
@@ -375,6 +378,31 @@ OPERATORS: dict[str, Callable[[ast.AST, Tree], list[Edit]]] = {
 
 # -----------------------------------------------------------------------------
 # Mutations: stable names for edits, enumerated on and applied to fresh parses.
+
+
+@dataclass
+class MutationTeacherConfig:
+    """A ``teacher`` section with ``kind: mutation`` (`MutationTeacher`'s arguments).
+
+    Parameters:
+        kind (`str`): ``mutation``.
+        materialize (`None`): no model to build (an LLM teacher's key, null here).
+        min_mutations (`int`): fewest bugs injected into a reference solution.
+        max_mutations (`int`): most bugs injected.
+        max_tries (`int`): mutants tried per trajectory before giving up on a problem.
+        operators (`list[str]` or `None`): the mutation operators to draw from (None: all of
+            `OPERATORS`).
+    """
+
+    kind: Literal["mutation"]
+    materialize: None = None
+    min_mutations: int = spec(1, ge=1)
+    max_mutations: int = spec(3, ge=1)
+    max_tries: int = spec(30, ge=1)
+    operators: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        MutationTeacher(min_mutations=self.min_mutations, max_mutations=self.max_mutations, operators=self.operators)
 
 
 @dataclass(frozen=True)

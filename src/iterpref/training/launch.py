@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import yaml
 
 from iterpref.params import ROOT
+from iterpref.config.schema import spec
 
 ACCELERATE_DIR = ROOT / "conf" / "accelerate"
 LAUNCHERS = ("python", "accelerate")
@@ -42,13 +44,13 @@ class LaunchConfig:
         main_process_port: the rendezvous port on the main machine.
     """
 
-    launcher: str = "python"
-    accelerate: str = "ddp"
-    num_processes: int = 2
-    num_machines: int = 1
-    machine_rank: int = 0
+    launcher: Literal["python", "accelerate"] = "python"
+    accelerate: Literal["ddp", "fsdp", "zero3"] = "ddp"
+    num_processes: int = spec(2, ge=1)
+    num_machines: int = spec(1, ge=1)
+    machine_rank: int = spec(0, ge=0)
     main_process_ip: str | None = None
-    main_process_port: int = 29500
+    main_process_port: int = spec(29500, ge=1, le=65535)
 
     def __post_init__(self):
         if self.launcher not in LAUNCHERS:

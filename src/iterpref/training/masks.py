@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from iterpref import diff
 from iterpref.records import Span
+from iterpref.config.schema import spec
 
 MASK_MODES = ("none", "line", "symmetric", "token")
 
@@ -43,8 +44,8 @@ class MaskConfig:
 
     mode: str = "line"
     diff: str = "lcs"
-    context_lines: int = 0
-    hybrid_fraction: float = 0.0
+    context_lines: int = spec(0, ge=0)
+    hybrid_fraction: float = spec(0.0, ge=0, le=1)
 
     def __post_init__(self):
         if self.mode not in MASK_MODES:

@@ -17,11 +17,13 @@ import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 from pathlib import Path
 
 from iterpref.records import Pair, read_jsonl
 from iterpref.training import workdir
 from iterpref.training.masks import MaskConfig
+from iterpref.config.schema import spec
 
 # TRL loss types per variant loss: "sigmoid" is DPO's -logsigmoid(beta * margin), "sft" the mean
 # NLL of the chosen completion (RPO adds it with weight rpo_alpha).
@@ -64,27 +66,27 @@ class TrainConfig:
             complete one (0: no checkpoints). Only the newest is kept.
     """
 
-    loss: str = "dpo"
+    loss: Literal["dpo", "rpo", "sft"] = "dpo"
     mask: MaskConfig = field(default_factory=MaskConfig)
-    beta: float = 0.1
-    rpo_alpha: float = 1.0
-    learning_rate: float = 5e-6
-    epochs: float = 1.0
-    max_steps: int = -1
-    per_device_batch_size: int = 2
-    gradient_accumulation_steps: int = 1
+    beta: float = spec(0.1, gt=0)
+    rpo_alpha: float = spec(1.0, ge=0)
+    learning_rate: float = spec(1e-5, gt=0)
+    epochs: float = spec(1.0, gt=0)
+    max_steps: int = spec(-1, ge=-1)
+    per_device_batch_size: int = spec(4, ge=1)
+    gradient_accumulation_steps: int = spec(1, ge=1)
     lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.03
-    max_length: int = 2048
-    max_pairs: int | None = None
+    warmup_ratio: float = spec(0.03, ge=0, lt=1)
+    max_length: int = spec(1024, ge=1)
+    max_pairs: int | None = spec(32, ge=1)
     precompute_ref_log_probs: bool = True
     gradient_checkpointing: bool = False
-    bf16: str | bool = "auto"
+    bf16: Literal["auto"] | bool = "auto"
     lora: dict | None = None
-    logging_steps: int = 1
+    logging_steps: int = spec(1, ge=1)
     seed: int = 0
     deepspeed: str | None = None
-    save_steps: int = 0
+    save_steps: int = spec(0, ge=0)
 
 
 def pairs_dataset(pairs: list[Pair]):
