@@ -1,0 +1,87 @@
+"""dvc.yaml's deps are the code's graph: every stage lists its script and every iterpref module
+it loads, transitively (and the judge program for the stages that run code in the sandbox)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from iterpref.config import graph
+
+ROOT = Path(__file__).resolve().parents[1]
+SANDBOXED = ("synthesize", "debug", "evaluate_reference", "evaluate")
+
+
+def rel(paths) -> set[str]:
+    return {p.relative_to(ROOT).as_posix() for p in paths}
+
+
+def test_every_stage_lists_its_import_closure():
+    gaps = graph.missing()
+    assert not gaps, "\n".join(f"stage {stage}: dvc.yaml's deps miss {', '.join(files)}" for stage, files in gaps.items())
+
+
+def test_missing_names_the_stage_and_the_module(tmp_path):
+    """Dropping one module from a stage's deps is caught, naming both."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    dvc["stages"]["pairs"]["deps"].remove("src/iterpref/diff.py")
+    dvc["stages"]["train"]["do"]["deps"].remove("src/iterpref/training")
+    broken = tmp_path / "dvc.yaml"
+    broken.write_text(yaml.safe_dump(dvc))
+    gaps = graph.missing(broken)
+    assert gaps["pairs"] == ["src/iterpref/diff.py"]
+    assert "src/iterpref/training/masks.py" in gaps["train"] and "src/iterpref/training/trainer.py" in gaps["train"]
+    assert set(gaps) == {"pairs", "train"}
+
+
+def test_closure_follows_imports_transitively_and_the_judge_program():
+    pairs = rel(graph.closure(ROOT / "stages/pairs.py"))
+    # stages/pairs.py imports iterpref.pairs, which imports diff: the train stage's masks do too
+    assert {"stages/pairs.py", "src/iterpref/pairs.py", "src/iterpref/diff.py", "src/iterpref/records.py"} <= pairs
+    assert "src/iterpref/judge.py" not in pairs  # pairs runs no code
+    assert "src/iterpref/diff.py" in rel(graph.closure(ROOT / "stages/train.py"))
+    for stage, (script, _) in graph.stage_scripts().items():
+        files = rel(graph.closure(script))
+        assert ("src/iterpref/judge.py" in files) == (stage in SANDBOXED), stage
+    # the problem sources a config names are loaded by name: all of them count
+    synth = rel(graph.closure(ROOT / "stages/synthesize.py"))
+    assert {f"src/iterpref/problems/{s}.py" for s in ("seed", "codeio", "synthesize", "hf")} <= synth
+
+
+def test_the_validators_lazy_imports_do_not_widen_every_stage():
+    """params.load checks the whole params.yaml, but the check can only stop a stage, never change
+    its outputs: the model stage does not depend on the training or evaluation code."""
+    model = rel(graph.closure(ROOT / "stages/model.py"))
+    assert "src/iterpref/config/schema.py" in model
+    assert not any(f.startswith(("src/iterpref/training", "src/iterpref/evaluation")) for f in model), model
+
+
+def test_imports_of_resolves_relative_and_from_imports(tmp_path):
+    mod = tmp_path / "m.py"
+    mod.write_text("from iterpref import diff, records\nfrom iterpref.training import masks\n"
+                   "def f():\n    from .sandbox import run_unittest\n    import iterpref.prompts\n")
+    found = graph.imports_of(mod, "iterpref")
+    assert {"iterpref.diff", "iterpref.records", "iterpref.training.masks", "iterpref.sandbox",
+            "iterpref.prompts"} <= found
+    assert graph.imports_of(mod, "iterpref", top_level_only=True) == {"iterpref.diff", "iterpref.records",
+                                                                      "iterpref.training.masks"}
+
+
+def test_data_folders_a_parameter_points_into_are_deps():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert "data/seed" in stages["synthesize"]["deps"]
+    assert "data/benchmarks" in stages["synthesize"]["deps"]
+    assert "data/benchmarks" in stages["evaluate"]["deps"]
+    assert "data/benchmarks" in stages["evaluate_reference"]["do"]["deps"]
+    assert (ROOT / "data/benchmarks").is_dir() and (ROOT / "data/seed").is_dir()  # a dep must exist in a clone
+
+
+def test_bookkeeping_is_no_stage_param():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        params = [str(p) for p in stage.get("do", stage).get("params", [])]
+        assert not any(p == "logging" or p.startswith("logging.") for p in params), name
+        if name != "report":  # the summary prints the experiment's name
+            assert "experiment_name" not in params, name
+        assert "eval" not in params, name  # the whole section would tie every benchmark together
