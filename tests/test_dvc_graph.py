@@ -85,3 +85,20 @@ def test_bookkeeping_is_no_stage_param():
         if name != "report":  # the summary prints the experiment's name
             assert "experiment_name" not in params, name
         assert "eval" not in params, name  # the whole section would tie every benchmark together
+
+
+def test_lock_check_keeps_code_and_params_and_skips_what_a_fresh_clone_lacks():
+    from iterpref.config import lock
+
+    status = {
+        "debug": [{"changed deps": {"src/iterpref/judge.py": "modified", "data/problems.jsonl": "deleted"}},
+                  {"changed outs": {"data/trajectories.jsonl": "not in cache"}}],
+        "train@dpo": [{"changed deps": {"params.yaml": {"train.common.beta": "modified"}, "src/iterpref/training": "modified"}}],
+        "pairs": [{"changed deps": {"data/trajectories.jsonl": "modified"}}, {"changed outs": {"data/pairs.jsonl": "deleted"}}],
+        "model": [{"changed outs": {"models/student": "not in cache"}}],
+    }
+    tracked = {"src/iterpref/judge.py", "src/iterpref/training/masks.py"}
+    assert lock.stale(status, tracked) == {
+        "debug": ["src/iterpref/judge.py modified"],
+        "train@dpo": ["param train.common.beta modified", "src/iterpref/training modified"],
+    }

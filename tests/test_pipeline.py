@@ -5,14 +5,50 @@ evaluate and report."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from dvc_repo import ran_stages, sh
 
 from iterpref import params as P
+from iterpref.config import lock
 from iterpref.records import Pair, Problem, Trajectory, read_jsonl
 
 pytestmark = pytest.mark.slow
+
+
+def status(root, env) -> dict:
+    """`dvc status --json`."""
+    return json.loads(subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=root, env=env,
+                                     capture_output=True, text=True, check=True).stdout)
+
+
+def changed_stages(root, env) -> set[str]:
+    """The stages `dvc status` calls out of date."""
+    return set(status(root, env))
+
+
+def stale_after_edit(root, env, rel: str) -> set[str]:
+    """The stages a one-line edit of ``rel`` makes out of date (the file is restored after)."""
+    path = root / rel
+    text = path.read_text()
+    path.write_text(text + "# an edit\n")
+    try:
+        return changed_stages(root, env)
+    finally:
+        path.write_text(text)
+
+
+def stale_with(root, env, overrides: list[str]) -> set[str]:
+    """The stages out of date once params.yaml is the composition with ``overrides`` (restored after)."""
+    params = root / "params.yaml"
+    text = params.read_text()
+    params.write_text(P.dump(P.compose(overrides, conf_dir=root / "conf")))
+    try:
+        return changed_stages(root, env)
+    finally:
+        params.write_text(text)
 
 
 def test_smoke_experiment_end_to_end(dvc_repo):
@@ -68,6 +104,34 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     # Nothing changed: everything is cached.
     status = sh(["dvc", "status"], root, env)
     assert "up to date" in status, status
+
+    # What each kind of change makes out of date (`dvc status`, nothing re-run): the code's graph
+    # and the params each stage really uses.
+    smoke = P.compose(["experiment=smoke"])
+    evals = {f"evaluate_reference@{b}" for b in ("humaneval", "mbpp")} | {
+        f"evaluate@{v}-{b}" for v in ("dpo", "target_dpo") for b in ("humaneval", "mbpp")}
+    assert stale_after_edit(root, env, "src/iterpref/judge.py") == {"synthesize", "debug"} | evals
+    judge = root / "src/iterpref/judge.py"
+    text = judge.read_text()
+    judge.write_text(text + "# an edit\n")
+    stale = lock.stale(status(root, env), lock.tracked(root))  # what `make lock-check` reports
+    judge.write_text(text)
+    assert set(stale) == {"synthesize", "debug"} | evals
+    assert stale["debug"] == ["src/iterpref/judge.py modified"]
+    assert stale_after_edit(root, env, "src/iterpref/diff.py") == {"pairs", "train@dpo", "train@target_dpo", "report"}
+    assert stale_after_edit(root, env, "src/iterpref/reporting.py") == {"report"}
+    assert stale_with(root, env, ["experiment=smoke", "logging.wandb.project=renamed", "logging.wandb.group=g"]) == set()
+    assert stale_with(root, env, ["experiment=smoke", "eval.by_benchmark.mbpp.sampling.max_new_tokens=48"]) == {
+        "evaluate_reference@mbpp", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp"}
+    # a third benchmark: its own new stages only, no existing evaluation
+    assert stale_with(root, env, ["experiment=smoke", "eval.benchmarks=[humaneval,mbpp,humaneval_plus]"]) == {
+        "evaluate_reference@humaneval_plus", "evaluate@dpo-humaneval_plus", "evaluate@target_dpo-humaneval_plus",
+        "report"}
+    seed = root / "data/seed/problems.jsonl"
+    seed.write_text(seed.read_text() + "\n")
+    assert "synthesize" in changed_stages(root, env)
+    sh(["git", "checkout", "--", "data/seed/problems.jsonl"], root, env)
+    assert (root / "params.yaml").read_text() == P.dump(smoke) and changed_stages(root, env) == set()
 
     # A training parameter re-runs train, evaluate and report only.
     log = sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "train.common.learning_rate=2e-4"], root, env)

@@ -33,7 +33,8 @@ def compose(overrides: list[str] | None = None, conf_dir: str | os.PathLike | No
     conf_dir = Path(conf_dir or ROOT / "conf").resolve()
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         cfg = hydra_compose(config_name="config", overrides=overrides or [])
-    return OmegaConf.to_container(cfg, resolve=True)
+    with schema.composing(conf_dir):
+        return OmegaConf.to_container(cfg, resolve=True)
 
 
 def config_error(err: BaseException) -> str:

@@ -14,10 +14,11 @@ behind ``config_checked`` in conf/config.yaml, registered for DVC by hydra_plugi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -391,8 +392,24 @@ def _check_composition(*, _root_: Any) -> bool:
     return True
 
 
+_composing: list[Path] = []  # the conf/ folder `composing` names, innermost last
+
+
+@contextlib.contextmanager
+def composing(conf_dir: str | Path) -> Iterator[None]:
+    """Resolve ``config_checked`` against ``conf_dir`` (where `validate` looks up origins)."""
+    _composing.append(Path(conf_dir))
+    try:
+        yield
+    finally:
+        _composing.pop()
+
+
 def _conf_dir() -> Path | None:
-    """The conf/ folder of the project the process works in (DVC composes from its root)."""
+    """The conf/ folder being composed: the one `composing` names, else the project's the
+    process works in (DVC composes from the repository root)."""
+    if _composing:
+        return _composing[-1]
     for folder in (Path.cwd(), *Path.cwd().parents):
         if (folder / "conf" / "config.yaml").is_file():
             return folder / "conf"
