@@ -77,3 +77,19 @@ def test_readme_links_to_docs_pages_exist():
     assert links, "README.md links to no docs page"
     missing = sorted({link for link in links if not (ROOT / link).is_file()})
     assert not missing, f"README.md links to missing pages: {missing}"
+
+
+def test_the_config_reference_covers_every_key_of_the_default_run():
+    from iterpref import params as P
+    from iterpref.config import reference
+
+    text = reference.markdown()
+    default = P.compose()
+    for section in ("model", "sandbox", "debug", "pairs", "runtime"):
+        for key in default[section]:
+            assert f"| `{key}` |" in text, f"{section}.{key}"
+    for key in default["train"]["common"]:
+        assert f"| `{key}` |" in text, f"train.common.{key}"
+    for key in [*default["eval"], *default["eval"]["sampling"], *default["logging"]["wandb"]]:
+        assert f"| `{key}` |" in text, key
+    assert "| `beta` | float | > 0 | `0.1` | DPO temperature (paper 0.1). |" in text

@@ -1,0 +1,122 @@
+"""The configuration reference: every params section and key, with its type, its allowed range
+or choices, its value in the default composition and the description from its config
+dataclass's docstring. The docs site renders it into docs/configuration.md at build time
+(docs/hooks.py), so it cannot drift from the code.
+
+    python -m iterpref.config.reference      # print the Markdown
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from typing import Any
+
+from iterpref.config.schema import describe, hints
+
+
+def sections() -> list[tuple[str, type, str]]:
+    """(params key, dataclass, where it is used) for every checked section, in params order."""
+    from iterpref.debugging import DebugConfig
+    from iterpref.evaluation.run import EvalConfig
+    from iterpref.llm import GeneratorConfig
+    from iterpref.llm.base import SamplingConfig
+    from iterpref.llm.served import ServerConfig
+    from iterpref.models import ModelConfig
+    from iterpref.pairs import PairConfig
+    from iterpref.problems.build import SOURCES, ProblemsConfig, source_config
+    from iterpref.problems.decontaminate import DecontaminateConfig
+    from iterpref.problems.dedup import DedupConfig
+    from iterpref.problems.validate import ValidateConfig
+    from iterpref.runtime import RuntimeConfig
+    from iterpref.sandbox import SandboxConfig
+    from iterpref.teachers import MutationTeacherConfig
+    from iterpref.tracking import WandbConfig
+    from iterpref.training.launch import LaunchConfig
+    from iterpref.training.masks import MaskConfig
+    from iterpref.training.recipe import TrainConfig
+
+    return [
+        ("model", ModelConfig, "the model group; the `model` stage"),
+        ("problems", ProblemsConfig, "the problems group; the `synthesize` stage"),
+        ("problems.validate", ValidateConfig, ""),
+        ("problems.dedup", DedupConfig, ""),
+        ("problems.decontaminate", DecontaminateConfig, ""),
+        *[(f"problems.{s}", source_config(s), f"with `problems={s}`") for s in SOURCES],
+        ("teacher", MutationTeacherConfig, "`teacher=mutation`; the `debug` stage"),
+        ("teacher", GeneratorConfig, "`teacher=llm_*` (kind llm); also `problems.synthesize.teacher`"),
+        ("sandbox", SandboxConfig, "every stage that runs code"),
+        ("debug", DebugConfig, "the `debug` stage"),
+        ("pairs", PairConfig, "the `pairs` stage"),
+        ("train.common", TrainConfig, "shared by every variant; `train.variants.<name>` overrides keys (loss, mask)"),
+        ("train.variants.<name>.mask", MaskConfig, "which tokens enter the log-prob sums"),
+        ("train", LaunchConfig, "how the `train` stage runs, beside `common`, `run` (the variants trained) "
+                                "and `variants`"),
+        ("eval", EvalConfig, "the `evaluate` stages"),
+        ("eval.sampling", SamplingConfig, "also `teacher.sampling`"),
+        ("eval.server", ServerConfig, "also `teacher.server`"),
+        ("logging.wandb", WandbConfig, "bookkeeping: no stage re-runs when it changes"),
+        ("runtime", RuntimeConfig, "every model stage"),
+    ]
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> its description in the class docstring (``name: text`` or
+    ``name (`type`...): text`` entries under Attributes/Parameters, continuation lines joined)."""
+    doc = inspect.getdoc(cls) or ""
+    names = {f.name for f in dataclasses.fields(cls)}
+    out: dict[str, str] = {}
+    current = None
+    for line in doc.splitlines():
+        m = re.match(r"^\s{4}(\w+)(?:\s*\([^)]*\))?\s*:\s*(.*)$", line)
+        if m and m.group(1) in names:
+            current = m.group(1)
+            out[current] = m.group(2).strip()
+        elif current and line.startswith(" " * 8):
+            out[current] = f"{out[current]} {line.strip()}".strip()
+        elif not line.strip():
+            continue
+        else:
+            current = None
+    return out
+
+
+def _value(section: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(section, dict) or part not in section:
+            return None
+        section = section[part]
+    return section
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(defaults: dict | None = None) -> str:
+    """The reference as Markdown: one table per section."""
+    if defaults is None:
+        from iterpref import params
+
+        defaults = params.compose()
+    lines = []
+    for key, cls, note in sections():
+        lines += [f"### `{key}`" + (f" ({note})" if note else ""), "",
+                  (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " "), "",
+                  "| key | type | allowed | default run | description |", "|---|---|---|---|---|"]
+        docs, types_ = field_docs(cls), hints(cls)
+        section = _value(defaults, key) if "<" not in key else None
+        for f in dataclasses.fields(cls):
+            bounds = ", ".join(f"{'>=' if op == 'ge' else '>' if op == 'gt' else '<=' if op == 'le' else '<'} {v}"
+                               for op, v in f.metadata.get("bounds", {}).items())
+            value = section.get(f.name) if isinstance(section, dict) else None
+            shown = f"`{value!r}`" if isinstance(section, dict) and f.name in section else ""
+            lines.append(f"| `{f.name}` | {_cell(describe(types_[f.name]))} | {bounds} | {_cell(shown)} | "
+                         f"{_cell(docs.get(f.name, ''))} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())
