@@ -32,18 +32,22 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from transformers import AttentionInterface
 
-from iterpref import bench_result
-from iterpref.bench_result import Metric
 from iterpref.evaluation.humaneval import HumanEval
 from iterpref.llm.base import CLOSED_CODE_BLOCK, SamplingConfig, truncate_at_stop
 from iterpref.llm import hf
 from iterpref.llm.hf import HFGenerator
 from iterpref.prompts import extract_code
 from iterpref.sandbox import SandboxConfig
+
+if not __package__:  # run as a script: the repository root, where the `bench` package is
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import result as bench_result  # noqa: E402
+from bench.result import Metric  # noqa: E402
 
 # how `make bench` runs it (bench/run_all.py): the student `dvc repro model` builds, bf16 as the
 # evaluate stage decodes it, 16 tasks

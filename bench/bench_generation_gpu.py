@@ -22,10 +22,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+if not __package__:  # run as a script: the repository root, where the `bench` package is
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_generation  # noqa: E402
 
-from iterpref import bench_result  # noqa: E402
+from bench import result as bench_result  # noqa: E402
 
 MAKE_BENCH = {"args": [], "needs": "cuda"}  # how `make bench` runs it (bench/run_all.py)
 

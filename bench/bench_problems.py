@@ -29,12 +29,15 @@ sys.path.insert(0, str(ROOT / "tests"))  # the chat-completions server the tests
 
 from chat_server import last_user, serving  # noqa: E402
 
-from iterpref import bench_result  # noqa: E402
 from iterpref import params as P  # noqa: E402
-from iterpref.bench_result import Metric  # noqa: E402
 from iterpref.problems import synthesize  # noqa: E402
 from iterpref.problems.build import build  # noqa: E402
 from iterpref.sandbox import SandboxConfig  # noqa: E402
+
+if not __package__:  # run as a script: the repository root, where the `bench` package is
+    sys.path.insert(0, str(ROOT))
+from bench import result as bench_result  # noqa: E402
+from bench.result import Metric  # noqa: E402
 
 MAKE_BENCH = {"args": ["--codeio", "100"]}  # how `make bench` runs it (bench/run_all.py); 3002 = the full run
 

@@ -19,10 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from iterpref import bench_result
-from iterpref.bench_result import Metric
 from iterpref.evaluation import registry
 from iterpref.sandbox import SandboxConfig
+
+if not __package__:  # run as a script: the repository root, where the `bench` package is
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import result as bench_result  # noqa: E402
+from bench.result import Metric  # noqa: E402
 
 MAKE_BENCH = {"args": ["--repeat", "1"]}  # how `make bench` runs it (bench/run_all.py)
 

@@ -19,17 +19,21 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from iterpref import bench_result
-from iterpref.bench_result import Metric
 from iterpref.evaluation.humaneval import HumanEval
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.batching import BatchingGenerator
 from iterpref.llm.hf import HFGenerator
 
-from bench_generation import load_at  # bench/ is on sys.path when a script runs
+if not __package__:  # run as a script: the repository root, where the `bench` package is
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import result as bench_result  # noqa: E402
+from bench.result import Metric  # noqa: E402
+
+from bench.bench_generation import load_at  # noqa: E402
 
 MAKE_BENCH = {"args": ["--model", "models/student", "--trajectories", "8", "--rounds", "2", "--max-new-tokens", "128",
                        "--dtype", "bfloat16"]}

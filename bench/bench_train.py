@@ -12,7 +12,7 @@ Qwen2.5-Coder-0.5B-Instruct and -7B-Instruct written out below (random weights),
 shape for CPU runs and tests. Pairs are built in-process in the recipe's conversational format
 (`iterpref.training.recipe.pairs_dataset`): modules of seed-problem reference solutions as the
 chosen code, the same code with a few lines broken as the rejected one, spans from
-`iterpref.diff` exactly as the pair stage stores them.
+`iterpref.pairs.diff` exactly as the pair stage stores them.
 
 Measured per variant, after the warm-up steps, with a TrainerCallback (``torch.cuda.synchronize``
 at each mark on GPU):
@@ -61,12 +61,17 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import DPOTrainer
 
-from iterpref import bench_result, diff, prompts
-from iterpref.bench_result import Metric
+from iterpref import prompts
+from iterpref.pairs import diff
 from iterpref.records import Pair
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import TrainConfig, dpo_config, pairs_dataset
 from iterpref.training.trainer import FocalDPOTrainer
+
+if not __package__:  # run as a script: the repository root, where the `bench` package is
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import result as bench_result  # noqa: E402
+from bench.result import Metric  # noqa: E402
 
 # how `make bench` runs it (bench/run_all.py). The small shape: its ~0.2-0.6 s steps are compute-bound, so 2% shows through per-step jitter; the
 # tiny shape's ~20 ms steps are mostly Trainer overhead and scheduler noise (ratios 0.89-1.14 seen).
@@ -170,7 +175,7 @@ def synthetic_pairs(tokenizer, n: int, prompt_tokens: int, completion_tokens: in
 
     The chosen completion is a module of seed-problem reference solutions (cut at a line to fit),
     the rejected one the same module with ``error_lines`` lines broken; spans are computed as the
-    pair stage does (`iterpref.diff` on the rstripped code, shifted into the completion).
+    pair stage does (`iterpref.pairs.diff` on the rstripped code, shifted into the completion).
     """
     rng = random.Random(seed)
     snippets = _code_snippets(rng)

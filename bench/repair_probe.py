@@ -19,7 +19,7 @@ from iterpref.llm import make_generator
 from iterpref.llm.base import SamplingConfig
 from iterpref.records import Problem, Trajectory, read_jsonl
 from iterpref.sandbox import SandboxConfig, run_unittest_many
-from iterpref.teachers.llm import code_of, fix_request
+from iterpref.debugging.teachers.llm import code_of, fix_request
 
 
 def fix_conversation(problem: Problem, traj: Trajectory) -> list[dict]:

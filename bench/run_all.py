@@ -6,7 +6,7 @@ module-level literal (read with ``ast``, the script is not imported):
 
     MAKE_BENCH = {"args": ["--tasks", "16"], "needs": None}   # needs: None or "cuda"
 
-and writes its headline numbers with ``--json PATH`` (`iterpref.bench_result`). A script that
+and writes its headline numbers with ``--json PATH`` (`bench.result`). A script that
 needs a GPU is skipped where torch sees none; a script without ``MAKE_BENCH`` runs with its own
 defaults and no ``--json``, and its row says so. Each script runs in its own process, one after
 the other, its output streamed through; a failure is recorded with the end of that output and
@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from iterpref import bench_result
+if not __package__:  # run as a script: the repository root, where the `bench` package is
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import result as bench_result  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent

@@ -18,11 +18,11 @@ from pathlib import Path
 from iterpref import debugging
 from iterpref import params as P
 from iterpref import runtime
+from iterpref.debugging.teachers import make_teacher
 from iterpref.llm.cache import CachedGenerator
 from iterpref.llm.served import running
 from iterpref.records import Problem, read_jsonl, to_dict, write_jsonl
 from iterpref.sandbox import SandboxConfig
-from iterpref.teachers import make_teacher
 
 if __name__ == "__main__":
     params = P.load()

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from iterpref import params as P
-from iterpref.pairs import PairConfig, build_pairs
+from iterpref.pairs.build import PairConfig, build_pairs
 from iterpref.records import Problem, Trajectory, read_jsonl, write_jsonl
 
 if __name__ == "__main__":

@@ -8,16 +8,16 @@ the summary and skipped, never fatal.
 import json
 from pathlib import Path
 
-from iterpref import figures, reporting
 from iterpref import params as P
+from iterpref.reporting import figures, summary
 
 if __name__ == "__main__":
     params = P.load()
-    inp = reporting.load(".", list(params["train"]["run"]), list(params["eval"]["benchmarks"]),
+    inp = summary.load(".", list(params["train"]["run"]), list(params["eval"]["benchmarks"]),
                          params["experiment_name"], params["model"]["name"])
     Path("reports").mkdir(exist_ok=True)
-    Path("reports/metrics.json").write_text(json.dumps(reporting.metrics(inp), indent=2) + "\n")
+    Path("reports/metrics.json").write_text(json.dumps(summary.metrics(inp), indent=2) + "\n")
     written, skipped = figures.render(inp, "reports/figures")
     links = {name: f"figures/{path.name}" for name, path in written.items()}
-    Path("reports/summary.md").write_text(reporting.markdown(inp, links, skipped))
+    Path("reports/summary.md").write_text(summary.markdown(inp, links, skipped))
     print(Path("reports/summary.md").read_text())

@@ -1,9 +1,8 @@
 """`make bench`'s aggregator (bench/run_all.py) on a folder of tiny bench scripts, and the
-headline JSON (`iterpref.bench_result`) of a real bench script."""
+headline JSON (`bench.result`) of a real bench script."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,15 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from iterpref.bench_result import Metric, read
+from bench.result import Metric, read
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ALL = ROOT / "bench" / "run_all.py"
 
-FAST = '''
+FAST = f'''
+import sys
+sys.path.insert(0, {str(ROOT)!r})  # a script in another folder: the repository root, for `bench`
+''' + '''
 import argparse
-from iterpref import bench_result
-from iterpref.bench_result import Metric
+from bench import result as bench_result
+from bench.result import Metric
 
 MAKE_BENCH = {"args": ["--n", "3"]}
 
@@ -49,12 +51,9 @@ PLAIN = 'print("a bench that declares nothing")\n'
 
 @pytest.fixture(scope="module")
 def run_all():
-    spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_all"] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["run_all"]
+    from bench import run_all
+
+    return run_all
 
 
 def test_results_md_holds_every_bench_and_the_machine(tmp_path):

@@ -3,27 +3,20 @@ on CPU with the tiny model: replies that end at a set rate, and a whole run of b
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-from iterpref import bench_result
+from bench import result as bench_result
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.hf import HFGenerator
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_generation.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("bench_generation", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from bench import bench_generation
+
+    return bench_generation
 
 
 def test_replies_end_at_the_set_rate(bench, tiny_model_dir):

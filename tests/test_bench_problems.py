@@ -3,18 +3,12 @@ chat-completions stand-in in its own process."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from chat_server import hermetic_env  # noqa: F401 (fixture)
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_problems.py"
 
 
 def test_overhead_rounds_count_every_request_once():
-    spec = importlib.util.spec_from_file_location("bench_problems", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from bench import bench_problems as bench
+
     out = bench.bench_overhead(requests=12, concurrency=4, latency_s=0.05, repeat=2)
     assert out["ideal_s"] == 0.15 and out["max_in_flight"] == 4
     for r in out["rounds"]:

@@ -1,5 +1,5 @@
 """HumanEval and MBPP through their official execution harness in the real sandbox; the registry,
-the sanity gate, the result document, the evaluate stage's error path and `iterpref.compare`."""
+the sanity gate, the result document, the evaluate stage's error path and `iterpref.reporting.compare`."""
 
 from __future__ import annotations
 
@@ -285,7 +285,7 @@ def _result(bench, passed: dict[str, bool]) -> dict:
 
 
 def test_compare_counts_gains_losses_and_mcnemar(tmp_path, capsys):
-    from iterpref.compare import compare, main, mcnemar_exact
+    from iterpref.reporting.compare import compare, main, mcnemar_exact
 
     a = _result("humaneval", {f"t{i}": i < 5 for i in range(10)})
     b = _result("humaneval", {f"t{i}": 2 <= i < 9 for i in range(10)})

@@ -106,16 +106,16 @@ def test_check_finds_a_missing_section_and_a_wrong_source():
 def dataclass_sections(params: dict) -> list[tuple[type, dict, str]]:
     """(dataclass, the default composition's section for it, its name)."""
     from iterpref.debugging import DebugConfig
+    from iterpref.debugging.teachers import MutationTeacherConfig
     from iterpref.llm.base import SamplingConfig
     from iterpref.llm.served import ServerConfig
     from iterpref.models import ModelConfig
-    from iterpref.pairs import PairConfig
+    from iterpref.pairs.build import PairConfig
     from iterpref.problems.decontaminate import DecontaminateConfig
     from iterpref.problems.dedup import DedupConfig
     from iterpref.problems.seed import Config as SeedConfig
     from iterpref.problems.validate import ValidateConfig
     from iterpref.sandbox import SandboxConfig
-    from iterpref.teachers import MutationTeacherConfig
     from iterpref.training.launch import LaunchConfig
     from iterpref.training.recipe import TrainConfig
 

@@ -12,9 +12,9 @@ import pytest
 from chat_server import hermetic_env, serving  # noqa: F401 (fixtures)
 
 from iterpref import debugging
+from iterpref.debugging.teachers import make_teacher
 from iterpref.problems import load_seed
 from iterpref.sandbox import SandboxConfig
-from iterpref.teachers import make_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 SANDBOX = SandboxConfig(timeout_s=10.0, cpu_s=10, workers=2)

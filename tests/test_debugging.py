@@ -12,10 +12,10 @@ import pytest
 
 from iterpref import debugging
 from iterpref.debugging import DebugConfig, config_hash, debug_one, trajectory_seed
+from iterpref.debugging.teachers import MutationTeacher
 from iterpref.problems import load_seed
 from iterpref.records import Problem, Trajectory, read_jsonl, to_dict
 from iterpref.sandbox import SandboxConfig, run_unittest
-from iterpref.teachers import MutationTeacher
 
 SEED = Path(__file__).resolve().parents[1] / "data" / "seed" / "problems.jsonl"
 SANDBOX = SandboxConfig(timeout_s=5.0, cpu_s=5, workers=2)

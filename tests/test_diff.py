@@ -1,4 +1,4 @@
-"""Tests of iterpref.diff: the line diff (Algorithm 1) and its character spans."""
+"""Tests of iterpref.pairs.diff: the line diff (Algorithm 1) and its character spans."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from iterpref.diff import (
+from iterpref.pairs.diff import (
     changed_lines,
     changed_spans,
     lcs_matches,

@@ -25,25 +25,25 @@ def test_every_stage_lists_its_import_closure():
 def test_missing_names_the_stage_and_the_module(tmp_path):
     """Dropping one module from a stage's deps is caught, naming both."""
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    dvc["stages"]["pairs"]["deps"].remove("src/iterpref/diff.py")
+    dvc["stages"]["report"]["deps"].remove("src/iterpref/pairs/diff.py")
     dvc["stages"]["train"]["do"]["deps"].remove("src/iterpref/training")
     broken = tmp_path / "dvc.yaml"
     broken.write_text(yaml.safe_dump(dvc))
     gaps = graph.missing(broken)
-    assert gaps["pairs"] == ["src/iterpref/diff.py"]
+    assert gaps["report"] == ["src/iterpref/pairs/diff.py"]
     assert "src/iterpref/training/masks.py" in gaps["train"] and "src/iterpref/training/trainer.py" in gaps["train"]
-    assert set(gaps) == {"pairs", "train"}
+    assert set(gaps) == {"report", "train"}
 
 
 def test_closure_follows_imports_transitively_and_the_judge_program():
     pairs = rel(graph.closure(ROOT / "stages/pairs.py"))
-    # stages/pairs.py imports iterpref.pairs, which imports diff: the train stage's masks do too
-    assert {"stages/pairs.py", "src/iterpref/pairs.py", "src/iterpref/diff.py", "src/iterpref/records.py"} <= pairs
-    assert "src/iterpref/judge.py" not in pairs  # pairs runs no code
-    assert "src/iterpref/diff.py" in rel(graph.closure(ROOT / "stages/train.py"))
+    # stages/pairs.py imports iterpref.pairs.build, which imports diff: the train stage's masks do too
+    assert {"stages/pairs.py", "src/iterpref/pairs/build.py", "src/iterpref/pairs/diff.py", "src/iterpref/records.py"} <= pairs
+    assert "src/iterpref/sandbox/judge.py" not in pairs  # pairs runs no code
+    assert "src/iterpref/pairs/diff.py" in rel(graph.closure(ROOT / "stages/train.py"))
     for stage, (script, _) in graph.stage_scripts().items():
         files = rel(graph.closure(script))
-        assert ("src/iterpref/judge.py" in files) == (stage in SANDBOXED), stage
+        assert ("src/iterpref/sandbox/judge.py" in files) == (stage in SANDBOXED), stage
     # the problem sources a config names are loaded by name: all of them count
     synth = rel(graph.closure(ROOT / "stages/synthesize.py"))
     assert {f"src/iterpref/problems/{s}.py" for s in ("seed", "codeio", "synthesize", "hf")} <= synth
@@ -59,12 +59,12 @@ def test_the_validators_lazy_imports_do_not_widen_every_stage():
 
 def test_imports_of_resolves_relative_and_from_imports(tmp_path):
     mod = tmp_path / "m.py"
-    mod.write_text("from iterpref import diff, records\nfrom iterpref.training import masks\n"
+    mod.write_text("from iterpref.pairs import diff\nfrom iterpref import records\nfrom iterpref.training import masks\n"
                    "def f():\n    from .sandbox import run_unittest\n    import iterpref.prompts\n")
     found = graph.imports_of(mod, "iterpref")
-    assert {"iterpref.diff", "iterpref.records", "iterpref.training.masks", "iterpref.sandbox",
+    assert {"iterpref.pairs.diff", "iterpref.records", "iterpref.training.masks", "iterpref.sandbox",
             "iterpref.prompts"} <= found
-    assert graph.imports_of(mod, "iterpref", top_level_only=True) == {"iterpref.diff", "iterpref.records",
+    assert graph.imports_of(mod, "iterpref", top_level_only=True) == {"iterpref.pairs.diff", "iterpref.records",
                                                                       "iterpref.training.masks"}
 
 
@@ -91,14 +91,14 @@ def test_lock_check_keeps_code_and_params_and_skips_what_a_fresh_clone_lacks():
     from iterpref.config import lock
 
     status = {
-        "debug": [{"changed deps": {"src/iterpref/judge.py": "modified", "data/problems.jsonl": "deleted"}},
+        "debug": [{"changed deps": {"src/iterpref/sandbox/judge.py": "modified", "data/problems.jsonl": "deleted"}},
                   {"changed outs": {"data/trajectories.jsonl": "not in cache"}}],
         "train@dpo": [{"changed deps": {"params.yaml": {"train.common.beta": "modified"}, "src/iterpref/training": "modified"}}],
         "pairs": [{"changed deps": {"data/trajectories.jsonl": "modified"}}, {"changed outs": {"data/pairs.jsonl": "deleted"}}],
         "model": [{"changed outs": {"models/student": "not in cache"}}],
     }
-    tracked = {"src/iterpref/judge.py", "src/iterpref/training/masks.py"}
+    tracked = {"src/iterpref/sandbox/judge.py", "src/iterpref/training/masks.py"}
     assert lock.stale(status, tracked) == {
-        "debug": ["src/iterpref/judge.py modified"],
+        "debug": ["src/iterpref/sandbox/judge.py modified"],
         "train@dpo": ["param train.common.beta modified", "src/iterpref/training modified"],
     }

@@ -7,8 +7,8 @@ import warnings
 
 import pytest
 
-from iterpref.judge import decode, encode
 from iterpref.sandbox import SandboxConfig, bwrap_usable, run_unittest
+from iterpref.sandbox.judge import decode, encode
 
 BWRAP_OK, _ = bwrap_usable()
 BACKEND = "bwrap" if BWRAP_OK else "rlimit"

@@ -10,14 +10,14 @@ would.
 import pytest
 
 from iterpref import debugging
+from iterpref.debugging.teachers import TeacherError, make_teacher
+from iterpref.debugging.teachers.llm import code_of
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.batching import BatchingGenerator
 from iterpref.llm.cache import CachedGenerator
 from iterpref.problems import load_seed
 from iterpref.records import Attempt
 from iterpref.sandbox import SandboxConfig, run_unittest
-from iterpref.teachers import TeacherError, make_teacher
-from iterpref.teachers.llm import code_of
 
 SAMPLING = {"max_new_tokens": 24, "temperature": 0.7, "top_p": 0.95, "batch_size": 1, "seed": 0}
 

@@ -14,12 +14,12 @@ import pytest
 from chat_server import echo, hermetic_env, hf_responder, last_user, server, serving, user  # noqa: F401 (fixtures)
 
 from iterpref import debugging
+from iterpref.debugging.teachers import make_teacher
 from iterpref.llm import make_generator
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.openai_api import OpenAIGenerator, OpenAIRequestError
 from iterpref.problems import load_seed
 from iterpref.sandbox import SandboxConfig
-from iterpref.teachers import make_teacher
 
 
 @pytest.fixture(scope="module")

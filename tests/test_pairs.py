@@ -1,4 +1,4 @@
-"""Tests of iterpref.pairs: trajectories to filtered preference pairs, with statistics."""
+"""Tests of iterpref.pairs.build: trajectories to filtered preference pairs, with statistics."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import random
 import pytest
 
 from iterpref import prompts
-from iterpref.diff import split_lines
-from iterpref.pairs import PairConfig, build_pairs, is_comment_only, make_pair, same_ast
+from iterpref.pairs.build import PairConfig, build_pairs, is_comment_only, make_pair, same_ast
+from iterpref.pairs.diff import split_lines
 from iterpref.records import Attempt, Outcome, Pair, Problem, Trajectory, from_dict, to_dict
 
 PASS = Outcome(passed=True, status="passed", tests_run=3)

@@ -12,11 +12,11 @@ import yaml
 
 from iterpref import params as P
 from iterpref.debugging import DebugConfig
+from iterpref.debugging.teachers import MutationTeacher, make_teacher
 from iterpref.llm.base import SamplingConfig
 from iterpref.models import ModelConfig
-from iterpref.pairs import PairConfig
+from iterpref.pairs.build import PairConfig
 from iterpref.sandbox import SandboxConfig
-from iterpref.teachers import MutationTeacher, make_teacher
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import LOSSES, TrainConfig
 

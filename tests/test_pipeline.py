@@ -110,16 +110,16 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     smoke = P.compose(["experiment=smoke"])
     evals = {f"evaluate_reference@{b}" for b in ("humaneval", "mbpp")} | {
         f"evaluate@{v}-{b}" for v in ("dpo", "target_dpo") for b in ("humaneval", "mbpp")}
-    assert stale_after_edit(root, env, "src/iterpref/judge.py") == {"synthesize", "debug"} | evals
-    judge = root / "src/iterpref/judge.py"
+    assert stale_after_edit(root, env, "src/iterpref/sandbox/judge.py") == {"synthesize", "debug"} | evals
+    judge = root / "src/iterpref/sandbox/judge.py"
     text = judge.read_text()
     judge.write_text(text + "# an edit\n")
     stale = lock.stale(status(root, env), lock.tracked(root))  # what `make lock-check` reports
     judge.write_text(text)
     assert set(stale) == {"synthesize", "debug"} | evals
-    assert stale["debug"] == ["src/iterpref/judge.py modified"]
-    assert stale_after_edit(root, env, "src/iterpref/diff.py") == {"pairs", "train@dpo", "train@target_dpo", "report"}
-    assert stale_after_edit(root, env, "src/iterpref/reporting.py") == {"report"}
+    assert stale["debug"] == ["src/iterpref/sandbox/judge.py modified"]
+    assert stale_after_edit(root, env, "src/iterpref/pairs/diff.py") == {"pairs", "train@dpo", "train@target_dpo", "report"}
+    assert stale_after_edit(root, env, "src/iterpref/reporting/summary.py") == {"report"}
     assert stale_with(root, env, ["experiment=smoke", "logging.wandb.project=renamed", "logging.wandb.group=g"]) == set()
     assert stale_with(root, env, ["experiment=smoke", "eval.by_benchmark.mbpp.sampling.max_new_tokens=48"]) == {
         "evaluate_reference@mbpp", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp"}

@@ -5,7 +5,7 @@ renders the evaluation prompt."""
 from iterpref import prompts
 from iterpref.evaluation.benchmark import Task
 from iterpref.evaluation import registry
-from iterpref.pairs import PairConfig, make_pair
+from iterpref.pairs.build import PairConfig, make_pair
 from iterpref.records import Attempt, Outcome, Problem, Trajectory
 from iterpref.training.recipe import pairs_dataset
 

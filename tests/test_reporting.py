@@ -1,7 +1,7 @@
-"""reporting.py and figures.py: the report stage on small synthetic run folders.
+"""reporting/summary.py and reporting/figures.py: the report stage on small synthetic run folders.
 
 Eval reports follow src/iterpref/evaluation/run.py (plus the stage's variant and peak RSS),
-train reports stages/train.py, pairs.json src/iterpref/pairs.py, problems.json
+train reports stages/train.py, pairs.json src/iterpref/pairs/build.py, problems.json
 src/iterpref/problems/build.py (tests/test_synthesize.py renders a real one).
 """
 
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from iterpref import params as P
-from iterpref import figures, reporting
+from iterpref.reporting import figures, summary as reporting
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ["humaneval", "mbpp"]

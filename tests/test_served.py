@@ -18,13 +18,13 @@ import pytest
 import yaml
 from chat_server import hermetic_env, user  # noqa: F401 (fixture)
 
+from iterpref.debugging.teachers import make_teacher
 from iterpref.llm import make_generator
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.cache import CachedGenerator
 from iterpref.llm.served import ServedGenerator, ServerConfig, ServerStartError, running
 from iterpref.problems import load_seed
 from iterpref.records import write_jsonl
-from iterpref.teachers import make_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAT_SERVER = str(ROOT / "tests" / "chat_server.py")

@@ -16,7 +16,8 @@ import pytest
 import yaml
 from dvc_repo import ran_stages, sh
 
-from iterpref import sweep, wandb_runs
+from iterpref import sweep
+from iterpref.tracking import wandb_runs
 
 pytestmark = pytest.mark.slow
 

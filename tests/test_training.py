@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from trl import DPOConfig
 
-from iterpref import diff, prompts
+from iterpref import prompts
+from iterpref.pairs import diff
 from iterpref.records import Pair, write_jsonl
 from iterpref.training import recipe
 from iterpref.training.masks import MaskConfig
@@ -62,7 +63,7 @@ CASES = {
 
 
 def make_pair(name: str) -> Pair:
-    """A pair built exactly as iterpref.pairs does: spans of the rstripped code, shifted into the completion."""
+    """A pair built exactly as iterpref.pairs.build does: spans of the rstripped code, shifted into the completion."""
     rej_code, cho_code = (c.rstrip() for c in CASES[name])
     rej_spans, cho_spans = diff.changed_spans(rej_code, cho_code)
     off = prompts.code_offset()

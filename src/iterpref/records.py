@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import json
 import os
 import types
@@ -245,6 +246,13 @@ def _build(cls: type[T], obj: Any, where: str) -> T:
 def from_dict(cls: type[T], obj: Any, where: str = "") -> T:
     """Build a record of type ``cls`` from a parsed JSON object, validating every field."""
     return _build(cls, obj, where)
+
+
+def config_hash(*parts) -> str:
+    """A short hash of JSON-able config parts (for resume logs and provenance)."""
+    blob = json.dumps([dataclasses.asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def to_dict(record: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ SRC = ROOT / "src"
 # Modules that load others by name or run a file by path, and what they load or run.
 DYNAMIC: dict[str, list[str]] = {
     # the sandbox runs judge.py as a program inside the confined process
-    "iterpref.sandbox": ["src/iterpref/judge.py"],
+    "iterpref.sandbox": ["src/iterpref/sandbox/judge.py"],
     # problem sources are imported by their config name (problems.build.SOURCES)
     "iterpref.problems.build": [f"iterpref.problems.{s}" for s in ("seed", "codeio", "synthesize", "hf")],
     # benchmarks are imported by their registry name

@@ -19,19 +19,19 @@ from iterpref.config.schema import describe, hints
 def sections() -> list[tuple[str, type, str]]:
     """(params key, dataclass, where it is used) for every checked section, in params order."""
     from iterpref.debugging import DebugConfig
+    from iterpref.debugging.teachers import MutationTeacherConfig
     from iterpref.evaluation.run import EvalConfig
     from iterpref.llm import GeneratorConfig
     from iterpref.llm.base import SamplingConfig
     from iterpref.llm.served import ServerConfig
     from iterpref.models import ModelConfig
-    from iterpref.pairs import PairConfig
+    from iterpref.pairs.build import PairConfig
     from iterpref.problems.build import SOURCES, ProblemsConfig, source_config
     from iterpref.problems.decontaminate import DecontaminateConfig
     from iterpref.problems.dedup import DedupConfig
     from iterpref.problems.validate import ValidateConfig
     from iterpref.runtime import RuntimeConfig
     from iterpref.sandbox import SandboxConfig
-    from iterpref.teachers import MutationTeacherConfig
     from iterpref.tracking import WandbConfig
     from iterpref.training.launch import LaunchConfig
     from iterpref.training.masks import MaskConfig

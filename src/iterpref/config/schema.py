@@ -1,7 +1,7 @@
 """Checking a composed configuration against the config dataclasses, before any stage runs.
 
 Each params section has a dataclass next to the code that uses it (``TrainConfig`` in
-training/recipe.py, ``SandboxConfig`` in sandbox.py, ...). Its type hints say what a key takes,
+training/recipe.py, ``SandboxConfig`` in sandbox/__init__.py, ...). Its type hints say what a key takes,
 `spec` fields add a range or a set of choices, and its ``__post_init__`` checks what spans
 several keys. `check` walks a composed params dict through them and returns every problem, each
 naming the key, the value, what was expected and the conf/ file (or command-line override) the
@@ -202,13 +202,13 @@ def build(cls: type, section: dict) -> Any:
 def _sections() -> dict[str, Callable[[dict, str, list], None]]:
     """Each top-level params key and the check of its section."""
     from iterpref.debugging import DebugConfig
+    from iterpref.debugging.teachers import teacher_config
     from iterpref.evaluation.run import EvalConfig
     from iterpref.models import ModelConfig
-    from iterpref.pairs import PairConfig
+    from iterpref.pairs.build import PairConfig
     from iterpref.problems.build import ProblemsConfig, source_config
     from iterpref.runtime import RuntimeConfig
     from iterpref.sandbox import SandboxConfig
-    from iterpref.teachers import teacher_config
     from iterpref.tracking import LoggingConfig
     from iterpref.training.launch import LaunchConfig
     from iterpref.training.recipe import TrainConfig

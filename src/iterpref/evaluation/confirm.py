@@ -6,7 +6,7 @@ an object whose ``__eq__`` is always true, patch ``builtins``/``sys.modules`` un
 find the harness's result list with ``gc``, append ``"passed"`` and ``os._exit(0)``, or rewrite
 the results file from a detached process. Every pass the harness reports is therefore run once
 more through `iterpref.sandbox.run_unittest`, where the tests and the candidate live in two
-processes under two uids (see ``iterpref.judge``):
+processes under two uids (see ``iterpref.sandbox.judge``):
 
 * ``solution.py`` is the candidate's part of the harness's program (HumanEval: prompt +
   completion; MBPP: the completion), imported in the solution process;

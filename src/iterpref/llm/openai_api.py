@@ -31,6 +31,9 @@ from iterpref.llm.base import Conversation, SamplingConfig, truncate_at_stop
 
 MAX_STOP_STRINGS = 4  # the OpenAI API rejects more; the rest are applied locally
 DUMMY_KEY = "EMPTY"  # what a local server without --api-key accepts (vLLM's convention)
+# causes that are a configuration mistake (bad key, no access, wrong model or URL): the teachers and
+# the synthesizer raise them as they are, and the stage stops
+CONFIG_ERRORS = ("http_401", "http_403", "http_404")
 
 
 class OpenAIRequestError(RuntimeError):

@@ -20,12 +20,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from iterpref import params as P
-from iterpref.debugging import config_hash
 from iterpref.problems.base import Candidate, Drop, Dropped, Harvest, count_reasons
 from iterpref.problems.decontaminate import DecontaminateConfig, decontaminate, load_index
 from iterpref.problems.dedup import DedupConfig, deduplicate
 from iterpref.problems.validate import ValidateConfig, validate
-from iterpref.records import Problem, RecordError, append_jsonl, from_dict, to_dict
+from iterpref.records import Problem, RecordError, append_jsonl, config_hash, from_dict, to_dict
 from iterpref.sandbox import SandboxConfig
 
 SOURCES = {name: f"iterpref.problems.{name}" for name in ("seed", "codeio", "synthesize", "hf")}

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field, replace
 from tqdm import tqdm
 
 from iterpref.llm.cache import CachedGenerator
-from iterpref.llm.openai_api import OpenAIRequestError
+from iterpref.llm.openai_api import CONFIG_ERRORS, OpenAIRequestError
 from iterpref.prompts import code_blocks
 from iterpref.problems.base import Candidate, Dropped, Harvest, signature_of
 from iterpref.records import Problem
-from iterpref.teachers.llm import CONFIG_ERRORS
 
 INSTRUCTION = re.compile(r"Instruction:\s*(.*?)\n\s*Entry point:", re.DOTALL | re.IGNORECASE)
 ENTRY = re.compile(r"Entry point:\s*`?([A-Za-z_]\w*)`?", re.IGNORECASE)

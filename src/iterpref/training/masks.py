@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from iterpref import diff
+from iterpref.pairs import diff
 from iterpref.records import Span
 from iterpref.config.schema import spec
 
@@ -33,7 +33,7 @@ class MaskConfig:
             every token; rejected: only tokens of rejected-only lines D-); ``symmetric`` = the
             ablation that also narrows the chosen side to its chosen-only lines D+; ``token`` =
             the token-level ablation: rejected tokens the fix changed inside the D- lines only
-            (`iterpref.diff.token_spans`), chosen: every token.
+            (`iterpref.pairs.diff.token_spans`), chosen: every token.
         diff: how the error lines are found: ``lcs`` (the spans stored in pairs.jsonl, paper
             Algorithm 1) or ``prefix_suffix`` (ablation: everything between the common prefix
             and suffix lines).

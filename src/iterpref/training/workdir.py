@@ -20,7 +20,7 @@ from pathlib import Path
 from iterpref.params import ROOT
 
 # The code whose behaviour the cached masks and checkpoints depend on.
-CODE = [*sorted((ROOT / "src" / "iterpref" / "training").glob("*.py")), ROOT / "src" / "iterpref" / "diff.py"]
+CODE = [*sorted((ROOT / "src" / "iterpref" / "training").glob("*.py")), ROOT / "src" / "iterpref" / "pairs" / "diff.py"]
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 

@@ -2,7 +2,7 @@
 
 A solved trajectory v0 (fails) ... vk (passes) gives pairs whose chosen side is the final
 passing version vk and whose rejected side is an earlier failing version (by default one picked
-at random, seeded per trajectory). The two versions are diffed by lines (`iterpref.diff`) and
+at random, seeded per trajectory). The two versions are diffed by lines (`iterpref.pairs.diff`) and
 the rejected-only lines D- are stored as character spans into the rejected completion; the
 trainer turns them into the token mask of K-'.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iterpref import prompts
-from iterpref.diff import changed_lines, lines_to_spans, shift_spans, split_lines
+from iterpref.pairs.diff import changed_lines, lines_to_spans, shift_spans, split_lines
 from iterpref.records import Attempt, Pair, Problem, Trajectory
 from iterpref.config.schema import spec
 

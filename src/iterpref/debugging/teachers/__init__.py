@@ -1,7 +1,7 @@
 """Teachers write the code versions of debugging trajectories (see `base` for the protocol)."""
 
-from iterpref.teachers.base import DebugSession, Teacher, TeacherError
-from iterpref.teachers.mutation import OPERATORS, MutationSession, MutationTeacher, MutationTeacherConfig, Mutation
+from iterpref.debugging.teachers.base import DebugSession, Teacher, TeacherError
+from iterpref.debugging.teachers.mutation import OPERATORS, MutationSession, MutationTeacher, MutationTeacherConfig, Mutation
 
 __all__ = ["DebugSession", "Teacher", "TeacherError", "MutationTeacher", "MutationSession", "Mutation", "OPERATORS", "make_teacher"]
 
@@ -21,7 +21,7 @@ def make_teacher(cfg: dict, sandbox) -> Teacher:
         cfg.pop("materialize", None)  # built by the teacher_model stage for an LLM teacher
         return MutationTeacher(sandbox=sandbox, **cfg)
     if kind == "llm":
-        from iterpref.teachers.llm import make_llm_teacher
+        from iterpref.debugging.teachers.llm import make_llm_teacher
 
         return make_llm_teacher(cfg)
     raise ValueError(f"params.yaml: teacher.kind: unknown {kind!r}; expected 'mutation' or 'llm'")

@@ -3,7 +3,7 @@ published numbers beside ours when the student matches, paired significance, dat
 
 `load` reads a run's report folders (reports/problems.json included: what the synthesize stage
 kept and dropped), `metrics` is the DVC metrics file, `markdown` is
-reports/summary.md; the figures it links are drawn by `iterpref.figures`.
+reports/summary.md; the figures it links are drawn by `iterpref.reporting.figures`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-from iterpref.compare import compare
-from iterpref.diff import span_line_indices
+from iterpref.pairs.diff import span_line_indices
 from iterpref.records import json_lines
+from iterpref.reporting.compare import compare
 
 BENCH_TITLES = {"humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP", "mbpp_plus": "MBPP+",
                 **{f"bigcodebench_{s}_{p}": f"BCB-{s.capitalize()} {p.capitalize()}"
@@ -148,7 +148,7 @@ def metrics(inp: Inputs) -> dict:
 
 def significance(table: dict[str, dict[str, dict]], benchmarks: list[str]) -> tuple[list[dict], list[str]]:
     """For every pair of variants (b against a, in table order) and benchmark: the pass@1
-    difference, the tasks that flipped and McNemar's exact p (`iterpref.compare`).
+    difference, the tasks that flipped and McNemar's exact p (`iterpref.reporting.compare`).
 
     Returns ``(rows, skipped)``: rows carry ``a``, ``b`` and `compare`'s fields; ``skipped`` says
     which comparisons had no result on one side or different task sets.
@@ -310,7 +310,7 @@ def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[s
     """reports/summary.md: Table 1 with published rows, significance, problems, data, training,
     evaluation.
 
-    ``figures`` maps a figure name (see `iterpref.figures.render`) to its link relative to the
+    ``figures`` maps a figure name (see `iterpref.reporting.figures.render`) to its link relative to the
     summary; ``skipped`` maps the names of figures not drawn to the reason.
     """
     figures, skipped = figures or {}, skipped or {}

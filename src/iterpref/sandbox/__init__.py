@@ -23,7 +23,7 @@ absolute path in ``pyvenv.cfg`` and ``.pth`` files keep working unchanged.
 
 `run_unittest`: a verdict the code under test cannot write
 -----------------------------------------------------------
-The tests and the code run in two processes (``iterpref/judge.py``). A launcher started in the
+The tests and the code run in two processes (``iterpref/sandbox/judge.py``). A launcher started in the
 sandbox forks once, before any candidate code is loaded: the child closes every descriptor but
 its ends of two pipes, drops to the run's uid (bwrap as root) and imports ``solution.py``
 from ``work/``; the parent drops to `JUDGE_UID`, imports ``test_solution.py`` from ``judge/``
@@ -698,7 +698,7 @@ def run_unittest(code: str, tests: str, config: SandboxConfig | None = None) -> 
     """Run the unittest module ``tests`` against ``code`` (as ``solution.py``) in the sandbox.
 
     The tests run in a judge process and call the code, which runs in a process of its own
-    (another uid under bwrap as root), across pipes; see ``iterpref.judge`` and the
+    (another uid under bwrap as root), across pipes; see ``iterpref.sandbox.judge`` and the
     module docstring for what this guarantees.
 
     Args:

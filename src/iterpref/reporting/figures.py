@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from iterpref.compare import compare
-from iterpref.reporting import BENCH_TITLES, Inputs, scores
+from iterpref.reporting.compare import compare
+from iterpref.reporting.summary import BENCH_TITLES, Inputs, scores
 
 # The paper's figure 6: cumulative pass rate (%) of CodeFlow's debugging by round (shared/PAPER.md section 4).
 PAPER_CUMULATIVE = [36.7, 54.7, 61.5, 64.6, 66.3, 67.5]

@@ -3,8 +3,8 @@
 With one greedy sample per task, a pass@1 difference of a few tasks can be noise: the paired
 count of tasks that flipped, and McNemar's exact test on those flips, say how much.
 
-    python -m iterpref.compare dpo target_dpo                 # reports/eval/{dpo,target_dpo}/*.json
-    python -m iterpref.compare reference target_dpo --benchmarks humaneval --show 20
+    python -m iterpref.reporting.compare dpo target_dpo                 # reports/eval/{dpo,target_dpo}/*.json
+    python -m iterpref.reporting.compare reference target_dpo --benchmarks humaneval --show 20
 """
 
 from __future__ import annotations

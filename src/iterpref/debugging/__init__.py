@@ -11,7 +11,7 @@ that passes. Its trajectories have the same shape (attempts in order, the last o
 solved), so the pairs stage builds pairs from them unchanged and the two modes compare.
 
 When the teacher cannot write a version (an LLM teacher's request failed for good, or its
-reply held no code: `iterpref.teachers.TeacherError`), the trajectory ends there, unsolved, with
+reply held no code: `iterpref.debugging.teachers.TeacherError`), the trajectory ends there, unsolved, with
 the fault recorded in ``teacher_fault``; it keeps the versions written before, and gives no pair.
 The run goes on, and its statistics count the faults by cause.
 
@@ -26,15 +26,16 @@ import json
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 from pathlib import Path
 
 from tqdm import tqdm
 
 from iterpref.records import Attempt, Problem, RecordError, TeacherFault, Trajectory, append_jsonl, from_dict
+from iterpref.records import config_hash  # noqa: F401 (public here too: stages/debug.py keys its resume log)
 from iterpref.sandbox import SandboxConfig, run_unittest
-from iterpref.teachers import Teacher, TeacherError
+from iterpref.debugging.teachers import Teacher, TeacherError
 from iterpref.config.schema import spec
 
 
@@ -100,13 +101,6 @@ def debug_one(problem: Problem, teacher: Teacher, k: int, cfg: DebugConfig, sand
         seed=seed, attempts=attempts, solved=bool(attempts) and attempts[-1].outcome.passed,
         provenance=provenance, teacher_fault=fault,
     )
-
-
-def config_hash(*parts) -> str:
-    """A short hash of JSON-able config parts (for resume logs and provenance)."""
-    blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def _load_resume(path: Path) -> dict[str, Trajectory]:

@@ -24,16 +24,15 @@ import ast
 from dataclasses import replace
 
 from iterpref import prompts
+from iterpref.debugging.teachers.base import TeacherError
 from iterpref.llm.base import Generator, SamplingConfig
-from iterpref.llm.openai_api import OpenAIRequestError
+from iterpref.llm.openai_api import CONFIG_ERRORS, OpenAIRequestError
 from iterpref.records import Attempt, Outcome, Problem
-from iterpref.teachers.base import TeacherError
 
 FIX_REQUEST = (
     "The code failed the tests ({status}{error}):\n```\n{traceback}\n```\n"
     "Fix the code. Reply with the complete corrected solution in one python code block."
 )
-CONFIG_ERRORS = ("http_401", "http_403", "http_404")  # raised as they are: the stage stops
 
 
 def fix_request(outcome: Outcome) -> str:
