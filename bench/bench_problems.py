@@ -112,7 +112,8 @@ def bench_overhead(requests: int, concurrency: int, latency_s: float, repeat: in
         with tempfile.TemporaryDirectory() as cache:
             teacher = {"backend": "openai", "model": "bench", "base_url": url, "max_concurrency": concurrency,
                        "timeout_s": 30, "max_retries": 2, "cache_dir": cache,
-                       "sampling": {"max_new_tokens": 512, "temperature": 0.0, "batch_size": concurrency}}
+                       "sampling": {"max_new_tokens": 512, "temperature": 0.0, "batch_size": concurrency,
+                                    "stop_after_code": False}}  # the reply holds several code blocks
             features = [{"kind": "topic", "text": f"task #{r * requests + i}"} for i in range(requests)]
             cfg = synthesize.Config(teacher=teacher, features=features, prompts={"topic": "Write a task about {feature}"})
             server_cpu, received = _server_counts(ours)

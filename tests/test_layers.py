@@ -16,6 +16,7 @@ own layer (unless `SAME_LAYER` lists the pair), each listing with its reason.
     6. sandbox, tracking
     7. params, records, prompts, models, runtime
     8. config.schema, config, iterpref          (config and iterpref: the packages' __init__.py)
+    9. cli                                      (UserError and the tools' one-line error report)
 
 How this differs from the order first planned (issue 20: sweep, reporting / training, evaluation /
 pairs, debugging, problems / llm / sandbox, tracking / config and the base modules), measured on the
@@ -47,6 +48,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sandbox", "tracking"),
     ("params", "records", "prompts", "models", "runtime"),
     ("config.schema", "config", "iterpref"),
+    ("cli",),
 ]
 
 # (importer unit, imported unit) -> why a lower unit may import this higher one

@@ -45,7 +45,7 @@ def test_a_second_run_makes_no_request(server, tmp_path):
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(SamplingConfig)])
 def test_a_changed_sampling_field_misses(server, tmp_path, field):
     changed = {"max_new_tokens": 33, "temperature": 0.2, "top_p": 0.9, "stop": ["\n\n\n"],
-               "stop_after_code": True, "batch_size": 4, "seed": 12}
+               "stop_after_code": not SAMPLING.stop_after_code, "batch_size": 4, "seed": 12}
     assert set(changed) == {f.name for f in dataclasses.fields(SamplingConfig)}  # every field tried
     gen = cached(server, tmp_path)
     gen.chat([user("x")], SAMPLING)

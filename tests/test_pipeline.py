@@ -117,7 +117,7 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     stale = lock.stale(status(root, env), lock.tracked(root))  # what `make lock-check` reports
     judge.write_text(text)
     assert set(stale) == {"synthesize", "debug"} | evals
-    assert stale["debug"] == ["src/iterpref/sandbox/judge.py modified"]
+    assert stale["debug"] == ["src/iterpref/sandbox modified"]  # the stage lists the sandbox package
     assert stale_after_edit(root, env, "src/iterpref/pairs/diff.py") == {"pairs", "train@dpo", "train@target_dpo", "report"}
     assert stale_after_edit(root, env, "src/iterpref/reporting/summary.py") == {"report"}
     assert stale_with(root, env, ["experiment=smoke", "logging.wandb.project=renamed", "logging.wandb.group=g"]) == set()

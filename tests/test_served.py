@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from chat_server import hermetic_env, user  # noqa: F401 (fixture)
 
+from iterpref import params as P
 from iterpref.debugging.teachers import make_teacher
 from iterpref.llm import make_generator
 from iterpref.llm.base import SamplingConfig
@@ -221,10 +221,11 @@ def test_a_served_teacher_writes_code_and_its_cache_survives_a_new_port(tmp_path
 
 
 def test_the_debug_stage_with_a_served_teacher(tmp_path):
-    params = {"teacher": served_teacher(tmp_path),
-              "debug": {"trajectories_per_problem": 1, "max_rounds": 1, "seed": 0, "workers": 2},
-              "sandbox": {"timeout_s": 10.0, "cpu_s": 10, "workers": 2}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    params = P.compose()  # a whole params.yaml: the stage checks every section before it starts
+    params["teacher"] = served_teacher(tmp_path)
+    params["debug"].update(trajectories_per_problem=1, max_rounds=1, seed=0, workers=2)
+    params["sandbox"].update(timeout_s=10.0, cpu_s=10, workers=2)
+    (tmp_path / "params.yaml").write_text(P.dump(params))
     write_jsonl(tmp_path / "data/problems.jsonl", load_seed(ROOT / "data/seed/problems.jsonl", limit=2))
     done = subprocess.run([sys.executable, str(ROOT / "stages/debug.py")], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
@@ -239,7 +240,6 @@ def test_the_debug_stage_with_a_served_teacher(tmp_path):
 @pytest.mark.slow
 def test_the_evaluate_stage_through_a_served_model(tmp_path, tiny_model_dir):
     """`eval.backend=vllm` with the stand-in serving the tiny HF model from the model folder."""
-    from iterpref import params as P
 
     params = P.compose(["experiment=smoke", "logging=disabled"])
     params["eval"].update({"backend": "vllm", "limit": 2, "sanity_gate": 0})
@@ -269,7 +269,6 @@ def test_the_evaluate_stage_through_a_served_model(tmp_path, tiny_model_dir):
 def test_the_served_presets_compose_and_build():
     """`teacher=llm_vllm` and `eval.backend=sglang` compose into generators the stages can build
     (nothing is started: that needs a GPU)."""
-    from iterpref import params as P
 
     p = P.compose(["teacher=llm_vllm", "eval.backend=sglang", "eval.server.tensor_parallel_size=2"])
     teacher = make_teacher(p["teacher"], sandbox=None)

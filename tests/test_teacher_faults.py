@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from chat_server import hermetic_env, last_user, serving  # noqa: F401 (fixtures)
 
+from iterpref import params as P
 from iterpref import debugging
 from iterpref.debugging.teachers import make_teacher
 from iterpref.llm.openai_api import OpenAIRequestError
@@ -64,12 +64,11 @@ def teacher_params(url: str, timeout_s: float = TIMEOUT_S) -> dict:
 
 def stage_dir(tmp_path: Path, problems, url: str, workers: int, timeout_s: float = TIMEOUT_S) -> Path:
     """A scratch project: params.yaml for an openai teacher at ``url``, and the problems."""
-    params = {
-        "teacher": teacher_params(url, timeout_s),
-        "debug": {"trajectories_per_problem": 1, "max_rounds": 2, "seed": 0, "workers": workers},
-        "sandbox": {"timeout_s": 10.0, "cpu_s": 10, "workers": 2},
-    }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    params = P.compose()  # a whole params.yaml: the stage checks every section before it starts
+    params["teacher"] = teacher_params(url, timeout_s)
+    params["debug"].update(trajectories_per_problem=1, max_rounds=2, seed=0, workers=workers)
+    params["sandbox"].update(timeout_s=10.0, cpu_s=10, workers=2)
+    (tmp_path / "params.yaml").write_text(P.dump(params))
     write_jsonl(tmp_path / "data/problems.jsonl", problems)
     return tmp_path
 

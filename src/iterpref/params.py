@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from iterpref.cli import UserError, command
+
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
@@ -79,6 +81,7 @@ def build(cls: type[T], section: dict[str, Any] | None, where: str) -> T:
     return cls(**section)
 
 
+@command
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write params.yaml as conf/ composes it.")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=smoke")
@@ -88,7 +91,7 @@ def main() -> None:
     try:
         text = dump(compose(args.overrides))
     except Exception as err:  # Hydra's and OmegaConf's wrappers around a ConfigError or a bad override
-        raise SystemExit(f"conf/ does not compose: {config_error(err)}") from None
+        raise UserError(f"conf/ does not compose: {config_error(err)}") from None
     if args.check:
         current = Path(args.out).read_text() if Path(args.out).exists() else ""
         if yaml.safe_load(current) != yaml.safe_load(text):

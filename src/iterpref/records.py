@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from iterpref.cli import UserError
+
 Span = tuple[int, int]
 
 
-class RecordError(ValueError):
+class RecordError(ValueError, UserError):
     """A record that does not match its schema; the message names file, line and field."""
 
 

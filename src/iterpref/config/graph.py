@@ -10,11 +10,14 @@ so does every module a package loads by name at run time (`DYNAMIC`).
 
 from __future__ import annotations
 
+import argparse
 import ast
 import sys
 from pathlib import Path
 
 import yaml
+
+from iterpref.cli import command
 
 ROOT = Path(__file__).resolve().parents[3]
 SRC = ROOT / "src"
@@ -136,7 +139,10 @@ def surplus(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
     return out
 
 
-def main() -> None:
+@command
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description="Print each dvc.yaml stage's code deps (its import closure); exit 1 when "
+                                        "dvc.yaml misses one, naming the stage and the file.").parse_args(argv)
     for stage, (script, _) in stage_scripts().items():
         files = sorted(p.relative_to(ROOT).as_posix() for p in closure(script))
         print(f"{stage}: {' '.join(files)}")

@@ -22,11 +22,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from iterpref.cli import UserError
+
 MISSING = dataclasses.MISSING
 CROSS_KEY = object()  # the "value" of a problem that ``__post_init__`` found across keys
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UserError):
     """One or more invalid keys of a composed configuration, one line each."""
 
     def __init__(self, problems: list[str]):

@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from iterpref.cli import command
 from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import write_jsonl
 from iterpref.evaluation.run import evaluate, generator_for
@@ -25,8 +26,13 @@ from iterpref.llm.served import ENGINES, ServerConfig
 from iterpref.sandbox import SandboxConfig
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Other modes: re-score a samples file with the official evaluator, without generating: "
+               "iterpref-rescore BENCHMARK SAMPLES [--against RESULT] (python -m iterpref.evaluation.rescore); "
+               "compare two variants' results with McNemar's test: iterpref-compare A B.")
     ap.add_argument("model", help="a local HF model folder (llama_cpp: a GGUF file)")
     ap.add_argument("benchmarks", nargs="+", choices=registry.names())
     ap.add_argument("--out", required=True, help="folder for the result files")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from iterpref import prompts
+from iterpref.cli import UserError
 from iterpref.records import RecordError, json_lines
 from iterpref.sandbox import SandboxConfig, run_python
 
@@ -87,7 +88,7 @@ class Verdict:
     detail: str = ""
 
 
-class SetupError(RuntimeError):
+class SetupError(RuntimeError, UserError):
     """The evaluation environment is at fault, not the model: missing or bad data, an
     evaluator that cannot run, reference solutions that fail."""
 

@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+from iterpref.cli import command
 from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import SetupError, numbered_jsonl
 from iterpref.sandbox import SandboxConfig
@@ -34,6 +35,7 @@ def read_samples(path: str | Path, known: set[str]) -> list[tuple[str, str]]:
     return rows
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("benchmark", choices=registry.names())

@@ -14,6 +14,8 @@ import json
 from math import comb
 from pathlib import Path
 
+from iterpref.cli import UserError, command
+
 
 def mcnemar_exact(gained: int, lost: int) -> float:
     """Two-sided exact McNemar p-value: the flips are Binomial(gained + lost, 1/2) under no difference."""
@@ -30,7 +32,7 @@ def compare(a: dict, b: dict) -> dict:
     pb = {t["task_id"]: t["passed"] for t in b["per_task"]}
     if set(pa) != set(pb):
         only = sorted(set(pa) ^ set(pb))[:5]
-        raise ValueError(f"{a['benchmark']}: the two results cover different tasks (e.g. {only})")
+        raise UserError(f"{a['benchmark']}: the two results cover different tasks (e.g. {only})")
     gained = sorted(t for t in pa if pb[t] and not pa[t])
     lost = sorted(t for t in pa if pa[t] and not pb[t])
     n = len(pa)
@@ -54,6 +56,7 @@ def compare_dirs(dir_a: Path, dir_b: Path, benchmarks: list[str] | None = None) 
     return out
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("a", help="the baseline variant (a folder under --eval-dir, or a path)")
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     resolve = lambda v: Path(v) if Path(v).is_dir() else Path(args.eval_dir) / v  # noqa: E731
     rows = compare_dirs(resolve(args.a), resolve(args.b), args.benchmarks)
     if not rows:
-        raise SystemExit(f"no benchmark has results for both {args.a} and {args.b}")
+        raise UserError(f"no benchmark has results for both {args.a} and {args.b} (under {args.eval_dir})")
     if args.json:
         print(json.dumps(rows, indent=2))
         return

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from iterpref.cli import UserError
 from iterpref.reporting.compare import compare
 from iterpref.reporting.summary import BENCH_TITLES, Inputs, scores
 
@@ -167,7 +168,7 @@ def render(inp: Inputs, out_dir: str | Path) -> tuple[dict[str, Path], dict[str,
         if bench in scored.get(a, {}) and bench in scored.get(b, {}):
             try:
                 comparisons[bench] = (scored[a][bench], compare(scored[a][bench], scored[b][bench]))
-            except ValueError:  # different task sets: the summary's significance section says so
+            except UserError:  # different task sets: the summary's significance section says so
                 pass
     curves = {v: t["curve"] for v, t in inp.train.items() if t.get("curve")}
     rates = (inp.pairs or {}).get("cumulative_pass_rate")

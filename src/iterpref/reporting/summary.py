@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
+from iterpref.cli import UserError
 from iterpref.pairs.diff import span_line_indices
 from iterpref.records import json_lines
 from iterpref.reporting.compare import compare
@@ -164,7 +165,7 @@ def significance(table: dict[str, dict[str, dict]], benchmarks: list[str]) -> tu
                 continue
             try:
                 rows.append({"a": a, "b": b, **compare(ra, rb)})
-            except ValueError as err:
+            except UserError as err:  # different task sets
                 skipped.append(f"{b} vs {a}: {err}")
     return rows, skipped
 

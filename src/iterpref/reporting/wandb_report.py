@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iterpref.cli import UserError, command
 from iterpref.tracking.wandb_runs import OfflineRun, offline_runs
 
 TRAIN_CURVES = ("train/loss", "train/rewards/margins", "train/rewards/accuracies")
@@ -114,6 +115,7 @@ def definition(report) -> dict:
             "spec": json.loads(model.spec.model_dump_json(by_alias=True, exclude_none=True))}
 
 
+@command
 def main() -> None:
     parser = argparse.ArgumentParser(description="Build a W&B report comparing experiments' variants.")
     parser.add_argument("--entity", required=True, help="W&B entity (user or team) the runs were synced to")
@@ -133,7 +135,7 @@ def main() -> None:
         project = P.load()["logging"]["wandb"]["project"]
     c = contents(runs, args.group) if runs else Contents(groups=args.group or [])
     if not c.groups:
-        raise SystemExit(f"no offline runs under {args.wandb_dir}/ and no --group: nothing to compare")
+        raise UserError(f"no offline runs under {args.wandb_dir}/ and no --group: nothing to compare")
     report = build(c, args.entity, project, args.title, link_runsets=not args.out)
     if args.out:
         Path(args.out).write_text(json.dumps(definition(report), indent=2) + "\n")
