@@ -18,7 +18,7 @@ from iterpref.records import Pair, Problem, Trajectory, read_jsonl
 pytestmark = pytest.mark.slow
 
 
-def status(root, env) -> dict:
+def dvc_status(root, env) -> dict:
     """`dvc status --json`."""
     return json.loads(subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=root, env=env,
                                      capture_output=True, text=True, check=True).stdout)
@@ -26,7 +26,7 @@ def status(root, env) -> dict:
 
 def changed_stages(root, env) -> set[str]:
     """The stages `dvc status` calls out of date."""
-    return set(status(root, env))
+    return set(dvc_status(root, env))
 
 
 def stale_after_edit(root, env, rel: str) -> set[str]:
@@ -94,7 +94,9 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     assert json.loads((root / "reports/eval/reference/humaneval.json").read_text())["sanity"]["pass_rate"] == 1.0
 
     metrics = json.loads((root / "reports/metrics.json").read_text())
-    assert set(metrics) == {"reference", "dpo", "target_dpo"}
+    assert set(metrics) == {"reference", "dpo", "target_dpo", "data"}
+    assert metrics["data"] == {"problems": 8, "pairs": len(pairs)}
+    assert metrics["dpo"]["train_loss"] == round(json.loads((root / "reports/train/dpo.json").read_text())["train_loss"], 4)
     summary = (root / "reports/summary.md").read_text()
     for variant in ("reference", "dpo", "target_dpo"):
         assert f"| {variant} |" in summary
@@ -114,14 +116,14 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     judge = root / "src/iterpref/sandbox/judge.py"
     text = judge.read_text()
     judge.write_text(text + "# an edit\n")
-    stale = lock.stale(status(root, env), lock.tracked(root))  # what `make lock-check` reports
+    stale = lock.stale(dvc_status(root, env), lock.tracked(root))  # what `make lock-check` reports
     judge.write_text(text)
     assert set(stale) == {"synthesize", "debug"} | evals
     assert stale["debug"] == ["src/iterpref/sandbox modified"]  # the stage lists the sandbox package
     assert stale_after_edit(root, env, "src/iterpref/pairs/diff.py") == {"pairs", "train@dpo", "train@target_dpo", "report"}
     assert stale_after_edit(root, env, "src/iterpref/reporting/summary.py") == {"report"}
     assert stale_with(root, env, ["experiment=smoke", "logging.wandb.project=renamed", "logging.wandb.group=g"]) == set()
-    assert stale_with(root, env, ["experiment=smoke", "eval.by_benchmark.mbpp.sampling.max_new_tokens=48"]) == {
+    assert stale_with(root, env, ["experiment=smoke", "+eval.by_benchmark.mbpp.limit=4"]) == {
         "evaluate_reference@mbpp", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp"}
     # a third benchmark: its own new stages only, no existing evaluation
     assert stale_with(root, env, ["experiment=smoke", "eval.benchmarks=[humaneval,mbpp,humaneval_plus]"]) == {
