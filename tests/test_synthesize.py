@@ -128,9 +128,12 @@ def test_a_killed_stage_restarts_without_repeating_an_answered_request(tmp_path)
                                 start_new_session=True)
         cache = tmp_path / ".cache/teacher"
         deadline = time.monotonic() + 60
-        while len(list(cache.glob("*/*.json"))) < 3 and time.monotonic() < deadline:
+        # both hung requests must have reached the server before the kill, not only the 3 answers
+        while ((len(list(cache.glob("*/*.json"))) < 3 or len(server.requests) < 5)
+               and time.monotonic() < deadline):
             time.sleep(0.05)
         assert len(list(cache.glob("*/*.json"))) == 3, proc.stderr.read1().decode()[-2000:]
+        assert len(server.requests) == 5, [last_user(r.body)[:80] for r in server.requests]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         hang["on"] = False
