@@ -26,7 +26,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bigcodebench"
 FULL = FIXTURES / "BigCodeBench-mini.jsonl"  # real tasks 4, 7, 86, 116, 33
 HARD = FIXTURES / "BigCodeBench-Hard-mini.jsonl"  # real Hard tasks 19, 120, 100
 SANDBOX = SandboxConfig(workers=2)
-DATA = {"bigcodebench_full": str(FULL), "bigcodebench_hard": str(HARD)}
+DATA = {f"bigcodebench_{subset}_{split}": str(FULL if subset == "full" else HARD)
+        for subset in ("full", "hard") for split in ("complete", "instruct")}
 
 # Wrong answers, each as a copy of a fixture task under its own id: (task, answer, error type).
 CASES = {
@@ -111,7 +112,7 @@ def full_run(tmp_path_factory):
     records = {r["task_id"]: r for r in read(FULL)}
     data = tmp / "BigCodeBench-cases.jsonl"
     write_jsonl(data, [*records.values(), *({**records[src], "task_id": tid} for tid, (src, _, _) in CASES.items())])
-    bench = registry.get("bigcodebench_full_complete", {"bigcodebench_full": str(data)})
+    bench = registry.get("bigcodebench_full_complete", {"bigcodebench_full_complete": str(data)})
     bench.cache_dir = tmp / "cache"
     tasks = bench.load()
     codes = []
@@ -202,7 +203,7 @@ def test_timeout_verdict_equals_the_cli_at_the_official_limit(tmp_path):
     """bigcodebench's own 240 s limit, ours and the CLI's side by side (about 4 minutes)."""
     data = tmp_path / "one.jsonl"
     write_jsonl(data, [r for r in read(HARD) if r["task_id"] == "BigCodeBench/100"])
-    bench = registry.get("bigcodebench_hard_complete", {"bigcodebench_hard": str(data)})
+    bench = registry.get("bigcodebench_hard_complete", {"bigcodebench_hard_complete": str(data)})
     bench.cache_dir = tmp_path / "cache"
     (task,) = bench.load()
     cli_folder = tmp_path / "cli"
@@ -231,7 +232,7 @@ def test_registry_builds_all_four(monkeypatch):
             bench = registry.get(f"bigcodebench_{subset}_{split}", DATA)
             assert (bench.name, bench.subset, bench.split) == (f"bigcodebench_{subset}_{split}", subset, split)
             assert bench.title == f"BCB-{subset.capitalize()} {split.capitalize()}"
-            assert bench.setting == f"eval.data.bigcodebench_{subset}"
+            assert bench.setting == f"eval.data.bigcodebench_{subset}_{split}"
             assert bench.override_env == "BIGCODEBENCH_OVERRIDE_PATH" and bench.packages == ("bigcodebench",)
             assert bench.versions()["bigcodebench"] == "0.2.5"
             tasks = bench.load()
@@ -262,8 +263,8 @@ def test_samples_are_the_official_rows():
 
 
 def test_missing_data_file_names_the_setting(tmp_path):
-    with pytest.raises(SetupError, match=r"nope\.jsonl does not exist \(set by eval\.data\.bigcodebench_hard\)"):
-        registry.get("bigcodebench_hard_instruct", {"bigcodebench_hard": str(tmp_path / "nope.jsonl")})
+    with pytest.raises(SetupError, match=r"nope\.jsonl does not exist \(set by eval\.data\.bigcodebench_hard_instruct\)"):
+        registry.get("bigcodebench_hard_instruct", {"bigcodebench_hard_instruct": str(tmp_path / "nope.jsonl")})
 
 
 def test_unreachable_hub_fails_fast_naming_the_setting(tmp_path, monkeypatch):
@@ -282,7 +283,7 @@ def test_unreachable_hub_fails_fast_naming_the_setting(tmp_path, monkeypatch):
             bench = registry.get("bigcodebench_hard_complete")
             bench.probe_timeout_s = 1.0
             start = time.time()
-            with pytest.raises(SetupError, match=r"eval\.data\.bigcodebench_hard is null.*cannot be reached") as e:
+            with pytest.raises(SetupError, match=r"eval\.data\.bigcodebench_hard_complete is null.*cannot be reached") as e:
                 bench.load()
             assert time.time() - start < 5
             assert "BigCodeBench-Hard-v0.1.4.jsonl" in str(e.value)
@@ -306,11 +307,11 @@ def test_bad_record_names_file_line_and_field(tmp_path):
     bad = tmp_path / "bad.jsonl"
     write_jsonl(bad, rows)
     with pytest.raises(SetupError, match=rf"{bad}:2: field 'test' missing or not text"):
-        registry.get("bigcodebench_full_complete", {"bigcodebench_full": str(bad)}).load()
+        registry.get("bigcodebench_full_complete", {"bigcodebench_full_complete": str(bad)}).load()
     rows[1]["test"], rows[2]["entry_point"] = "", 3
     write_jsonl(bad, rows)
     with pytest.raises(SetupError, match=rf"{bad}:3: field 'entry_point'"):
-        registry.get("bigcodebench_full_complete", {"bigcodebench_full": str(bad)}).load()
+        registry.get("bigcodebench_full_complete", {"bigcodebench_full_complete": str(bad)}).load()
     bad.write_text(FULL.read_text().splitlines()[0] + "\n{not json\n")
     with pytest.raises(SetupError, match=rf"{bad}:2: invalid JSON"):
-        registry.get("bigcodebench_full_complete", {"bigcodebench_full": str(bad)}).load()
+        registry.get("bigcodebench_full_complete", {"bigcodebench_full_complete": str(bad)}).load()

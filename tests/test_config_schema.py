@@ -43,7 +43,11 @@ def compose_error(overrides: list[str], conf_dir: Path | None = None) -> str:
     ("train.run=[dpo,tdpo]", "train.run = 'tdpo': expected one of the variants"),
     ("eval.benchmarks=[humaneval,livecodebench]", "eval.benchmarks: unknown benchmark 'livecodebench'"),
     ("problems.seed.path=/tmp/mine.jsonl", "problems.seed.path: '/tmp/mine.jsonl' is outside data/seed/"),
-    ("eval.data.humaneval_plus=/data/HumanEvalPlus.jsonl", "eval.data.humaneval_plus: '/data/HumanEvalPlus.jsonl' is outside data/benchmarks/"),
+    ("eval.data.humaneval_plus=/data/HumanEvalPlus.jsonl",
+     "eval.data.humaneval_plus: '/data/HumanEvalPlus.jsonl' is outside data/benchmarks/humaneval_plus/"),
+    ("eval.data.mbpp_plus=data/benchmarks/humaneval_plus/MbppPlus.jsonl",  # another benchmark's folder
+     "eval.data.mbpp_plus: 'data/benchmarks/humaneval_plus/MbppPlus.jsonl' is outside data/benchmarks/mbpp_plus/"),
+    ("+eval.data.bigcodebench_full=data/benchmarks/x.jsonl", "eval.data.bigcodebench_full"),
 ])
 def test_a_bad_value_fails_composition_naming_key_value_and_expectation(override, line):
     msg = compose_error([override])

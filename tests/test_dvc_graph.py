@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from iterpref.config import graph
+from iterpref.evaluation import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 SANDBOXED = ("synthesize", "debug", "evaluate_reference", "evaluate")
@@ -72,9 +73,12 @@ def test_data_folders_a_parameter_points_into_are_deps():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert "data/seed" in stages["synthesize"]["deps"]
     assert "data/benchmarks" in stages["synthesize"]["deps"]
-    assert "data/benchmarks" in stages["evaluate"]["deps"]
-    assert "data/benchmarks" in stages["evaluate_reference"]["do"]["deps"]
-    assert (ROOT / "data/benchmarks").is_dir() and (ROOT / "data/seed").is_dir()  # a dep must exist in a clone
+    # an evaluation depends on its own benchmark's folder only, which must exist in a clone
+    assert "data/benchmarks/${item.benchmark}" in stages["evaluate"]["deps"]
+    assert "data/benchmarks/${item}" in stages["evaluate_reference"]["do"]["deps"]
+    assert (ROOT / "data/seed").is_dir()
+    for name in registry.names():
+        assert (ROOT / "data/benchmarks" / name).is_dir(), f"data/benchmarks/{name}/ is missing (an evaluate dep)"
 
 
 def test_bookkeeping_is_no_stage_param():

@@ -125,6 +125,12 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     assert stale_with(root, env, ["experiment=smoke", "logging.wandb.project=renamed", "logging.wandb.group=g"]) == set()
     assert stale_with(root, env, ["experiment=smoke", "+eval.by_benchmark.mbpp.limit=4"]) == {
         "evaluate_reference@mbpp", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp"}
+    # a benchmark's data (a file in its folder, or eval.data pointing at one): its evaluations only,
+    # and synthesize, which checks problems against every benchmark
+    mbpp_evals = {"evaluate_reference@mbpp", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp"}
+    assert stale_after_edit(root, env, "data/benchmarks/mbpp/.gitkeep") == {"synthesize"} | mbpp_evals
+    assert stale_with(root, env, ["experiment=smoke", "eval.data.mbpp=data/benchmarks/mbpp/mine.jsonl"]) == {
+        "synthesize"} | mbpp_evals
     # a third benchmark: its own new stages only, no existing evaluation
     assert stale_with(root, env, ["experiment=smoke", "eval.benchmarks=[humaneval,mbpp,humaneval_plus]"]) == {
         "evaluate_reference@humaneval_plus", "evaluate@dpo-humaneval_plus", "evaluate@target_dpo-humaneval_plus",

@@ -16,7 +16,7 @@ from iterpref import params as P
 from iterpref.problems import codeio, hf
 from iterpref.problems.base import Candidate
 from iterpref.problems.build import build, validate_all
-from iterpref.problems.decontaminate import DecontaminateConfig, decontaminate, load_index
+from iterpref.problems.decontaminate import DecontaminateConfig, benchmark_names, decontaminate, load_index
 from iterpref.problems.dedup import DedupConfig, deduplicate
 from iterpref.problems.validate import ValidateConfig, validate
 from iterpref.records import Problem
@@ -211,3 +211,19 @@ def test_hf_hub_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match=r"online only; offline, set problems.hf.data_files"):
         hf.harvest(hf.Config())
+
+
+def test_decontamination_adds_each_local_benchmark_file_once(tmp_path):
+    """A benchmark with a local file is checked too; BigCodeBench's complete and instruct folders
+    hold copies of one file, indexed once."""
+    full = tmp_path / "BigCodeBench-v0.1.4.jsonl"
+    full.write_text('{"task_id": "BigCodeBench/0"}\n')
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(full.read_bytes())
+    plus = tmp_path / "HumanEvalPlus.jsonl"
+    plus.write_text('{"task_id": "HumanEval/0"}\n')
+    data = {"bigcodebench_full_complete": str(full), "bigcodebench_full_instruct": str(copy),
+            "humaneval_plus": str(plus), "mbpp_plus": None}
+    cfg = DecontaminateConfig(benchmarks=["humaneval", "mbpp"])
+    assert benchmark_names(cfg, data) == ["humaneval", "mbpp", "humaneval_plus", "bigcodebench_full_complete"]
+    assert benchmark_names(cfg, {}) == ["humaneval", "mbpp"]

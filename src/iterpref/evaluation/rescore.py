@@ -41,12 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("benchmark", choices=registry.names())
     ap.add_argument("samples", help="a samples file in the benchmark's format (the evaluate stage's .samples.jsonl)")
     ap.add_argument("--against", help="a result document (reports/eval/VARIANT/BENCHMARK.json) to compare verdicts with")
-    ap.add_argument("--data", help="the benchmark's local data file (eval.data.<key>)")
+    ap.add_argument("--data", help="the benchmark's local data file (eval.data.<benchmark>)")
     ap.add_argument("--timeout", type=float, default=3.0, help="per-task time limit (eval.timeout_s)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
-    key = registry.BENCHMARKS[args.benchmark][3]
-    bench = registry.get(args.benchmark, {key: args.data})
+    bench = registry.get(args.benchmark, {args.benchmark: args.data})
     by_id = {t.task_id: t for t in bench.load()}
     rows = read_samples(args.samples, set(by_id))
     start = time.time()

