@@ -6,19 +6,10 @@
 its own and its keys and values are written into the freed row of the running cache. Greedy
 replies are token-for-token those of decoding each prompt alone (tests/test_hf_decode.py).
 
-Where the time went before (SmolLM2-135M fp32, 2 CPU cores, the 32 longest HumanEval prompts,
-greedy, at most 320 new tokens; static batches of 32 that drop finished rows):
-- prefill: about 40% of the batch. The prompts were left-padded to the longest (14.8k token slots
-  for 9.7k real tokens), and the model computed 49k-vocabulary logits for every prompt position
-  (a fifth of the prefill FLOPs and a 2 GB logits tensor) to keep only the last one.
-- decode: `DynamicCache` appends each step with `torch.cat`, which copies the whole cache: 30
-  layers x keys and values of [rows, 3, ~500, 64] floats, 45% of a decode step's time.
-- runaway rows (15 of these 32 replies never close their code block and run to 320 tokens)
-  kept the batch at half its width for most of its steps while the other prompts waited.
-- the stop check (decode the whole reply, search it) was 0.4% of the time.
-So: prefill each prompt alone with ``logits_to_keep=1`` (no padding, one vocabulary row), keep
-every layer's keys and values in one buffer that a step writes one column of in place, refill
-freed rows at once, and decode only a reply's last tokens to see whether it can have stopped.
+Prefill runs each prompt alone with ``logits_to_keep=1`` (no padding, one vocabulary row); every
+layer's keys and values live in one buffer that a decode step writes one column of in place;
+freed rows are refilled at once; and only a reply's last tokens are decoded to see whether it
+can have stopped (docs: benchmarks, "The in-process decoder on CPU", says what each costs).
 
 Prompts also share their beginnings: every chat prompt starts with the same system turn and
 instruction (55 of the 161 tokens of an average HumanEval prompt for Qwen2.5-Coder), a debugging
@@ -54,8 +45,8 @@ ROOM = 32
 TAIL_TOKENS = 8
 # Prompt lookup: at most this many draft tokens a step, drafted from the row's own prompt and
 # reply by an n-gram of this length. A step that checks drafts costs more than a plain one (every
-# row computes the step's full width), so with all rows busy it need not pay: bench_generation
-# measured no gain at 16 rows on the 0.5B (README).
+# row computes the step's full width), so with all rows busy it need not pay (bench_generation
+# measures it).
 MAX_DRAFT = 16
 LOOKUP_NGRAM = 3
 # Keys and values of recent prompts kept for reuse, in tokens: 8192 are 100 MB for the 0.5B in
@@ -86,9 +77,8 @@ def _next_tokens(logits, sampling: SamplingConfig, generators: list) -> list[int
 class _PackedLinear(torch.nn.Module):
     """A bfloat16 `torch.nn.Linear` for CPU decoding, its weight reordered once into oneDNN's
     blocked layout. A plain bf16 weight is reordered inside every call, which a decode step of a
-    few rows pays for in full: on this 2-core CPU at 16 rows the 0.5B's output layer (151,936 x
-    896) takes 26.6 ms plain and 15.6 ms packed, its 896 -> 4864 projections 0.57 and 0.44 ms,
-    with the outputs equal bit for bit (the same kernel runs, only the reorder moves)."""
+    few rows pays for in full; the outputs are equal bit for bit (the same kernel runs, only the
+    reorder moves)."""
 
     def __init__(self, linear: torch.nn.Linear, rows: int = 16):
         super().__init__()
@@ -118,9 +108,8 @@ def pack_linears(model) -> int:
 def _decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """Attention of the few new tokens of a decode step (one, or a prompt-lookup draft) as two
     matmuls and a float32 softmax, for bfloat16 on CPU, where torch's flash-attention kernel
-    (sdpa) takes 2.5x as long (32 rows x 500 columns: 1.9 vs 0.75 ms a layer, 40% of a decode
-    step). Prompts (prefill: no mask, many tokens) go to sdpa. The scores are rounded to
-    bfloat16 as in transformers' eager attention."""
+    (sdpa) is slower for a few query tokens. Prompts (prefill: no mask, many tokens) go to sdpa.
+    The scores are rounded to bfloat16 as in transformers' eager attention."""
     if attention_mask is None or query.shape[2] > MAX_DRAFT + 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
