@@ -15,9 +15,10 @@ from pathlib import Path
 from iterpref import params as P
 from iterpref import runtime, tracking
 from iterpref.evaluation import registry
-from iterpref.evaluation.benchmark import SetupError, write_jsonl
+from iterpref.evaluation.benchmark import SetupError
 from iterpref.evaluation.run import evaluate, generator_for, settings_for
 from iterpref.llm.served import ServerConfig
+from iterpref.records import write_jsonl
 from iterpref.sandbox import SandboxConfig
 
 if __name__ == "__main__":

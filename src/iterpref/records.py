@@ -258,8 +258,8 @@ def config_hash(*parts) -> str:
 
 
 def to_dict(record: Any) -> dict[str, Any]:
-    """The JSON-ready dict of a record (tuples become lists)."""
-    return dataclasses.asdict(record)
+    """The JSON-ready dict of a record (tuples become lists); a dict is its own."""
+    return record if isinstance(record, dict) else dataclasses.asdict(record)
 
 
 def json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:

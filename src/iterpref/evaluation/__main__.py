@@ -19,7 +19,7 @@ from pathlib import Path
 
 from iterpref.cli import command
 from iterpref.evaluation import registry
-from iterpref.evaluation.benchmark import write_jsonl
+from iterpref.records import write_jsonl
 from iterpref.evaluation.run import evaluate, generator_for
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.served import ENGINES, ServerConfig

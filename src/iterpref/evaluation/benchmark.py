@@ -12,7 +12,6 @@ and the samples go into a work folder bound read-write, the evaluator runs there
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -177,13 +176,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def write_jsonl(path: str | os.PathLike, rows) -> None:
-    """Rows as JSON lines."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-
-
 def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
     """``(line number, record)`` of each JSON object in a JSON-lines file (gzip when the name
     ends in .gz); a bad line or an unreadable file is a SetupError naming the file and line."""
@@ -200,7 +192,7 @@ def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
     return rows
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def json_objects(path: str | os.PathLike) -> list[dict]:
     """The JSON objects of a JSON-lines file (see `numbered_jsonl`)."""
     return [row for _, row in numbered_jsonl(path)]
 
@@ -212,7 +204,7 @@ def defines(code: str, name: str) -> bool:
 
 def run_official(args: list[str], files: dict[str, str | os.PathLike], results: str, sandbox: SandboxConfig,
                  budget_s: float, env: dict[str, str] | None = None, memory_mb: int | None = None,
-                 parse: Callable[[Path], Any] = read_jsonl) -> Any:
+                 parse: Callable[[Path], Any] = json_objects) -> Any:
     """Run an official evaluator (``python <args>``) inside the sandbox and parse its results file.
 
     Args:

@@ -65,7 +65,7 @@ from importlib import metadata
 from pathlib import Path
 
 from iterpref.evaluation import errors
-from iterpref.evaluation.benchmark import (Benchmark, SetupError, Task, Verdict, defines, numbered_jsonl, read_jsonl,
+from iterpref.evaluation.benchmark import (Benchmark, SetupError, Task, Verdict, defines, numbered_jsonl, json_objects,
                                            run_official)
 from iterpref.sandbox import SandboxConfig
 
@@ -148,6 +148,15 @@ def unreachable(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     if thread.is_alive():
         return f"no answer within {timeout_s:g} s"
     return why[0] if why else None
+
+
+def nltk_data_dirs() -> list[str]:
+    """The host's nltk corpus folders outside what the sandbox shows anyway (the venv, /usr):
+    the entries of ``$NLTK_DATA`` and ``~/nltk_data`` (where ``python -m nltk.downloader``
+    puts them), those that exist. BigCodeBench's text tasks load corpora (stopwords, punkt)
+    from them; the sandbox binds them read-only and names them in the tasks' ``NLTK_DATA``."""
+    dirs = [d for d in os.environ.get("NLTK_DATA", "").split(os.pathsep) if d] + [os.path.expanduser("~/nltk_data")]
+    return [d for d in dict.fromkeys(os.path.abspath(d) for d in dirs) if os.path.isdir(d)]
 
 
 def environment_key(memory_mb: int) -> str:
@@ -286,7 +295,7 @@ class BigCodeBench(Benchmark):
     def _data_for(self, tasks: list[Task]) -> Path | str:
         """The data file to score ``tasks`` on: the file itself when they are all of it, in
         order, else the lines of just those tasks."""
-        if [t.task_id for t in tasks] == [r["task_id"] for r in read_jsonl(self.data_file())]:
+        if [t.task_id for t in tasks] == [r["task_id"] for r in json_objects(self.data_file())]:
             return self.data_file()
         return "".join(json.dumps(t.record) + "\n" for t in tasks)
 
@@ -300,7 +309,8 @@ class BigCodeBench(Benchmark):
 
     def _sandbox(self, sandbox: SandboxConfig, workers: int) -> SandboxConfig:
         # per running task: a manager process, the task's child and its own manager, with threads
-        return replace(sandbox, max_processes=max(sandbox.max_processes, 64 + 32 * workers))
+        return replace(sandbox, max_processes=max(sandbox.max_processes, 64 + 32 * workers),
+                       read_only=[*sandbox.read_only, *nltk_data_dirs()])
 
     def _args(self, workers: int) -> list[str]:
         return ["--execution", "local", "--split", self.split, "--subset", self.subset, "--pass_k", "1,5",
@@ -311,6 +321,8 @@ class BigCodeBench(Benchmark):
         env = {"BIGCODEBENCH_OVERRIDE_PATH": "{work}/data.jsonl", "XDG_CACHE_HOME": "{work}/xdg"}
         if self.task_timeout_s is not None:
             env["ITERPREF_BCB_TASK_TIMEOUT"] = repr(float(self.task_timeout_s))
+        if nltk_data_dirs():
+            env["NLTK_DATA"] = os.pathsep.join(nltk_data_dirs())
         return env
 
     def groundtruth(self, data: Path | str, sandbox: SandboxConfig, workers: int, n_tasks: int) -> Path | None:
