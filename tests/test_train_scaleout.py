@@ -1,11 +1,12 @@
-"""The train stage scaled out: accelerate DDP on CPU (gloo), kill and resume, LoRA end to end,
-gradient checkpointing. Every run is the real `python stages/train.py VARIANT` in a temporary
-work folder (params.yaml, models/student = the tiny model, data/pairs.jsonl), as DVC runs it.
+"""The train stage scaled out: accelerate DDP, FSDP and DeepSpeed ZeRO-3 on CPU (gloo), kill and
+resume, LoRA end to end, gradient checkpointing. Every run is the real `python stages/train.py
+VARIANT` in a temporary work folder (params.yaml, models/student = the tiny model,
+data/pairs.jsonl), as DVC runs it.
 
-Tolerances. DDP and one process see the same pairs in the same steps (the global batch is the
+Tolerances. 2 processes and one see the same pairs in the same steps (the global batch is the
 same; accelerate's seeded sampler shards each global batch), but the arithmetic differs: each
 rank pads its half of the batch to its own length and the gradients are averaged by an
-all-reduce instead of inside one mean. In fp32 that moves a loss by about 1e-7; the weights, after
+all-reduce (FSDP, ZeRO-3: a reduce-scatter onto each rank's shard) instead of inside one mean. In fp32 that moves a loss by about 1e-7; the weights, after
 AdamW (whose update m / sqrt(v) turns a tiny gradient difference on a near-zero gradient into a
 visible one), agree to far less than one step's size: we allow 1e-2 * lr * steps per weight.
 """
@@ -86,21 +87,47 @@ def max_weight_diff(a: dict, b: dict) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-# --------------------------------------------------------------------------- DDP
+# --------------------------------------------------------------------------- DDP, FSDP, ZeRO-3
+
+# the evaluate stage's settings for a quick HumanEval run on a trained tiny model
+QUICK_EVAL = ["eval.benchmarks=[humaneval]", "eval.limit=2", "eval.sanity_gate=0", "eval.sampling.max_new_tokens=8"]
+# what accelerate calls each shipped config's processes on CPU, as train_metrics.json records it
+DISTRIBUTED = {"ddp": "MULTI_CPU", "fsdp": "FSDP", "zero3": "DEEPSPEED"}
+
+
+@pytest.fixture(scope="module")
+def three_steps(tiny_model_dir, tmp_path_factory):
+    """The train stage on 12 pairs for 3 steps of a global batch of 4, by launch: ``one`` process
+    (batch 4) or 2 processes (2 each) under the shipped ``ddp``, ``fsdp`` or ``zero3`` config.
+    Each launch runs once per module; returns its folder and log."""
+    runs = {}
+
+    def run(launch: str) -> tuple[Path, str]:
+        if launch not in runs:
+            settings = ["train.common.max_steps=3"] + QUICK_EVAL
+            if launch == "one":
+                settings += ["train.common.per_device_batch_size=4"]
+            else:
+                settings += ["train.common.per_device_batch_size=2", "train.launcher=accelerate",
+                             f"train.accelerate={launch}", "train.num_processes=2", f"train.main_process_port={free_port()}"]
+            folder = workdir(tmp_path_factory.mktemp(launch), tiny_model_dir, 12, settings)
+            proc = run_stage(folder, "target_dpo")
+            runs[launch] = folder, proc.stdout + proc.stderr
+        return runs[launch]
+
+    return run
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one(tiny_model_dir, tmp_path):
-    """2-process DDP (gloo) against one process, same global batch of 4 pairs, 3 steps."""
+@pytest.mark.parametrize("launch", ["ddp", "fsdp", "zero3"])
+def test_two_processes_match_one(launch, three_steps, tiny_model_dir):
+    """2 CPU processes (gloo) against one, same global batch, 3 steps: DDP, FSDP (parameters
+    sharded over the 2 ranks) and DeepSpeed ZeRO-3 follow the same losses and end at the same weights."""
+    if launch == "zero3":
+        pytest.importorskip("deepspeed", reason="ZeRO-3 needs the deepspeed extra (pip install -e .[deepspeed])")
     steps, lr = 3, 1e-3
-    common = ["train.common.max_steps=3"]
-    one = workdir(tmp_path / "one", tiny_model_dir, 12, common + ["train.common.per_device_batch_size=4"])
-    two = workdir(tmp_path / "two", tiny_model_dir, 12, common + [
-        "train.common.per_device_batch_size=2", "train.launcher=accelerate", "train.accelerate=ddp",
-        "train.num_processes=2", f"train.main_process_port={free_port()}"])
-    run_stage(one, "target_dpo")
-    proc = run_stage(two, "target_dpo")
-    log = proc.stdout + proc.stderr
+    one, _ = three_steps("one")
+    two, log = three_steps(launch)
     assert "accelerate.commands.launch" in log  # the stage re-launched itself
 
     a, b = curve(one, "target_dpo"), curve(two, "target_dpo")
@@ -111,7 +138,10 @@ def test_ddp_two_processes_match_one(tiny_model_dir, tmp_path):
     assert a[-1]["loss"] != a[0]["loss"]  # it trained
     report = json.loads((two / "reports" / "train" / "target_dpo.json").read_text())
     assert report["processes"] == 2 and report["steps"] == steps
+    metrics = json.loads((two / "models" / "trained" / "target_dpo" / "train_metrics.json").read_text())
+    assert metrics["distributed"] == DISTRIBUTED[launch]
 
+    # a plain HF folder: the same tensors as one process wrote (tied lm_head not written twice)
     diff = max_weight_diff(weights(one, "target_dpo"), weights(two, "target_dpo"))
     start = load_file(Path(tiny_model_dir) / "model.safetensors")
     moved = max_weight_diff(start, weights(one, "target_dpo"))
@@ -124,6 +154,40 @@ def test_ddp_two_processes_match_one(tiny_model_dir, tmp_path):
     ref_bars = re.findall(r"Computing reference log probs for train dataset: 100%.*? (\d+)/(\d+)", log)
     assert ref_bars and {b for b in ref_bars} == {("3", "3")}, ref_bars
     assert not (two / ".cache" / "train" / "target_dpo").exists() or not any((two / ".cache" / "train" / "target_dpo").iterdir())
+
+
+@pytest.mark.slow
+def test_fsdp_model_loads_scores_and_evaluates(three_steps):
+    """The folder FSDP saved loads with transformers; its per-token log-probs on a pair equal the
+    one-process model's (the weights agree to 1e-5, so the log-probs to far less than 1e-4),
+    and the evaluate stage generates and scores HumanEval tasks with it."""
+    from test_training import ALL, load_tiny
+
+    one, _ = three_steps("one")
+    fsdp, _ = three_steps("fsdp")
+    pair = ALL[0]
+    trained = Path("models") / "trained" / "target_dpo"
+    logps = {}
+    for name, folder in (("one", one / trained), ("fsdp", fsdp / trained), ("start", one / "models" / "student")):
+        model, tok = load_tiny(folder)
+        messages = [{"role": "user", "content": pair.prompt}, {"role": "assistant", "content": pair.chosen}]
+        ids = tok.apply_chat_template(messages, return_tensors="pt", return_dict=True)["input_ids"]
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1]
+        logps[name] = torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None])[:, 0]
+    assert (logps["one"] - logps["fsdp"]).abs().max().item() <= 1e-4
+    assert (logps["one"] - logps["start"]).abs().max().item() > 1e-2  # training changed them
+
+    report = evaluate_stage(fsdp, "target_dpo")
+    assert report["tasks"] == 2 and report["generation"]["model_dir"] == "models/trained/target_dpo"
+
+
+def evaluate_stage(folder: Path, variant: str) -> dict:
+    """Run ``stages/evaluate.py VARIANT humaneval`` in ``folder``; its report."""
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), variant, "humaneval"],
+                          cwd=folder, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((folder / "reports" / "eval" / variant / "humaneval.json").read_text())
 
 
 # --------------------------------------------------------------------------- kill and resume
@@ -176,8 +240,7 @@ def test_lora_trains_merges_and_evaluates(tiny_model_dir, tmp_path):
     files) whose linear weights moved and embeddings did not, and the evaluate stage scores it."""
     folder = workdir(tmp_path / "lora", tiny_model_dir, 8, [
         "train.common.per_device_batch_size=4", "train.common.max_steps=2", "train.common.learning_rate=1e-2",
-        "train.common.lora={r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: all-linear}",
-        "eval.benchmarks=[humaneval]", "eval.limit=2", "eval.sanity_gate=0", "eval.sampling.max_new_tokens=8"])
+        "train.common.lora={r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: all-linear}"] + QUICK_EVAL)
     run_stage(folder, "target_dpo")
     out = folder / "models" / "trained" / "target_dpo"
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
@@ -188,10 +251,7 @@ def test_lora_trains_merges_and_evaluates(tiny_model_dir, tmp_path):
     assert any("q_proj" in k for k in changed) and any("mlp" in k for k in changed)
     assert not any("embed" in k or "norm" in k for k in changed)
 
-    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "target_dpo", "humaneval"],
-                          cwd=folder, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads((folder / "reports" / "eval" / "target_dpo" / "humaneval.json").read_text())
+    report = evaluate_stage(folder, "target_dpo")
     assert report["tasks"] == 2 and report["generation"]["model_dir"] == "models/trained/target_dpo"
 
 
@@ -245,7 +305,7 @@ def yaml_load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def test_launch_settings_are_checked(monkeypatch):
+def test_launch_settings_are_checked(monkeypatch, tmp_path):
     from iterpref.training import launch
 
     with pytest.raises(ValueError, match="train.launcher"):
@@ -255,10 +315,11 @@ def test_launch_settings_are_checked(monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"shipped: \['ddp', 'fsdp', 'zero3'\]"):
         launch.LaunchConfig(launcher="accelerate", accelerate="zero2").config_file()
     monkeypatch.delenv(launch.LAUNCHED_ENV, raising=False)
-    # on CPU, FSDP and ZeRO-3 would silently run as DDP: refused before anything is launched
-    for name in ("fsdp", "zero3"):
-        with pytest.raises(ValueError, match="needs GPUs"):
-            launch.relaunch_if_needed(launch.LaunchConfig(launcher="accelerate", accelerate=name), ["x.py"], use_cpu=True)
+    # on CPU a kind that only runs elsewhere (here TPU) would silently run as DDP: refused before anything is launched
+    tpu = tmp_path / "tpu.yaml"
+    tpu.write_text("distributed_type: XLA\n")
+    with pytest.raises(ValueError, match=r"\(XLA\) needs GPUs"):
+        launch.relaunch_if_needed(launch.LaunchConfig(launcher="accelerate", accelerate=str(tpu)), ["x.py"], use_cpu=True)
     launch.relaunch_if_needed(launch.LaunchConfig(launcher="python"), ["x.py"], use_cpu=True)  # returns: no relaunch
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert launch.threads_per_rank(2) == 1 and launch.threads_per_rank(1) == 1 and launch.threads_per_rank(16) == 8

@@ -22,10 +22,13 @@ from iterpref.config.schema import spec
 
 ACCELERATE_DIR = ROOT / "conf" / "accelerate"
 LAUNCHERS = ("python", "accelerate")
-# accelerate distributed types that mean data parallelism, which CPU processes (gloo) can run
-CPU_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU")
+# accelerate distributed types that CPU processes (gloo) can run: data parallelism, FSDP (once
+# `fsdp_on_cpu` has turned the ranks' accelerator into an FSDP one) and DeepSpeed (its CPU accelerator)
+CPU_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU", "FSDP", "DEEPSPEED")
 # Set in the relaunched command's environment, so its ranks do not relaunch again.
 LAUNCHED_ENV = "ITERPREF_LAUNCHED"
+# Set by `accelerate launch` in each rank's environment when its config is an FSDP one.
+FSDP_ENV = "ACCELERATE_USE_FSDP"
 
 
 @dataclass
@@ -94,18 +97,51 @@ def relaunch_if_needed(cfg: LaunchConfig, script_argv: list[str], use_cpu: bool)
     """Replace this process by ``accelerate launch`` when the launcher asks for it; else return.
 
     ``exec`` rather than a child process: signals (Ctrl-C, DVC stopping the stage) reach
-    accelerate's launcher, which stops its ranks. On CPU only data parallelism exists (gloo):
-    accelerate would quietly run an FSDP or DeepSpeed config as DDP, so that is an error here.
+    accelerate's launcher, which stops its ranks. On CPU, DDP, FSDP and DeepSpeed run over gloo;
+    any other kind (TPU, Megatron-LM) would quietly run as DDP there, so that is an error here.
     """
     if cfg.launcher == "python" or inside_launch():
         return
     kind = yaml.safe_load(cfg.config_file().read_text()).get("distributed_type")
     if use_cpu and kind not in CPU_TYPES:
         raise ValueError(f"train.accelerate={cfg.accelerate!r} ({kind}) needs GPUs; on CPU accelerate would "
-                         f"run it as plain DDP. Use train.accelerate=ddp on CPU.")
+                         f"run it as plain DDP. On CPU use train.accelerate=ddp, fsdp or zero3.")
     cmd = accelerate_command(cfg, script_argv)
     print("launching:", " ".join(cmd), flush=True)
     os.execve(sys.executable, cmd, {**os.environ, LAUNCHED_ENV: "1"})
+
+
+def fsdp_launched() -> bool:
+    """Whether this rank was started by ``accelerate launch`` with an FSDP config."""
+    return os.environ.get(FSDP_ENV, "false").lower() == "true"
+
+
+def distributed_kind(state) -> str:
+    """How the ranks share the work (an accelerate ``DistributedType`` name). Before the
+    accelerator exists, accelerate's ``PartialState`` calls an FSDP launch MULTI_GPU or MULTI_CPU;
+    this names it FSDP."""
+    return "FSDP" if fsdp_launched() else state.distributed_type.value
+
+
+def fsdp_on_cpu(accelerator) -> bool:
+    """Make a CPU accelerator of an FSDP launch an FSDP one; True when it did.
+
+    accelerate (1.15) turns an FSDP launch into FSDP only on GPU-like devices: on CPU ranks its
+    state stays MULTI_CPU and ``prepare`` would wrap the model in DDP. PyTorch's FSDP shards over
+    gloo on CPU as well, so the state gets the FSDP type and the plugin that accelerate reads from
+    the launcher's ``FSDP_*`` variables; from then on accelerate and the Trainer take their FSDP
+    paths (sharded wrapping, full state dict on save).
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = accelerator.state
+    if not fsdp_launched() or state.distributed_type != DistributedType.MULTI_CPU:
+        return False
+    state.fsdp_plugin = FullyShardedDataParallelPlugin()
+    state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    return True
 
 
 def threads_per_rank(threads: int) -> int:

@@ -21,7 +21,7 @@ from typing import Literal
 from pathlib import Path
 
 from iterpref.records import Pair, read_jsonl
-from iterpref.training import workdir
+from iterpref.training import launch, workdir
 from iterpref.training.masks import MaskConfig
 from iterpref.config.schema import spec
 
@@ -213,7 +213,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
     if not pairs:
         raise ValueError(f"{pairs_path}: no pairs to train on")
     key = workdir.run_key({"train": asdict(cfg), "world_size": state.num_processes,
-                           "distributed": str(state.distributed_type), "use_cpu": use_cpu}, model_path, pairs_path)
+                           "distributed": launch.distributed_kind(state), "use_cpu": use_cpu}, model_path, pairs_path)
     work = Path(cache_root) / key
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
@@ -242,6 +242,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
         "steps": trainer.state.global_step,
         "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
         "processes": state.num_processes,
+        "distributed": trainer.accelerator.distributed_type.value,
         "train_loss": result.training_loss,
         "train_runtime_s": round(time.time() - start, 2),
         "log_history": logged,

@@ -25,6 +25,7 @@ from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import global_then_local_main_first, pad
 
+from iterpref.training.launch import fsdp_on_cpu
 from iterpref.training.masks import MaskConfig, token_masks
 
 MASK_COLUMNS = ("chosen_token_mask", "rejected_token_mask")
@@ -43,6 +44,16 @@ def content_fingerprint(dataset) -> str:
                     if buf is not None:
                         h.update(memoryview(buf))
     return h.hexdigest()
+
+
+def retie(state_dict: dict, model) -> dict:
+    """``state_dict`` with each tied weight (``lm_head.weight`` of a model whose embeddings are
+    tied) the same tensor as its source again. A state dict gathered from FSDP shards holds equal
+    copies, which ``save_pretrained`` cannot tell from untied weights and would write twice."""
+    for target, source in getattr(model, "all_tied_weights_keys", {}).items():
+        if target in state_dict and source in state_dict and torch.equal(state_dict[target], state_dict[source]):
+            state_dict[target] = state_dict[source]
+    return state_dict
 
 
 @dataclass
@@ -97,6 +108,16 @@ class FocalDPOTrainer(DPOTrainer):
             pad_to_multiple_of=dpo_args.pad_to_multiple_of,
         ))
         super().__init__(*args, **kwargs)
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        if fsdp_on_cpu(self.accelerator):
+            self.is_fsdp_enabled = True
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        if state_dict is not None:
+            state_dict = retie(state_dict, self.accelerator.unwrap_model(self.model))
+        super()._save(output_dir, state_dict)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
