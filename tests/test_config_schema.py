@@ -15,7 +15,7 @@ import yaml
 from dvc_repo import make_repo
 
 from iterpref import params as P
-from iterpref.config import schema
+from iterpref.config import reference, schema
 from iterpref.config.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,32 +108,30 @@ def test_check_finds_a_missing_section_and_a_wrong_source():
 
 
 def dataclass_sections(params: dict) -> list[tuple[type, dict, str]]:
-    """(dataclass, the default composition's section for it, its name)."""
-    from iterpref.debugging import DebugConfig
-    from iterpref.debugging.teachers import MutationTeacherConfig
-    from iterpref.llm.base import SamplingConfig
-    from iterpref.llm.served import ServerConfig
-    from iterpref.models import ModelConfig
-    from iterpref.pairs.build import PairConfig
-    from iterpref.problems.decontaminate import DecontaminateConfig
-    from iterpref.problems.dedup import DedupConfig
-    from iterpref.problems.seed import Config as SeedConfig
-    from iterpref.problems.validate import ValidateConfig
-    from iterpref.sandbox import SandboxConfig
-    from iterpref.training.launch import LaunchConfig
-    from iterpref.training.recipe import TrainConfig
+    """(dataclass, the default composition's section for it, its name) for every section of the
+    configuration reference whose dataclass the default composition uses (train.common as
+    conf/train/default.yaml gives it, before an experiment changes it)."""
+    conf_train = yaml.safe_load((ROOT / "conf/train/default.yaml").read_text())
+    out = []
+    for key, cls, _ in reference.sections():
+        section = params
+        for part in key.split("."):
+            section = section.get(part) if isinstance(section, dict) else None
+        names = {f.name for f in dataclasses.fields(cls)}
+        if key == "train.common":
+            section = conf_train["common"]
+        elif key == "train":  # LaunchConfig's keys, beside common, run and variants
+            section = {k: v for k, v in section.items() if k in names}
+        # a template key (train.variants.<name>.mask) or another choice's dataclass (teacher=llm_*)
+        if isinstance(section, dict) and not set(section) - names:
+            out.append((cls, section, key))
+    return out
 
-    conf_train = yaml.safe_load((ROOT / "conf/train/default.yaml").read_text())  # before the experiment's changes
-    p = params
-    return [
-        (ModelConfig, p["model"], "model"), (SandboxConfig, p["sandbox"], "sandbox"), (DebugConfig, p["debug"], "debug"),
-        (PairConfig, p["pairs"], "pairs"), (TrainConfig, conf_train["common"], "train.common"),
-        (LaunchConfig, p["train"], "train"), (SamplingConfig, p["eval"]["sampling"], "eval.sampling"),
-        (ServerConfig, p["eval"]["server"], "eval.server"), (ValidateConfig, p["problems"]["validate"], "problems.validate"),
-        (DedupConfig, p["problems"]["dedup"], "problems.dedup"),
-        (DecontaminateConfig, p["problems"]["decontaminate"], "problems.decontaminate"),
-        (SeedConfig, p["problems"]["seed"], "problems.seed"), (MutationTeacherConfig, p["teacher"], "teacher"),
-    ]
+
+def test_the_defaults_check_covers_the_default_composition():
+    checked = {where for _, _, where in dataclass_sections(P.compose())}
+    assert {"model", "sandbox", "debug", "pairs", "train.common", "train", "eval.sampling", "eval.server", "teacher",
+            "problems.validate", "problems.dedup", "problems.decontaminate", "problems.seed", "runtime"} <= checked
 
 
 def disagreements(sections: list[tuple[type, dict, str]]) -> list[str]:

@@ -72,13 +72,16 @@ def load(path: str | os.PathLike = "params.yaml") -> dict:
 
 
 def build(cls: type[T], section: dict[str, Any] | None, where: str) -> T:
-    """A config dataclass from a params section; unknown keys are an error naming them."""
+    """A config dataclass from a params section (nested dataclass fields built from their
+    mappings); unknown keys are an error naming them."""
+    from iterpref.config.schema import build as build_nested
+
     section = dict(section or {})
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(section) - names)
     if unknown:
         raise ValueError(f"params.yaml: {where}: unknown key(s) {unknown}; {cls.__name__} takes {sorted(names)}")
-    return cls(**section)
+    return build_nested(cls, section)
 
 
 @command

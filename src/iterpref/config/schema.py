@@ -219,7 +219,9 @@ def _sections() -> dict[str, Callable[[dict, str, list], None]]:
         source = section.get("source")
         cls = source_config(source) if isinstance(source, str) else None
         if cls is None:
-            out.append((f"{where}.source", source, f"one of {source_choices()}"))
+            from iterpref.problems.build import SOURCES
+
+            out.append((f"{where}.source", source, f"one of {sorted(SOURCES)}"))
             return
         _dataclass_errors(ProblemsConfig, section, where, out, skip=[source])
         if source not in section:
@@ -281,12 +283,6 @@ def _sections() -> dict[str, Callable[[dict, str, list], None]]:
 
 
 TOP_LEVEL = {"experiment_name": str, "config_checked": bool}
-
-
-def source_choices() -> list[str]:
-    from iterpref.problems.build import SOURCES
-
-    return sorted(SOURCES)
 
 
 def check(params: dict) -> list[tuple[str, Any, str]]:

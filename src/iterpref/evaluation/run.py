@@ -179,11 +179,8 @@ def settings_for(eval_params: dict, benchmark: str) -> tuple[SamplingConfig, int
     e.g. a shorter answer cap for MBPP or its first 100 tasks only."""
     from iterpref import params
 
-    own = dict((eval_params.get("by_benchmark") or {}).get(benchmark) or {})
+    own = dict((eval_params.get("by_benchmark") or {}).get(benchmark) or {})  # keys checked by EvalConfig
     where = f"eval.by_benchmark.{benchmark}"
-    unknown = sorted(set(own) - {"limit", "sampling"})
-    if unknown:
-        raise ValueError(f"params.yaml: {where}: unknown key(s) {unknown}; it takes limit and sampling")
     sampling = params.build(SamplingConfig, {**eval_params["sampling"], **(own.get("sampling") or {})},
                             f"eval.sampling + {where}.sampling" if own.get("sampling") else "eval.sampling")
     return sampling, own.get("limit", eval_params.get("limit"))
