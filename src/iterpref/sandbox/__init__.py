@@ -2,10 +2,10 @@
 
 Two backends:
 
-* ``bwrap`` (bubblewrap): a fresh mount/pid/net/ipc/uts namespace with the host filesystem
-  read-only, private ``/tmp`` and ``/dev/shm``, no network, the private run directory bound
-  read-write, rlimits (``prlimit``) and, when we are root, a drop to an unprivileged uid
-  (``setpriv``) so that RLIMIT_NPROC applies.
+* ``bwrap`` (bubblewrap): a fresh mount/pid/net/ipc/uts namespace whose filesystem holds only
+  what the code needs (below), private ``/tmp`` and ``/dev/shm``, no network, the private run
+  directory bound read-write, rlimits (``prlimit``) and, when we are root, a drop to an
+  unprivileged uid (``setpriv``) so that RLIMIT_NPROC applies.
 * ``rlimit``: a plain child process with rlimits, a clean environment and its own process
   group. It is NOT isolation (the code can read and write what we can, use the network, and a
   child that starts its own session escapes the kill); it is the fallback when bubblewrap is
@@ -14,12 +14,18 @@ Two backends:
 Either way the child gets a clean environment (no API keys), the whole process tree is killed
 on timeout, output is read with a cap, and the run directory is deleted afterwards.
 
-How the interpreter stays usable after the uid drop: the venv's python is a symlink into the
-base interpreter, which often lives under a home directory of mode 700 (``/root/.pyenv``). Each
-such inaccessible ancestor is covered with an empty tmpfs inside the sandbox (which also hides
-the rest of it) and ``sys.base_prefix`` and ``sys.prefix`` are bound back read-only at their own
-paths. The interpreter, its shared library (RUNPATH), the venv's site-packages and every
-absolute path in ``pyvenv.cfg`` and ``.pth`` files keep working unchanged.
+What the code can read under bwrap (`visible_paths`): the sandbox's root is an empty tmpfs,
+read-only, holding `SYSTEM_PATHS` (``/usr`` and the ``/bin``, ``/lib``, ... symlinks into it,
+``/etc/ld.so.cache``, ``/etc/localtime``), a loopback-only ``/etc/hosts`` of its own, the
+interpreter's base prefix and the venv (``sys.base_prefix``, ``sys.prefix``) and
+``SandboxConfig.read_only``, all read-only at their own paths, plus the run's folder (and, for
+`run_unittest`, the judge's source file). The folders leading to them exist, empty, mode 755, so
+the interpreter works after the uid drop even when it lives under a home of mode 700
+(``/root/.pyenv``). Nothing else of the host is there: not the project checkout (when the venv
+lives inside it, only the venv), its data, models, caches or a ``.env``, not the home folders,
+``/etc/passwd``, ``/var``, ``/opt``, ``/sys``, nor other runs' folders. Hence a ``.pth`` path
+outside the venv (an editable install, this project's own ``src/`` included) is not importable
+inside; nothing run in the sandbox imports ``iterpref``.
 
 `run_unittest`: a verdict the code under test cannot write
 -----------------------------------------------------------
@@ -37,9 +43,9 @@ it is exactly one well-formed verdict on the pipe's last line, the judge exited 
 and the wall-clock limit was not reached.
 
 Threat model, bwrap as root (the default here): the code under test is hostile. Guaranteed:
-it cannot read or write outside its own directory and the run's private ``/tmp``, reach the
-network, see our environment (no API keys), outlive the run, or exceed the CPU, memory, file,
-process and output limits; and it cannot make a wrong answer count as right: it cannot run
+it can read only what is listed above and write only its own directory and the run's private
+``/tmp``; it cannot reach the network, see our environment (no API keys), outlive the run, or
+exceed the CPU, memory, file, process and output limits; and it cannot make a wrong answer count as right: it cannot run
 code in the judge, patch the judge's ``unittest``/``builtins``/``sys.modules``/``open``, write,
 signal, trace or open the judge's descriptors, files or memory (another uid, non-dumpable),
 nor hand the tests an object whose ``__eq__``, ``__hash__`` or ``__repr__`` decides anything.
@@ -52,14 +58,16 @@ anywhere; values of types outside the wire format (a ``Fraction``, a ``deque``, 
 classes) reach the tests as handles, so tests that compare them with ``==`` fail; tests cannot
 pass callables (a ``key=`` function) to the code.
 
-bwrap without root: there is no second uid (one user namespace), so the judge relies on being
-non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``: no ptrace, no ``/proc/<judge>/fd``) and on the
-read-only test file; the code can still kill the judge, which gives no verdict (never a pass).
+bwrap without root: the same files are visible (in a user namespace). There is no second uid,
+so the judge relies on being non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``: no ptrace, no
+``/proc/<judge>/fd``) and on the read-only test file; the code can still kill the judge, which
+gives no verdict (never a pass).
 
 rlimit (no bubblewrap): NOT isolation. The judge still runs in another process and holds the
 verdict pipe alone, so every in-process forgery fails (tested), but the code runs as our own
-user: it can rewrite the tests in ``judge/`` before the judge imports them, edit this package
-on disk, kill the judge, and children that start their own session survive the run.
+user: it can read everything we can (the project, its ``.env``, the home folder), rewrite the
+tests in ``judge/`` before the judge imports them, edit this package on disk, kill the judge,
+and children that start their own session survive the run.
 """
 
 from __future__ import annotations
@@ -83,12 +91,20 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from iterpref.records import Outcome
 
 BACKENDS = ("auto", "bwrap", "rlimit")
+# What code under bwrap sees of the host system, read-only: programs, shared libraries and their
+# data (/usr, and /bin, /lib, ... or their symlinks into it), the dynamic linker's cache and the
+# local time zone. No other file of the host's /etc (no passwd, hosts, ssl), nothing of /home,
+# /root, /opt, /var, /srv, /mnt, /sys.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache", "/etc/localtime")
+# The sandbox's own /etc/hosts: the loopback names, which its network namespace has (and code
+# serving or calling "localhost" needs), none of the host's.
+ETC_HOSTS = b"127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`)"
 
 
@@ -118,6 +134,10 @@ class SandboxConfig:
             a warning.
         workers (`int`, defaults to `2`):
             Sandboxes run in parallel by `run_unittest_many`.
+        read_only (`list[str]`, defaults to `[]`):
+            Further host paths (absolute) the code may read under bwrap, bound read-only at their
+            own paths, e.g. a library's data folder outside the venv; missing ones are skipped.
+            Everything else outside `visible_paths` and the run's own folder stays hidden.
     """
 
     timeout_s: float = spec(5.0, gt=0)
@@ -129,10 +149,14 @@ class SandboxConfig:
     traceback_chars: int = 2000
     backend: str = "auto"
     workers: int = 2
+    read_only: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"SandboxConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
+        relative = [p for p in self.read_only if not os.path.isabs(p)]
+        if relative:
+            raise ValueError(f"SandboxConfig.read_only must hold absolute paths, got {relative!r}")
         for name in ("timeout_s", "cpu_s", "memory_mb", "max_processes", "max_file_mb", "workers"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SandboxConfig.{name} must be positive, got {getattr(self, name)!r}")
@@ -319,48 +343,59 @@ def _ancestors(path: str) -> list[str]:
 
 
 def _interpreter_paths() -> list[str]:
-    paths = [os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
-    exe_dir = os.path.dirname(os.path.realpath(sys.executable))
-    if not any(_inside(exe_dir, p) for p in paths):
-        paths.append(exe_dir)
-    return list(dict.fromkeys(paths))
+    """The interpreter's folders as this process names them and as they resolve: the base
+    prefix, the venv and the executable's folder (when it lies outside both)."""
+    paths = [sys.base_prefix, sys.prefix, os.path.dirname(sys.executable)]
+    paths += [os.path.realpath(p) for p in paths]
+    return [p for i, p in enumerate(paths) if not any(_inside(p, q) for q in paths[:i])]
+
+
+def visible_paths(config: SandboxConfig | None = None) -> list[str]:
+    """The host paths that code run under bwrap can read (read-only), besides its run folder.
+
+    They are `SYSTEM_PATHS` that exist, the interpreter's folders (`_interpreter_paths`) and
+    ``config.read_only``, each at its own path, less those inside another one."""
+    config = config or SandboxConfig()
+    paths = [p for p in SYSTEM_PATHS if os.path.lexists(p)] + _interpreter_paths() + list(config.read_only)
+    return [p for i, p in enumerate(paths) if not any(_inside(p, q) for q in paths[:i] if not os.path.islink(q))]
 
 
 def _bwrap_argv(cmd: list[str], cwd: str, binds: list[tuple[str, bool]], uid: int | None,
-                config: SandboxConfig) -> list[str]:
+                config: SandboxConfig, hosts_fd: int) -> list[str]:
     """The bwrap command line running ``cmd`` with the (host path, writable) ``binds`` in place.
+
+    The sandbox's root is an empty tmpfs, made read-only once everything is in place: on it
+    only `visible_paths` (read-only; a symlink into another, such as ``/lib -> usr/lib``, is
+    recreated as one), a private ``/tmp`` and ``/dev/shm``, a minimal ``/dev``, the run's own
+    ``/proc``, ``binds``, and ``/etc/hosts`` read from ``hosts_fd`` (`ETC_HOSTS`). Folders leading to them
+    are created empty, mode 755.
 
     As root, ``cmd`` runs as ``uid`` (setpriv), or stays root inside the namespaces when ``uid``
     is None (the judge, which starts the solution's process and then drops both uids itself).
     """
     root = os.geteuid() == 0
-    interp = _interpreter_paths()
-    tmpfs_roots = ["/tmp"]
-    # Cover the first ancestor the sandbox uid cannot traverse (e.g. /root, mode 700). Without
-    # root we stay our own uid, which can traverse our own directories.
-    for path in (interp + [p for p, _ in binds]) if root else []:
-        for a in _ancestors(path):
-            if any(_inside(a, t) for t in tmpfs_roots):
-                break
-            if not os.stat(a).st_mode & 0o001:
-                tmpfs_roots.append(a)
-                break
-    masks = tmpfs_roots[1:]
-    argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+    argv = ["bwrap", "--dev", "/dev", "--proc", "/proc",
             "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm"]
-    for m in masks:
-        argv += ["--tmpfs", m]
-    # The interpreter and venv come back wherever a tmpfs covered them (a venv under /tmp too).
-    mounts = [(p, False) for p in interp if any(_inside(p, m) for m in tmpfs_roots)] + list(binds)
-    targets = {p for p, _ in mounts}
-    made: set[str] = set()
-    for path, writable in sorted(mounts, key=lambda m: m[0].count("/")):  # parents first
+    visible = visible_paths(config)
+    dirs = [p for p in visible if not os.path.islink(p)]
+    # A symlink whose target is visible anyway stays a symlink (/lib -> usr/lib); others are bound.
+    mounts = [(p, "link" if os.path.islink(p) and any(_inside(os.path.realpath(p), d) for d in dirs) else "ro")
+              for p in visible]  # (path, how): "link", "ro", "rw" or "data"
+    mounts += [(path, "rw" if writable else "ro") for path, writable in binds] + [("/etc/hosts", "data")]
+    bound = [p for p, how in mounts if how in ("ro", "rw")]
+    made = {"/tmp", "/dev", "/dev/shm", "/proc"}
+    for path, how in sorted(mounts, key=lambda m: m[0].count("/")):  # parents first
         for a in _ancestors(path):
-            # bwrap creates missing parents with mode 700: make them traversable.
-            if a not in made and a not in targets and any(_inside(a, t) and a != t for t in tmpfs_roots):
+            if a not in made and not any(_inside(a, b) for b in bound):
                 argv += ["--perms", "0755", "--dir", a]
                 made.add(a)
-        argv += ["--bind" if writable else "--ro-bind", path, path]
+        if how == "link":
+            argv += ["--symlink", os.readlink(path), path]
+        elif how == "data":
+            argv += ["--perms", "0644", "--ro-bind-data", str(hosts_fd), path]
+        else:
+            argv += ["--bind" if how == "rw" else "--ro-bind-try", path, path]
+    argv += ["--remount-ro", "/"]
     if root:
         # No user namespace: inside one, uid 65534 would map back to real root, which
         # RLIMIT_NPROC ignores. We drop the uid with setpriv instead.
@@ -464,11 +499,16 @@ def _execute(args: list[str], cwd: str, binds: list[tuple[str, bool]], config: S
     cmd = [sys.executable, *args]
     start = time.monotonic()
     keep = (channel[1],) if channel is not None else ()
+    hosts_fd = None
     try:
         if backend == "bwrap":
-            proc = subprocess.Popen(_bwrap_argv(cmd, cwd, binds, uid, config), env={**_clean_env("/tmp"), **(env or {})},
-                                    cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True, pass_fds=keep)
+            hosts_fd, hosts_w = os.pipe()  # what bwrap copies to the sandbox's /etc/hosts
+            os.write(hosts_w, ETC_HOSTS)
+            os.close(hosts_w)
+            proc = subprocess.Popen(_bwrap_argv(cmd, cwd, binds, uid, config, hosts_fd),
+                                    env={**_clean_env("/tmp"), **(env or {})}, cwd="/", stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                    pass_fds=(*keep, hosts_fd))
         else:
             limits = _rlimits(config)
 
@@ -486,6 +526,8 @@ def _execute(args: list[str], cwd: str, binds: list[tuple[str, bool]], config: S
     finally:
         if channel is not None:
             os.close(channel[1])
+        if hosts_fd is not None:
+            os.close(hosts_fd)
 
     def kill() -> None:
         # bwrap: killing bwrap tears down the whole pid namespace (--die-with-parent).
