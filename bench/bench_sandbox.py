@@ -1,8 +1,10 @@
 """Sandbox throughput: the judge design of `run_unittest` against the single-process runner it
-replaced, on the seed problems' references, isolation on.
+replaced (or any two versions of the sandbox), on the seed problems' references, isolation on.
 
 The old design is `iterpref/sandbox.py` as of commit e5fbb33 (the last one with the in-process
-runner), loaded from git beside the current module. Both run the same ``--runs`` jobs (the 67
+runner), loaded from git beside the current module; ``--old COMMIT`` loads the sandbox of another
+commit instead, ``--new COMMIT`` one in place of the current module (its package, judge.py
+included, taken from git). Both run the same ``--runs`` jobs (the 67
 references, cycled) through their `run_unittest_many` with the same workers, in interleaved
 chunks of ``--chunk`` jobs (old, new, new, old, ...), so that a machine whose load changes
 during the run slows both alike; the script prints runs/s of each over all its chunks and the
@@ -23,6 +25,7 @@ Before the judge ran from bytecode compiled once, without ``site`` at start-up a
 imported before its fork, the same script gave 1.41x the time and 1.36x the CPU (``--runs 200``).
 
 Usage: python bench/bench_sandbox.py [--runs 500] [--chunk 50] [--workers 2] [--backend bwrap]
+                                     [--old COMMIT] [--new COMMIT]
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -52,14 +56,33 @@ OLD_COMMIT = "e5fbb33a554321374685a9a879d5adc09129ab17"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def old_sandbox():
-    """The single-process design, imported from git as module ``iterpref_old_sandbox``."""
-    source = subprocess.run(["git", "show", f"{OLD_COMMIT}:src/iterpref/sandbox.py"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout
-    spec = importlib.util.spec_from_loader("iterpref_old_sandbox", loader=None)
+def git_show(commit: str, path: str) -> str | None:
+    """``path`` as of ``commit``; None where that commit has no such file."""
+    res = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True)
+    return res.stdout if res.returncode == 0 else None
+
+
+def sandbox_at(commit: str, folder: Path):
+    """The sandbox as of ``commit``, imported from git as module ``iterpref_sandbox_<commit>``:
+    the single module ``src/iterpref/sandbox.py`` of old, or the package ``src/iterpref/sandbox/``
+    written to ``folder`` (its ``judge.py``, which it runs by path, beside it)."""
+    name = f"iterpref_sandbox_{commit[:12]}"
+    source = git_show(commit, "src/iterpref/sandbox.py")
+    if source is not None:
+        spec = importlib.util.spec_from_loader(name, loader=None)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        exec(compile(source, f"{commit[:7]}:sandbox.py", "exec"), module.__dict__)
+        return module
+    for file in ("__init__.py", "judge.py"):
+        text = git_show(commit, f"src/iterpref/sandbox/{file}")
+        if text is None:
+            raise SystemExit(f"{commit}: neither src/iterpref/sandbox.py nor src/iterpref/sandbox/{file}")
+        (folder / file).write_text(text)
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    exec(compile(source, f"{OLD_COMMIT[:7]}:sandbox.py", "exec"), module.__dict__)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
     return module
 
 
@@ -101,16 +124,22 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backend", default="bwrap", choices=["bwrap", "rlimit"])
+    parser.add_argument("--old", default=OLD_COMMIT, help="commit of the old design (default: %(default).7s)")
+    parser.add_argument("--new", help="commit of the new design (default: the current module)")
     bench_result.add_json_option(parser)
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)  # the rlimit backend's "not isolation" warning
 
     problems = [json.loads(line) for line in (ROOT / "data/seed/problems.jsonl").read_text().splitlines()]
     jobs = [(problems[i % len(problems)]["reference"], problems[i % len(problems)]["tests"]) for i in range(args.runs)]
-    designs = {"old": old_sandbox(), "new": sandbox}
-    seconds, cpu = dict.fromkeys(designs, 0.0), dict.fromkeys(designs, 0.0)
+    seconds, cpu = {"old": 0.0, "new": 0.0}, {"old": 0.0, "new": 0.0}
     ratios = []
-    with cpu_meter() as used:
+    with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp, cpu_meter() as used:
+        folders = {name: Path(tmp) / name for name in seconds}
+        for folder in folders.values():
+            folder.mkdir()
+        designs = {"old": sandbox_at(args.old, folders["old"]),
+                   "new": sandbox_at(args.new, folders["new"]) if args.new else sandbox}
         for i, start in enumerate(range(0, len(jobs), args.chunk)):
             chunk = jobs[start:start + args.chunk]
             took = {}
@@ -126,7 +155,7 @@ def main() -> None:
     old, new = (len(jobs) / seconds[name] for name in designs)
     print(f"{len(jobs)} runs of seed references each, backend {args.backend}, {args.workers} workers, "
           f"chunks of {args.chunk}:")
-    print(f"  old (one process) {old:.2f} runs/s, new (judge + solution) {new:.2f} runs/s; new takes "
+    print(f"  old ({args.old[:7]}) {old:.2f} runs/s, new ({(args.new or 'current')[:7]}) {new:.2f} runs/s; new takes "
           f"{old / new:.2f}x the old time (median chunk ratio {statistics.median(ratios):.2f})")
     if used:
         ms = {name: 1e3 * cpu[name] / len(jobs) for name in designs}
@@ -137,7 +166,8 @@ def main() -> None:
     if used:
         metrics.append(Metric("new / old CPU per run", round(ms["new"] / ms["old"], 3), "x", "<= 1.3"))
     bench_result.write(args.json, "bench_sandbox", metrics,
-                       {"runs": len(jobs), "backend": args.backend, "workers": args.workers, "chunk": args.chunk})
+                       {"runs": len(jobs), "backend": args.backend, "workers": args.workers, "chunk": args.chunk,
+                        "old": args.old, "new": args.new or "current"})
 
 
 if __name__ == "__main__":
