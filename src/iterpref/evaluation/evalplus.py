@@ -22,11 +22,15 @@ failing solution is run once more (`errors.classify`) on the input it failed on,
 deserialises it; the exception it raises is the type, ``AssertionError`` when it raises nothing
 (a wrong output), ``Timeout`` when evalplus's own run timed out.
 
-Forgeable verdicts: evalplus runs the solution and its output comparison in one process, so a
-wrong solution can forge a pass here as with evalplus itself (an output whose ``__eq__`` is always
-true, a patched ``builtins``). Unlike HumanEval and MBPP (`confirm`), these passes are not yet
-confirmed by the cross-process judge (it would need the base and plus inputs with evalplus's
-expected outputs and its tolerance rules judge-side); ``judge_confirmed`` is False in the result.
+Confirmed passes: evalplus runs the solution and its output comparison in one process, so a
+wrong solution can make it report a pass (an output whose ``__eq__`` is always true, a patched
+``numpy.allclose`` or ``builtins.set``, its status values set from the caller's frame before
+``os._exit``). Every pass it reports is run once more through the cross-process judge
+(`confirm.OutputsProgram`): the solution on the same base and plus inputs in a process of its
+own, each output compared judge-side with the same ground truth by evalplus's rules
+(`evalplus_check`). Final passed = evalplus passed AND judge passed; a pass the judge does not
+confirm is ``unconfirmed``. The judge has no per-input time limit: only its run's wall clock,
+twice evalplus's limits for both phases plus a second.
 
 Data: the official source is evalplus's release file (HumanEvalPlus v0.1.10, MbppPlus v0.2.0) in
 evalplus's cache folder, downloaded by evalplus's own loader when absent; offline, point
@@ -47,7 +51,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from iterpref.evaluation import errors
+from iterpref.evaluation import confirm, errors
 from iterpref.evaluation.benchmark import Benchmark, SetupError, Task, Verdict, defines, numbered_jsonl, run_official
 from iterpref.evaluation.humaneval import INSTRUCTION
 from iterpref.evaluation.mbpp import EXAMPLE
@@ -68,6 +72,7 @@ GROUNDTRUTH_FILE_MB = 256  # the pickle of every expected output (no candidate c
 RESULTS_FILE_MB = 64  # evalplus's results JSON holds each solution and its failing input
 PER_PHASE_WORST_S = 62.0  # evalplus kills a base or plus run after min(60, sum of limits) + 2 s
 WRAPPER_NAME = "evalplus_run.py"
+PHASES = ("base", "plus")
 
 # Runs inside the sandbox: argv = mode (groundtruth | evaluate), dataset, workers.
 WRAPPER = r'''
@@ -105,6 +110,16 @@ os._exit(code)  # not sys.exit: evalplus's non-daemon stucking_checker thread wo
 '''
 
 
+def time_limit_s(expected: dict) -> float:
+    """evalplus's wall-clock limit for one sample's base and plus runs together, from the
+    canonical solution's time per input (``expected["base_time"]``, ...): per phase the sum of
+    ``max(min_time_limit, factor * time)``, at most 60 s, plus a second."""
+    from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
+
+    return sum(min(60.0, sum(max(DEFAULT_MIN_TIME_LIMIT, DEFAULT_GT_TIME_LIMIT_FACTOR * t)
+                             for t in expected[f"{phase}_time"])) + 1.0 for phase in PHASES)
+
+
 def official_cache_dir() -> Path:
     """evalplus's own cache folder on this machine (its ``CACHE_DIR``: appdirs' user cache)."""
     from appdirs import user_cache_dir
@@ -138,6 +153,7 @@ class EvalPlus(Benchmark):
     """
 
     packages = ("evalplus",)
+    judge_confirmed = True
 
     def __init__(self, data: str | os.PathLike | None = None, setting: str = "eval.data",
                  dataset: str = "humaneval"):
@@ -263,6 +279,13 @@ class EvalPlus(Benchmark):
         return {self.override_env: "{work}/" + data_name, "XDG_CACHE_HOME": "{work}/cache",
                 "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 
+    def expected_outputs(self, tasks: list[Task], sandbox: SandboxConfig) -> dict[str, dict]:
+        """evalplus's ground truth for ``tasks``: ``{task_id: {"base": outputs, "base_time": seconds
+        per input, "plus": ..., "plus_time": ...}}``, the canonical solution's (for MBPP+'s
+        ``MBPP_OUTPUT_NOT_NONE_TASKS``: whether its output is not None)."""
+        data_name, data = self._data_for(tasks)
+        return pickle.loads(self.groundtruth(data_name, data, sandbox, len(tasks)).read_bytes())
+
     def groundtruth(self, data_name: str, data: Path | str, sandbox: SandboxConfig, n_tasks: int) -> Path:
         """The cached ground-truth pickle for this data, computed (without any candidate code)
         on a miss."""
@@ -319,6 +342,11 @@ class EvalPlus(Benchmark):
                                     detail[:500]))
             if status == "fail":
                 failed.append((i, phase, fail_tests[0] if fail_tests else None))
+        expected = pickle.loads(truth.read_bytes())
+        passed = [t for t, v in zip(tasks, verdicts) if v.passed]
+        confirm.confirm_passes(verdicts, lambda i: self.judged(tasks[i], codes[i], expected[tasks[i].task_id]),
+                               sandbox, max((time_limit_s(expected[t.task_id]) for t in passed), default=0.0),
+                               workers, label=f"confirm {self.name}")
         programs = [self.program(tasks[i], codes[i], phase, failing) for i, phase, failing in failed]
         types = errors.classify(programs, sandbox, timeout_s, memory_mb=EVALPLUS_MEMORY_MB)
         for (i, _, _), name in zip(failed, types):
@@ -328,13 +356,12 @@ class EvalPlus(Benchmark):
     # ---------------------------------------------------------------- error types
 
     def inputs(self, task: Task, phase: str, failing: Any = None) -> list:
-        """The ``phase`` inputs the error-type re-run calls the solution on, as evalplus passes
-        them: the one evalplus reported failing when it can be found among the record's inputs,
-        else all of them."""
-        raw = task.record[f"{phase}_input"]
-        chosen = raw
+        """The ``phase`` inputs as evalplus passes them (``entry_point(*input)``; MBPP+'s
+        deserialised as its loader does), or, given the input evalplus reported ``failing`` and
+        found among the record's, just that one (the error-type re-run)."""
+        chosen = task.record[f"{phase}_input"]
         if failing is not None:
-            for inp in raw:
+            for inp in chosen:
                 if inp == failing:
                     chosen = [inp]
                     break
@@ -343,6 +370,12 @@ class EvalPlus(Benchmark):
 
             chosen = mbpp_deserialize_inputs(task.task_id, chosen)
         return list(chosen)
+
+    def judged(self, task: Task, code: str, expected: dict) -> confirm.OutputsProgram:
+        """The program the judge confirms a pass with: ``code`` as evalplus runs it, on the base
+        and plus inputs, against ``expected`` (the task's entry of `expected_outputs`)."""
+        return confirm.OutputsProgram(self.solution(task, code), task.entry_point, self.dataset, task.record["atol"],
+                                      {phase: (self.inputs(task, phase), expected[phase]) for phase in PHASES})
 
     def program(self, task: Task, code: str, phase: str, failing: Any = None) -> str:
         """A program that runs the solution as evalplus does (exec into a fresh namespace, then

@@ -11,9 +11,10 @@ about 10 ms of CPU per run less than ``python judge.py``. It imports what both p
   ``solution.py`` and runs it as the module ``solution`` (what ``import solution`` does), then
   only answers requests;
 * the **judge process** drops to the judge's uid, imports the unittest module
-  ``test_solution.py`` with ``solution`` bound to a proxy module whose names forward calls to
-  the solution process, runs the tests and writes the verdict, as one JSON line, to a pipe the
-  host handed to it alone (``verdict_fd``).
+  ``test_solution.py`` (by its path: the judge's folder is never on ``sys.path``, so a module the
+  tests import late cannot be one planted beside them) with ``solution`` bound to a proxy module
+  whose names forward calls to the solution process, runs the tests and writes the verdict, as
+  one JSON line, to a pipe the host handed to it alone (``verdict_fd``).
 
 Values cross the boundary as JSON with a few tags (`encode` / `decode`): None, bool, int, float,
 str, list, tuple, dict, set, frozenset, bytes, bytearray, complex, datetime's date, datetime,
@@ -634,8 +635,7 @@ def judge_main(cfg: dict) -> None:
     global CHANNEL
     CHANNEL = Channel(os.fdopen(answers[0], "rb"), os.fdopen(requests[1], "wb"), pid, cfg)
     root = cfg["judge"]
-    os.chdir(root)
-    sys.path.insert(0, root)
+    os.chdir(root)  # not on sys.path: what the tests import late comes from the interpreter's own path
     # Both processes dump to the one stderr: the judge DUMP_LEAD_S before the solution, so that
     # the two dumps never interleave (written concurrently they garble each other's lines).
     faulthandler.dump_traceback_later(_until(cfg["hang_at"] - DUMP_LEAD_S), exit=False)
@@ -658,7 +658,10 @@ def judge_main(cfg: dict) -> None:
 
     sys.modules["solution"] = SolutionModule("solution")
     try:
-        module = importlib.import_module("test_solution")
+        spec = importlib.util.spec_from_file_location("test_solution", os.path.join(root, "test_solution.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["test_solution"] = module
+        spec.loader.exec_module(module)
     except BaseException as e:  # noqa: B902
         name, tb = describe(type(e), e, e.__traceback__, root)
         report("memory" if isinstance(e, MemoryError) else "import_error", error_type=name, tb=tb)
