@@ -10,6 +10,14 @@ independent first versions (fresh conversations, each with its own seed), stoppi
 that passes. Its trajectories have the same shape (attempts in order, the last one passing when
 solved), so the pairs stage builds pairs from them unchanged and the two modes compare.
 
+``mode: mutate_samples`` is for a teacher that cannot repair its own code: per problem the teacher
+draws up to ``max_rounds + 1`` independent samples (the seeds of ``sampling``'s first
+trajectory), and the first that passes becomes the reference the offline mutation teacher injects
+1 to ``min(3, max_rounds)`` bugs into and repairs one per round
+(`iterpref.debugging.teachers.sample_mutation`). Every trajectory of a problem mutates the same
+sample, each with its own bugs; ``fallback_to_reference`` mutates the problem's reference where
+no sample passes. A trajectory's ``teacher`` names the code it mutated.
+
 When the teacher cannot write a version (an LLM teacher's request failed for good, or its
 reply held no code: `iterpref.debugging.teachers.TeacherError`), the trajectory ends there, unsolved, with
 the fault recorded in ``teacher_fault``; it keeps the versions written before, and gives no pair.
@@ -35,11 +43,12 @@ from tqdm import tqdm
 from iterpref.records import Attempt, Problem, RecordError, TeacherFault, Trajectory, append_jsonl, from_dict
 from iterpref.records import config_hash  # noqa: F401 (public here too: stages/debug.py keys its resume log)
 from iterpref.sandbox import SandboxConfig, run_unittest
-from iterpref.debugging.teachers import Teacher, TeacherError
+from iterpref.debugging.teachers import MutationTeacher, Teacher, TeacherError
+from iterpref.debugging.teachers.sample_mutation import SampleMutationTeacher
 from iterpref.config.schema import spec
 
 
-MODES = ("debugging", "sampling")
+MODES = ("debugging", "sampling", "mutate_samples")
 
 
 @dataclass
@@ -52,15 +61,21 @@ class DebugConfig:
             failing after them is kept as unsolved (it gives no pair).
         seed: base seed; each trajectory's seed derives from it, the task id and its index.
         workers: trajectories run concurrently (threads; each waits on sandbox or API calls).
-        mode: ``debugging`` (the teacher fixes its last version from the test error) or
-            ``sampling`` (independent samples, the same ``max_rounds + 1`` calls at most).
+        mode: ``debugging`` (the teacher fixes its last version from the test error),
+            ``sampling`` (independent samples, the same ``max_rounds + 1`` calls at most) or
+            ``mutate_samples`` (bugs injected into the teacher's first passing sample of the
+            problem, up to ``max_rounds + 1`` samples, and repaired one per round).
+        fallback_to_reference: in ``mutate_samples`` mode, mutate the problem's reference
+            solution where none of the teacher's samples passes (else that problem gives no
+            trajectory).
     """
 
     trajectories_per_problem: int = spec(2, ge=1)
     max_rounds: int = spec(5, ge=1)
     seed: int = 0
     workers: int = spec(2, ge=1)
-    mode: Literal["debugging", "sampling"] = "debugging"
+    mode: Literal["debugging", "sampling", "mutate_samples"] = "debugging"
+    fallback_to_reference: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -70,6 +85,22 @@ class DebugConfig:
 def trajectory_seed(base: int, task_id: str, k: int) -> int:
     """A stable per-trajectory seed (independent of run order and of Python's hash salt)."""
     return int(hashlib.sha256(f"{base}:{task_id}:{k}".encode()).hexdigest()[:8], 16)
+
+
+def sample_seeds(cfg: DebugConfig, task_id: str) -> list[int]:
+    """The seeds of ``sampling`` mode's samples in the first trajectory of ``task_id``."""
+    first = trajectory_seed(cfg.seed, task_id, 0)
+    return [first] + [trajectory_seed(first, task_id, i) for i in range(1, cfg.max_rounds + 1)]
+
+
+def teacher_for_mode(teacher: Teacher, cfg: DebugConfig, sandbox: SandboxConfig) -> Teacher:
+    """The teacher the trajectories ask: in ``mutate_samples`` mode the mutation teacher over
+    ``teacher``'s passing samples, else ``teacher`` itself."""
+    if cfg.mode != "mutate_samples":
+        return teacher
+    mutation = MutationTeacher(sandbox=sandbox, max_mutations=min(3, cfg.max_rounds))
+    return SampleMutationTeacher(teacher, mutation, lambda task_id: sample_seeds(cfg, task_id), sandbox,
+                                 fallback_to_reference=cfg.fallback_to_reference)
 
 
 def debug_one(problem: Problem, teacher: Teacher, k: int, cfg: DebugConfig, sandbox: SandboxConfig,
@@ -97,7 +128,8 @@ def debug_one(problem: Problem, teacher: Teacher, k: int, cfg: DebugConfig, sand
     except TeacherError as err:
         fault = TeacherFault(round=len(attempts), cause=err.cause, detail=str(err))
     return Trajectory(
-        trajectory_id=f"{problem.task_id}#{k}", task_id=problem.task_id, teacher=teacher.name,
+        trajectory_id=f"{problem.task_id}#{k}", task_id=problem.task_id,
+        teacher=getattr(session, "teacher_name", teacher.name),
         seed=seed, attempts=attempts, solved=bool(attempts) and attempts[-1].outcome.passed,
         provenance=provenance, teacher_fault=fault,
     )
@@ -156,6 +188,9 @@ def run(problems: list[Problem], teacher: Teacher, cfg: DebugConfig, sandbox: Sa
         "solved": sum(t.solved for t in ordered),
         "sandbox_runs": sum(len(t.attempts) for t in ordered),
         "teacher_faults": dict(sorted(Counter(t.teacher_fault.cause for t in ordered if t.teacher_fault).items())),
+        "by_teacher": {name: {"trajectories": sum(t.teacher == name for t in ordered),
+                              "solved": sum(t.solved and t.teacher == name for t in ordered)}
+                       for name in sorted({t.teacher for t in ordered})},
         **budget_stats(ordered, problems, cfg),
     }
     return ordered, stats

@@ -30,7 +30,11 @@ class TeacherError(RuntimeError):
 
 @runtime_checkable
 class DebugSession(Protocol):
-    """One debugging run of one teacher on one problem."""
+    """One debugging run of one teacher on one problem.
+
+    A session may carry a ``teacher_name`` attribute; the trajectory then records it instead of
+    the teacher's ``name`` (a teacher with several sources of code names each trajectory's).
+    """
 
     def write(self) -> tuple[str, str]:
         """The first version: ``(code, note)``; ``note`` says what the teacher did.
