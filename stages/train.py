@@ -13,11 +13,12 @@ import torch
 
 from iterpref import params as P
 from iterpref import runtime, tracking
+from iterpref.cli import command
 from iterpref.training import launch
-from iterpref.training.masks import MaskConfig
-from iterpref.training.recipe import TrainConfig, train
+from iterpref.training.recipe import train, variant_config
 
 
+@command
 def main(variant: str) -> None:
     params = P.load()
     tcfg = params["train"]
@@ -28,11 +29,7 @@ def main(variant: str) -> None:
     launch.relaunch_if_needed(launch_cfg, [__file__, variant], use_cpu)
     runtime.configure(params)
     torch.set_num_threads(launch.threads_per_rank(int(params["runtime"]["threads"])))
-    if variant not in tcfg["variants"]:
-        raise SystemExit(f"params.yaml: train.variants has no {variant!r}; known: {sorted(tcfg['variants'])}")
-    spec = dict(tcfg["variants"][variant])
-    mask = P.build(MaskConfig, spec.pop("mask", {}), f"train.variants.{variant}.mask")
-    cfg = P.build(TrainConfig, {**tcfg["common"], **spec, "mask": mask}, f"train.variants.{variant}")
+    cfg = variant_config(tcfg, variant)
     # TRL's W&B callback logs the training curves into the run stage_run opens (main process only)
     with tracking.stage_run(params, "train", variant, variant=variant) as run:
         metrics = train(cfg, "models/student", "data/pairs.jsonl", Path("models/trained") / variant,

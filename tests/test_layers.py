@@ -8,7 +8,7 @@ counts, those inside functions too (`iterpref.config.graph.imports_of`). A unit 
 a lower layer; never one of a higher layer (unless `ALLOWED` lists the edge), nor another unit of its
 own layer (unless `SAME_LAYER` lists the pair), each listing with its reason.
 
-    1. sweep, reporting, config.reference, config.graph, config.lock
+    1. sweep, reporting, probe, config.reference, config.graph, config.lock
     2. training
     3. pairs, debugging, problems
     4. evaluation
@@ -40,7 +40,7 @@ import pytest
 from iterpref.config import graph
 
 LAYERS: list[tuple[str, ...]] = [
-    ("sweep", "reporting", "config.reference", "config.graph", "config.lock"),
+    ("sweep", "reporting", "probe", "config.reference", "config.graph", "config.lock"),
     ("training",),
     ("pairs", "debugging", "problems"),
     ("evaluation",),

@@ -1,5 +1,5 @@
 """End to end: the smoke experiment through real DVC (`dvc exp run -S experiment=smoke`) in a
-temporary copy of the repository, then a training-parameter change re-runs only train,
+temporary copy of the repository, then a training-parameter change re-runs only train, probe,
 evaluate and report."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     assert ran_stages(log) >= {"model", "teacher_model", "synthesize", "debug", "pairs", "train@dpo", "train@target_dpo",
                                "evaluate_reference@humaneval", "evaluate@dpo-humaneval",
                                "evaluate@target_dpo-humaneval", "evaluate_reference@mbpp", "evaluate@dpo-mbpp",
-                               "evaluate@target_dpo-mbpp", "report"}
+                               "evaluate@target_dpo-mbpp", "probe@dpo", "probe@target_dpo", "report"}
 
     # DVC's Hydra composition wrote params.yaml; it equals ours.
     assert P.load(root / "params.yaml") == P.compose(["experiment=smoke"])
@@ -68,7 +68,8 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     assert trajectories and all(not t.attempts[0].outcome.passed for t in trajectories)
     assert all(t.attempts[-1].outcome.passed for t in trajectories if t.solved)
     pairs = read_jsonl(root / "data/pairs.jsonl", Pair)
-    assert pairs
+    heldout = read_jsonl(root / "data/pairs_heldout.jsonl", Pair)
+    assert pairs and heldout and not {p.task_id for p in pairs} & {p.task_id for p in heldout}
     # Spans cover whole non-blank lines; insert-only fixes (a dropped branch put back) have none.
     assert any(p.rejected_spans for p in pairs)
     for p in pairs:
@@ -95,7 +96,10 @@ def test_smoke_experiment_end_to_end(dvc_repo):
 
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert set(metrics) == {"reference", "dpo", "target_dpo", "data"}
-    assert metrics["data"] == {"problems": 8, "pairs": len(pairs)}
+    assert metrics["data"] == {"problems": 8, "pairs": len(pairs) + len(heldout), "heldout_pairs": len(heldout)}
+    for variant in ("dpo", "target_dpo"):
+        probe = json.loads((root / f"reports/probe/{variant}.json").read_text())
+        assert probe["pairs"] == len(heldout) and metrics[variant]["heldout_accuracy"] == round(probe["accuracy"]["mean"], 4)
     assert metrics["dpo"]["train_loss"] == round(json.loads((root / "reports/train/dpo.json").read_text())["train_loss"], 4)
     summary = (root / "reports/summary.md").read_text()
     for variant in ("reference", "dpo", "target_dpo"):
@@ -120,7 +124,9 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     judge.write_text(text)
     assert set(stale) == {"synthesize", "debug"} | evals
     assert stale["debug"] == ["src/iterpref/sandbox modified"]  # the stage lists the sandbox package
-    assert stale_after_edit(root, env, "src/iterpref/pairs/diff.py") == {"pairs", "train@dpo", "train@target_dpo", "report"}
+    assert stale_after_edit(root, env, "src/iterpref/pairs/diff.py") == {"pairs", "train@dpo", "train@target_dpo",
+                                                                          "probe@dpo", "probe@target_dpo", "report"}
+    assert stale_after_edit(root, env, "src/iterpref/probe/__init__.py") == {"probe@dpo", "probe@target_dpo"}
     assert stale_after_edit(root, env, "src/iterpref/reporting/summary.py") == {"report"}
     assert stale_with(root, env, ["experiment=smoke", "logging.wandb.project=renamed", "logging.wandb.group=g"]) == set()
     assert stale_with(root, env, ["experiment=smoke", "+eval.by_benchmark.mbpp.limit=4"]) == {
@@ -141,8 +147,8 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     sh(["git", "checkout", "--", "data/seed/problems.jsonl"], root, env)
     assert (root / "params.yaml").read_text() == P.dump(smoke) and changed_stages(root, env) == set()
 
-    # A training parameter re-runs train, evaluate and report only.
+    # A training parameter re-runs train, probe, evaluate and report only.
     log = sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "train.common.learning_rate=2e-4"], root, env)
     ran = ran_stages(log)
-    assert ran == {"train@dpo", "train@target_dpo", "evaluate@dpo-humaneval", "evaluate@target_dpo-humaneval",
-                   "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp", "report"}, ran
+    assert ran == {"train@dpo", "train@target_dpo", "probe@dpo", "probe@target_dpo", "evaluate@dpo-humaneval",
+                   "evaluate@target_dpo-humaneval", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp", "report"}, ran

@@ -1,8 +1,9 @@
 """reporting/summary.py and reporting/figures.py: the report stage on small synthetic run folders.
 
 Eval reports follow src/iterpref/evaluation/run.py (plus the stage's variant and peak RSS),
-train reports stages/train.py, pairs.json src/iterpref/pairs/build.py, problems.json
-src/iterpref/problems/build.py (tests/test_synthesize.py renders a real one).
+train reports stages/train.py, pairs.json src/iterpref/pairs/build.py and stages/pairs.py, problems.json
+src/iterpref/problems/build.py (tests/test_synthesize.py renders a real one), probe reports
+src/iterpref/probe (tests/test_probe.py writes real ones).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ SCORES = {
 PAIRS = {"trajectories": 134, "problems": 67, "solved": 134, "solved_first_try": 0,
          "cumulative_pass_rate": {"0": 0.0, "1": 0.4, "2": 0.8, "3": 1.0}, "candidate_pairs": 134,
          "removed": {"comment_only": 0, "identical_ast": 14}, "pairs": 120, "rejected_lines_mean": 1.7,
-         "rejected_lines_median": 1.0}
+         "rejected_lines_median": 1.0, "training_pairs": 96, "training_problems": 54, "heldout_pairs": 24,
+         "heldout_problems": 13}
 HITS = [{"task_id": f"synthesize/{i:04d}-0", "field": "instruction" if i % 2 else "reference",
          "benchmark_task": f"humaneval:HumanEval/{i}", "score": 0.5 + i / 100} for i in range(23)]
 PROBLEMS = {"source": "synthesize", "candidates": 40, "kept": 12, "kept_share": 0.3,
@@ -76,6 +78,24 @@ TRAIN = {
     "target_dpo": {"pairs": 64, "steps": 16, "train_loss": 0.5, "train_runtime_s": 40.0,
                    "rewards/accuracies": None, "rewards/margins": None},  # an older report: no RSS, no curve
 }
+
+
+def interval(mean: float, lo: float, hi: float, pairs: int = 24) -> dict:
+    return {"mean": mean, "ci": [lo, hi], "pairs": pairs}
+
+
+# reports/probe/<variant>.json, the entries the report reads: dpo lowers everything, target_dpo
+# lowers D- and leaves the shared tokens
+PROBE = {
+    "dpo": {"pairs": 24, "beta": 0.1, "chosen": interval(-0.05, -0.08, -0.02),
+            "rejected_error": interval(-0.2, -0.3, -0.1, 22), "rejected_shared": interval(-0.18, -0.25, -0.11),
+            "focal_margin": interval(0.02, -0.04, 0.08, 22), "accuracy": interval(0.5, 0.29, 0.71),
+            "reward_margin": interval(0.01, -0.02, 0.04)},
+    "target_dpo": {"pairs": 24, "beta": 0.1, "chosen": interval(0.01, -0.01, 0.03),
+                   "rejected_error": interval(-0.12, -0.17, -0.07, 22), "rejected_shared": interval(0.0, -0.02, 0.02),
+                   "focal_margin": interval(0.12, 0.07, 0.18, 22), "accuracy": interval(0.75, 0.58, 0.92),
+                   "reward_margin": interval(0.05, 0.02, 0.08)},
+}
 # pairs.jsonl rows: (rejected completion, rejected_spans) -> D- lines 2, 2, 0 and 1 (no final newline)
 PAIR_ROWS = [("a\nb\nc\n", [[0, 4]]), ("a\nb\nc\n", [[0, 2], [4, 6]]), ("a\n", []), ("a\nbc", [[2, 4]])]
 
@@ -85,9 +105,9 @@ def write(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def make_run(root: Path, scores=SCORES, train=TRAIN, pairs=True, problems=True) -> Path:
-    """A run folder: reports/eval, reports/train, reports/problems.json, reports/pairs.json and
-    data/pairs.jsonl."""
+def make_run(root: Path, scores=SCORES, train=TRAIN, pairs=True, problems=True, probes=PROBE) -> Path:
+    """A run folder: reports/eval, reports/train, reports/probe, reports/problems.json,
+    reports/pairs.json and data/pairs.jsonl."""
     if problems:
         write(root / "reports/problems.json", PROBLEMS)
     for variant, row in scores.items():
@@ -95,6 +115,8 @@ def make_run(root: Path, scores=SCORES, train=TRAIN, pairs=True, problems=True) 
             write(root / f"reports/eval/{variant}/{bench}.json", eval_report(bench, variant, outcomes))
     for variant, t in train.items():
         write(root / f"reports/train/{variant}.json", t)
+    for variant, r in probes.items():
+        write(root / f"reports/probe/{variant}.json", r)
     if pairs:
         write(root / "reports/pairs.json", PAIRS)
         (root / "data").mkdir()
@@ -246,6 +268,7 @@ def test_data_training_and_timing_sections(run):
     assert "- trajectories: 134, solved: 134, solved at round 0 (no pair): 0" in lines
     assert "- cumulative pass rate by round: round 0: 0.0%, round 1: 40.0%, round 2: 80.0%, round 3: 100.0%" in lines
     assert "- pairs kept: 120 of 134 candidates; removed by filter: comment_only 0, identical_ast 14" in lines
+    assert "- held out of training: 24 pairs of 13 problems; training: 96 pairs of 54 problems" in lines
     assert "- rejected error lines (D-): mean 1.70, median 1" in lines
     assert "| variant | pairs | steps | loss | reward acc. | margin | time (s) | peak RSS (GiB) |" in lines
     assert "| dpo | 64 | 16 | 0.6931 | 0.50 | 0.0123 | 42.1 | 3.5 |" in lines
@@ -295,6 +318,39 @@ def test_problems_section_of_a_clean_seed_run(tmp_path):
     assert lines[-2].endswith("MBPP (500 tasks): 0 removed.")
 
 
+# --------------------------------------------------------------------------- held-out pairs
+
+def test_heldout_section_rows_sentences_and_metrics(run):
+    inp = load(run)
+    lines = section(reporting.markdown(inp), "Held-out pairs")
+    assert ("| variant | pairs | chosen | D- (error lines) | rejected, shared | focal margin | accuracy | reward margin |"
+            in lines)
+    assert ("| target_dpo | 24 | +0.010 [-0.010, +0.030] | -0.120 [-0.170, -0.070] | +0.000 [-0.020, +0.020] | "
+            "+0.120 [+0.070, +0.180] | 0.75 [0.58, 0.92] | +0.050 [+0.020, +0.080] |") in lines
+    assert ("- target_dpo: D- tokens went down (-0.120, the interval excludes 0); chosen tokens did not move measurably "
+            "(the interval [-0.010, +0.030] contains 0); it lowered the error tokens more than the rest of the rejected "
+            "code (focal margin > 0, interval excludes 0); it prefers the chosen side on 75% of the held-out pairs.") in lines
+    assert ("- dpo: D- tokens went down (-0.200, the interval excludes 0); chosen tokens went down (-0.050, the interval "
+            "excludes 0); error and shared tokens moved alike (the focal margin's interval contains 0); it prefers the "
+            "chosen side on 50% of the held-out pairs.") in lines
+    m = reporting.metrics(inp)
+    assert {k: m["target_dpo"][k] for k in reporting.PROBE_METRICS.values()} == {
+        "d_minus_shift": -0.12, "focal_margin": 0.12, "heldout_accuracy": 0.75, "heldout_reward_margin": 0.05}
+    assert m["data"]["heldout_pairs"] == 24
+
+
+def test_probe_sentence_follows_the_intervals():
+    up = {"pairs": 3, "chosen": interval(0.2, 0.1, 0.3), "rejected_error": interval(0.1, 0.05, 0.2),
+          "focal_margin": interval(-0.1, -0.2, -0.05), "accuracy": None}
+    assert reporting.probe_sentence("v", up) == (
+        "- v: D- tokens went up (+0.100, the interval excludes 0); chosen tokens went up (+0.200, the interval "
+        "excludes 0); it lowered the rest of the rejected code more than the error tokens (focal margin < 0, "
+        "interval excludes 0).")
+    insert_only = {"pairs": 1, "chosen": interval(0.0, 0.0, 0.0, 1), "rejected_error": None, "focal_margin": None,
+                   "accuracy": interval(0.0, 0.0, 0.0, 1)}
+    assert reporting.probe_sentence("v", insert_only).startswith("- v: no pair has D- tokens; chosen tokens did not")
+
+
 # --------------------------------------------------------------------------- figures
 
 def assert_png(path: Path) -> None:
@@ -306,7 +362,8 @@ def assert_png(path: Path) -> None:
 def test_every_figure_is_written_and_linked(run, tmp_path):
     inp = load(run)
     written, skipped = figures.render(inp, tmp_path / "out" / "figures")  # the folder is created
-    names = ["pass_at_1", "cumulative_pass_rate", "rejected_lines", "training_curves", "error_types", "gains_losses"]
+    names = ["pass_at_1", "cumulative_pass_rate", "rejected_lines", "training_curves", "error_types", "gains_losses",
+             "heldout_shifts"]
     assert list(written) == names and skipped == {}
     for path in written.values():
         assert_png(path)
@@ -325,16 +382,18 @@ def test_pass_at_1_figure_size(run, tmp_path):
 
 def test_missing_inputs_are_skipped_with_a_line(tmp_path):
     # dpo never trained (no curve anywhere), target_dpo's mbpp errored, no pairs built
-    root = make_run(tmp_path, train={"target_dpo": TRAIN["target_dpo"]}, pairs=False, problems=False)
+    root = make_run(tmp_path, train={"target_dpo": TRAIN["target_dpo"]}, pairs=False, problems=False,
+                    probes={"target_dpo": PROBE["target_dpo"]})
     write(root / "reports/eval/target_dpo/mbpp.json", {"benchmark": "mbpp", "error": "no data"})
     inp = load(root, trained=("dpo", "target_dpo", "rpo"))
     assert inp.missing == ["reports/eval/rpo/humaneval.json (not evaluated)",
                            "reports/eval/rpo/mbpp.json (not evaluated)",
                            "reports/train/dpo.json (not trained)", "reports/train/rpo.json (not trained)",
+                           "reports/probe/dpo.json (not probed)", "reports/probe/rpo.json (not probed)",
                            "reports/problems.json (no problems built)", "reports/pairs.json (no pairs built)", "data/pairs.jsonl (no pairs built)"]
     written, skipped = figures.render(inp, tmp_path / "figures")
     assert set(skipped) == {"cumulative_pass_rate", "rejected_lines", "training_curves"}
-    assert set(written) == {"pass_at_1", "error_types", "gains_losses"}  # gains on HumanEval alone
+    assert set(written) == {"pass_at_1", "error_types", "gains_losses", "heldout_shifts"}  # gains on HumanEval alone
     md = reporting.markdown(inp, {n: f"figures/{p.name}" for n, p in written.items()}, skipped)
     assert ("Figure skipped (training loss, margin and reward accuracy): "
             "no reports/train/<variant>.json holds a per-step curve.") in md
@@ -349,8 +408,9 @@ def test_missing_inputs_are_skipped_with_a_line(tmp_path):
     assert skipped["gains_losses"] == "needs scored results of both dpo and target_dpo on the same tasks"
     empty = load(tmp_path / "nothing")
     written, skipped = figures.render(empty, tmp_path / "f3")
-    assert written == {} and len(skipped) == 6
+    assert written == {} and len(skipped) == 7
     assert "No pair of variants has scored results" in reporting.markdown(empty, {}, skipped)
+    assert "No reports/probe/<variant>.json: no variant has been probed." in reporting.markdown(empty, {}, skipped)
 
 
 # --------------------------------------------------------------------------- the stage
@@ -369,4 +429,6 @@ def test_report_stage_writes_summary_metrics_and_figures(run):
     for png in sorted((run / "reports/figures").iterdir()):
         assert f"](figures/{png.name})" in md
         assert_png(png)
-    assert len(list((run / "reports/figures").iterdir())) == 6
+    assert len(list((run / "reports/figures").iterdir())) == 7
+    assert metrics["target_dpo"]["focal_margin"] == 0.12 and metrics["dpo"]["d_minus_shift"] == -0.2
+    assert metrics["data"] == {"problems": 12, "pairs": 120, "heldout_pairs": 24}

@@ -29,7 +29,7 @@ from iterpref.pairs.diff import changed_lines, lines_to_spans, shift_spans, spli
 from iterpref.records import Attempt, Pair, Problem, Trajectory
 from iterpref.config.schema import spec
 
-__all__ = ["SELECTIONS", "DIFF_METHODS", "FILTERS", "PairConfig", "build_pairs", "make_pair"]
+__all__ = ["SELECTIONS", "DIFF_METHODS", "FILTERS", "PairConfig", "build_pairs", "make_pair", "split_by_problem"]
 
 SELECTIONS = ("random", "first", "last", "all")
 DIFF_METHODS = ("lcs", "prefix_suffix")
@@ -58,6 +58,10 @@ class PairConfig:
         max_pairs_per_problem: keep at most this many pairs per task after the filters (the
             paper keeps one per problem); the kept ones are a seeded choice, stable under input
             order. None keeps every pair (one per trajectory unless ``selection`` is ``all``).
+        heldout_fraction: share of the problems with pairs whose pairs are held out of training
+            (``data/pairs_heldout.jsonl``, read by the probe stage); a seeded choice (``seed``) of
+            whole problems, so no held-out pair shares a problem with a training pair. At least
+            one problem goes each way when there are two or more; 0 holds nothing out.
     """
 
     selection: str = "random"
@@ -68,6 +72,7 @@ class PairConfig:
     drop_identical_ast: bool = True
     drop_empty_rejected: bool = False
     max_pairs_per_problem: int | None = spec(None, ge=1)
+    heldout_fraction: float = spec(0.2, ge=0, lt=1)
 
     def validate(self) -> None:
         """Raise ValueError for an unknown selection/diff or a negative limit."""
@@ -79,6 +84,8 @@ class PairConfig:
             raise ValueError(f"PairConfig.max_rejected_lines must be >= 0, got {self.max_rejected_lines}")
         if self.max_pairs_per_problem is not None and self.max_pairs_per_problem < 1:
             raise ValueError(f"PairConfig.max_pairs_per_problem must be >= 1, got {self.max_pairs_per_problem}")
+        if not 0 <= self.heldout_fraction < 1:
+            raise ValueError(f"PairConfig.heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
 
 
 # --------------------------------------------------------------------------- selection
@@ -331,3 +338,16 @@ def build_pairs(
         "insert_only_pairs": sum(1 for d in d_lines if d == 0),
     }
     return pairs, stats
+
+
+def split_by_problem(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """``(training, heldout)``: the pairs of a seeded ``fraction`` of the problems are held out.
+
+    The held-out problems are ``round(fraction * n)`` of the ``n`` problems with pairs, at least
+    one and at most ``n - 1`` when ``fraction > 0`` and ``n >= 2``, drawn from the sorted task ids
+    with ``seed``: the same pairs give the same split in any order. Both lists keep input order.
+    """
+    tasks = sorted({p.task_id for p in pairs})
+    k = min(max(1, round(fraction * len(tasks))), len(tasks) - 1) if fraction > 0 and len(tasks) >= 2 else 0
+    heldout = set(random.Random(f"{seed}:heldout").sample(tasks, k))
+    return [p for p in pairs if p.task_id not in heldout], [p for p in pairs if p.task_id in heldout]

@@ -27,6 +27,9 @@ GAINS_PAIR = ("dpo", "target_dpo")
 CURVE_KEYS = (("loss", "training loss"), ("rewards/margins", "reward margin"),
               ("rewards/accuracies", "reward accuracy"))
 TOP_ERROR_TYPES = 8
+# The probe entries the held-out figure draws (iterpref.probe.summarise) and their labels.
+SHIFT_GROUPS = (("chosen", "chosen"), ("rejected_error", "D- (error)"), ("rejected_shared", "rejected, shared"),
+                ("focal_margin", "focal margin\n(shared - D-)"))
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -153,6 +156,31 @@ def gains_losses(comparisons: dict[str, tuple[dict, dict]], labels: tuple[str, s
     _save(fig, path, rect=(0, 0.3 / height, 1, 1))
 
 
+def heldout_shifts(probes: dict[str, dict], path: str | Path) -> None:
+    """Mean log-prob shift per token group on the held-out pairs, one marker per variant with its
+    bootstrap interval as an error bar (``probes``: {variant: reports/probe/<variant>.json})."""
+    fig = _figure(1.5 + 1.6 * len(SHIFT_GROUPS), 3.4)
+    ax = fig.subplots()
+    width = 0.6 / max(1, len(probes))
+    for i, (v, report) in enumerate(probes.items()):
+        xs, means, errors = [], [], [[], []]
+        for j, (key, _) in enumerate(SHIFT_GROUPS):
+            entry = report.get(key)
+            if entry:
+                lo, hi = entry["ci"]
+                xs.append(j - 0.3 + width * (i + 0.5))
+                means.append(entry["mean"])
+                errors[0].append(entry["mean"] - lo)
+                errors[1].append(hi - entry["mean"])
+        ax.errorbar(xs, means, yerr=errors, fmt="o", capsize=3, label=f"{v} ({report['pairs']} pairs)")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(SHIFT_GROUPS)))
+    ax.set_xticklabels([label for _, label in SHIFT_GROUPS], fontsize=8)
+    ax.set_ylabel("log p(policy) - log p(reference)\nper token, mean over pairs")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def render(inp: Inputs, out_dir: str | Path) -> tuple[dict[str, Path], dict[str, str]]:
     """Draw every figure the inputs allow into ``out_dir``.
 
@@ -172,6 +200,7 @@ def render(inp: Inputs, out_dir: str | Path) -> tuple[dict[str, Path], dict[str,
                 pass
     curves = {v: t["curve"] for v, t in inp.train.items() if t.get("curve")}
     rates = (inp.pairs or {}).get("cumulative_pass_rate")
+    probes = {v: r for v, r in inp.probe.items() if r.get("pairs")}
     # name: (why it cannot be drawn, or None; how to draw it)
     jobs = {
         "pass_at_1": (None if scored else "no scored evaluation results",
@@ -186,6 +215,8 @@ def render(inp: Inputs, out_dir: str | Path) -> tuple[dict[str, Path], dict[str,
                         lambda p: error_types(scored, benches, p)),
         "gains_losses": (None if comparisons else f"needs scored results of both {a} and {b} on the same tasks",
                          lambda p: gains_losses(comparisons, GAINS_PAIR, p)),
+        "heldout_shifts": (None if probes else "no reports/probe/<variant>.json holds a probed pair",
+                           lambda p: heldout_shifts(probes, p)),
     }
     written, skipped = {}, {}
     for name, (reason, draw) in jobs.items():

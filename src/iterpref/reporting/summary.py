@@ -2,8 +2,8 @@
 published numbers beside ours when the student matches, paired significance, data and training.
 
 `load` reads a run's report folders (reports/problems.json included: what the synthesize stage
-kept and dropped), `metrics` is the DVC metrics file, `markdown` is
-reports/summary.md; the figures it links are drawn by `iterpref.reporting.figures`.
+kept and dropped; reports/probe: the held-out log-prob shifts), `metrics` is the DVC metrics file,
+`markdown` is reports/summary.md; the figures it links are drawn by `iterpref.reporting.figures`.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class Inputs:
     problems: dict | None = None  # reports/problems.json
     pairs: dict | None = None  # reports/pairs.json
     rejected_lines: list[int] | None = None  # |D-| in lines per kept pair
+    probe: dict[str, dict] = field(default_factory=dict)  # {variant: reports/probe/<variant>.json}
     missing: list[str] = field(default_factory=list)  # one line per input that was not there
 
 
@@ -96,13 +97,19 @@ def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment
     table = collect(root / "reports/eval", variants, benchmarks)
     missing = [f"reports/eval/{v}/{b}.json (not evaluated)" for v in variants for b in benchmarks
                if b not in table.get(v, {})]
-    train = {}
+    train, probe = {}, {}
     for v in trained:
         path = root / f"reports/train/{v}.json"
         if path.exists():
             train[v] = json.loads(path.read_text())
         else:
             missing.append(f"reports/train/{v}.json (not trained)")
+    for v in trained:
+        path = root / f"reports/probe/{v}.json"
+        if path.exists():
+            probe[v] = json.loads(path.read_text())
+        else:
+            missing.append(f"reports/probe/{v}.json (not probed)")
     problems = pairs = rejected = None
     if (root / "reports/problems.json").exists():
         problems = json.loads((root / "reports/problems.json").read_text())
@@ -116,11 +123,14 @@ def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment
         rejected = rejected_line_counts(root / "data/pairs.jsonl")
     else:
         missing.append("data/pairs.jsonl (no pairs built)")
-    return Inputs(experiment, model, benchmarks, table, train, problems, pairs, rejected, missing)
+    return Inputs(experiment, model, benchmarks, table, train, problems, pairs, rejected, probe, missing)
 
 
 # The training numbers `metrics` adds per trained variant: reports/train/<variant>.json key -> name.
 TRAIN_METRICS = {"train_loss": "train_loss", "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy"}
+# The held-out probe's means `metrics` adds per probed variant: reports/probe/<variant>.json key -> name.
+PROBE_METRICS = {"rejected_error": "d_minus_shift", "focal_margin": "focal_margin", "accuracy": "heldout_accuracy",
+                 "reward_margin": "heldout_reward_margin"}
 
 
 def scores(table: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]]:
@@ -136,14 +146,21 @@ def scores(table: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]]:
 def metrics(inp: Inputs) -> dict:
     """The DVC metrics, short enough to read in `dvc exp show` / `dvc metrics diff`: pass@1 (in
     %) per variant and benchmark with their average, a trained variant's final loss, reward
-    margin and accuracy, and how many problems and pairs the run had. The per-task detail stays in
-    reports/eval/, reports/train/ and the summary, which DVC keeps as plain outputs."""
+    margin and accuracy, its held-out probe's means (`PROBE_METRICS`), and how many problems and
+    pairs the run had (``pairs``: all kept, ``heldout_pairs``: those held out of training). The
+    per-task detail stays in reports/eval/, reports/train/, reports/probe/ and the summary, which
+    DVC keeps as plain outputs."""
     out: dict = scores(inp.table)
     for v, row in out.items():
         trained = inp.train.get(v) or {}
         row.update({name: round(trained[key], 4) for key, name in TRAIN_METRICS.items()
                     if isinstance(trained.get(key), (int, float))})
-    out["data"] = {"problems": (inp.problems or {}).get("kept"), "pairs": (inp.pairs or {}).get("pairs")}
+    for v, report in inp.probe.items():
+        out.setdefault(v, {}).update({name: round(report[key]["mean"], 4) for key, name in PROBE_METRICS.items()
+                                      if report.get(key)})
+    pairs = inp.pairs or {}
+    out["data"] = {"problems": (inp.problems or {}).get("kept"), "pairs": pairs.get("pairs"),
+                   "heldout_pairs": pairs.get("heldout_pairs")}
     return out
 
 
@@ -277,6 +294,9 @@ def _data(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> list
                   f"- cumulative pass rate by round: {rates}",
                   f"- pairs kept: {p['pairs']} of {p['candidate_pairs']} candidates; removed by filter: "
                   + ", ".join(f"{k} {n}" for k, n in p["removed"].items()),
+                  *([f"- held out of training: {p['heldout_pairs']} pairs of {p['heldout_problems']} problems; "
+                     f"training: {p['training_pairs']} pairs of {p['training_problems']} problems"]
+                    if "heldout_pairs" in p else []),
                   f"- rejected error lines (D-): mean {_num(p['rejected_lines_mean'], '.2f')}, "
                   f"median {_num(p['rejected_lines_median'], 'g')}"]
     return (lines + _link("cumulative_pass_rate", "cumulative pass rate by debugging round", figures, skipped)
@@ -307,9 +327,68 @@ def _evaluation(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -
     return lines + _link("error_types", "error types by variant", figures, skipped)
 
 
+# The probe's groups and the summary's names for them, in table order.
+PROBE_COLUMNS = (("chosen", "chosen"), ("rejected_error", "D- (error lines)"), ("rejected_shared", "rejected, shared"),
+                 ("focal_margin", "focal margin"), ("accuracy", "accuracy"), ("reward_margin", "reward margin"))
+
+
+def _interval(entry: dict | None, fmt: str = "+.3f") -> str:
+    """``mean [lo, hi]``, or ``-`` for a group no pair has."""
+    if not entry:
+        return "-"
+    lo, hi = entry["ci"]
+    return f"{entry['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def _direction(entry: dict | None, what: str, up: str, down: str) -> str:
+    """Whether ``entry``'s interval lies above 0, below 0 or contains it, as a clause."""
+    if not entry:
+        return f"no pair has {what}"
+    lo, hi = entry["ci"]
+    if lo > 0:
+        return f"{what} {up} ({entry['mean']:+.3f}, the interval excludes 0)"
+    if hi < 0:
+        return f"{what} {down} ({entry['mean']:+.3f}, the interval excludes 0)"
+    return f"{what} did not move measurably (the interval [{lo:+.3f}, {hi:+.3f}] contains 0)"
+
+
+def probe_sentence(variant: str, report: dict) -> str:
+    """One sentence on what a variant's probe shows, read off its intervals."""
+    margin = report.get("focal_margin")
+    if not margin:
+        focal = "no pair has both error and shared tokens, so there is no focal margin"
+    elif margin["ci"][0] > 0:
+        focal = "it lowered the error tokens more than the rest of the rejected code (focal margin > 0, interval excludes 0)"
+    elif margin["ci"][1] < 0:
+        focal = "it lowered the rest of the rejected code more than the error tokens (focal margin < 0, interval excludes 0)"
+    else:
+        focal = "error and shared tokens moved alike (the focal margin's interval contains 0)"
+    accuracy = report.get("accuracy")
+    prefers = (f"; it prefers the chosen side on {100 * accuracy['mean']:.0f}% of the held-out pairs"
+               if accuracy else "")
+    return (f"- {variant}: " + _direction(report.get("rejected_error"), "D- tokens", "went up", "went down") + "; "
+            + _direction(report.get("chosen"), "chosen tokens", "went up", "went down") + "; " + focal + prefers + ".")
+
+
+def _heldout(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
+    if not inp.probe:
+        return ["No reports/probe/<variant>.json: no variant has been probed."]
+    lines = ["Log-prob shift `log p_policy - log p_reference` per token on pairs of problems held out of training "
+             "(token mean within a pair, then mean over pairs), 95% bootstrap interval over pairs in brackets; focal "
+             "margin = shared minus D- shift per pair; accuracy and reward margin: the DPO reward "
+             "`beta * (sum log-ratio chosen - sum log-ratio rejected)` over whole completions.", "",
+             "| variant | pairs | " + " | ".join(title for _, title in PROBE_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(PROBE_COLUMNS)]
+    for v, r in inp.probe.items():
+        cells = [_interval(r.get(key), ".2f" if key == "accuracy" else "+.3f") for key, _ in PROBE_COLUMNS]
+        lines.append(f"| {v} | {r['pairs']} | " + " | ".join(cells) + " |")
+    lines += ["", *[probe_sentence(v, r) for v, r in inp.probe.items()]]
+    return lines + _link("heldout_shifts", "held-out log-prob shifts by token group", figures, skipped)
+
+
 def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[str, str] | None = None) -> str:
     """reports/summary.md: Table 1 with published rows, significance, problems, data, training,
-    evaluation.
+    held-out pairs, evaluation.
 
     ``figures`` maps a figure name (see `iterpref.reporting.figures.render`) to its link relative to the
     summary; ``skipped`` maps the names of figures not drawn to the reason.
@@ -324,6 +403,7 @@ def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[s
              "", "## Problems", "", *_problems(inp.problems),
              "", "## Data", "", *_data(inp, figures, skipped),
              "", "## Training", "", *_training(inp, figures, skipped),
+             "", "## Held-out pairs", "", *_heldout(inp, figures, skipped),
              "", "## Evaluation", "", *_evaluation(inp, figures, skipped)]
     if inp.missing:
         lines += ["", "## Missing inputs (skipped)", "", *[f"- {m}" for m in inp.missing]]

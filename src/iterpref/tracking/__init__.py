@@ -1,10 +1,11 @@
-"""Weights & Biases: every train and evaluate stage is a run, offline unless a key is configured.
+"""Weights & Biases: every train, evaluate and probe stage is a run, offline unless a key is configured.
 
 A run is grouped by experiment (the DVC experiment name when DVC runs the stage inside
 `dvc exp run`, else ``logging.wandb.group`` or ``experiment_name``) and named by variant
-(``dpo``; evaluations ``dpo-humaneval``). Its config holds the resolved params, the git commit
-and the DVC experiment name. Training curves come from TRL's own W&B callback, which logs into
-the run `stage_run` opened; evaluations log pass@1, error types and a per-task table.
+(``dpo``; evaluations ``dpo-humaneval``, probes ``dpo-probe``). Its config holds the resolved
+params, the git commit and the DVC experiment name. Training curves come from TRL's own W&B
+callback, which logs into the run `stage_run` opened; evaluations log pass@1, error types and a
+per-task table; probes the held-out shifts and a per-pair table.
 
 Offline runs land in ``wandb/`` at the repository root, also from DVC's temporary experiment
 workspaces (queued and ``--temp`` runs), so ``make sync`` finds them all.
@@ -139,3 +140,27 @@ def log_eval(params: dict, variant: str, report: dict) -> None:
                  **{f"{bench}/errors/{k}": n for k, n in report.get("error_types", {}).items()}})
         run.summary.update({"variant": variant, f"{bench}/pass@1": report["pass@1"],
                             f"{bench}/passed": report.get("passed"), f"{bench}/tasks": report.get("tasks")})
+
+
+# The probe report's entries logged to W&B (iterpref.probe.summarise): mean and interval each.
+PROBE_KEYS = ("chosen", "rejected_error", "rejected_shared", "focal_margin", "accuracy", "reward_margin")
+
+
+def log_probe(params: dict, variant: str, report: dict) -> None:
+    """Log one variant's held-out probe (each group's mean shift and interval, focal margin,
+    accuracy, reward margin, and the per-pair rows) as a run of job type ``probe``, named
+    ``VARIANT-probe``, in the variant's group."""
+    with stage_run(params, "probe", f"{variant}-probe", variant=variant) as run:
+        if run is None:
+            return
+        import wandb
+
+        summary = {"variant": variant, "probe/pairs": report["pairs"]}
+        for key in PROBE_KEYS:
+            if report.get(key):
+                lo, hi = report[key]["ci"]
+                summary.update({f"probe/{key}": report[key]["mean"], f"probe/{key}_lo": lo, f"probe/{key}_hi": hi})
+        rows = report["per_pair"]
+        columns = list(rows[0]) if rows else ["pair_id"]
+        run.log({"probe/per_pair": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])})
+        run.summary.update(summary)

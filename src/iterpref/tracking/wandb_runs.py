@@ -28,8 +28,8 @@ class OfflineRun:
         run_id: W&B's run id.
         project: the project it syncs to.
         group: the run group (an experiment).
-        name: the display name (a variant, or variant-benchmark).
-        job_type: ``train`` or ``eval``.
+        name: the display name (a variant, variant-benchmark or variant-probe).
+        job_type: ``train``, ``eval`` or ``probe``.
         config: the run's config, every update applied, values decoded from JSON.
         history: the logged rows, in order (keys joined with ``/``).
         summary: the final summary (keys joined with ``/``).

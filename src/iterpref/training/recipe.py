@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 from pathlib import Path
 
+from iterpref import params as P
+from iterpref.cli import UserError
 from iterpref.records import Pair, read_jsonl
 from iterpref.training import launch, workdir
 from iterpref.training.masks import MaskConfig
@@ -87,6 +89,16 @@ class TrainConfig:
     seed: int = 0
     deepspeed: str | None = None
     save_steps: int = spec(0, ge=0)
+
+
+def variant_config(train_params: dict, variant: str) -> TrainConfig:
+    """The TrainConfig of one variant: params ``train.common`` with ``train.variants.<variant>``
+    (its loss, mask and any other key) over it."""
+    if variant not in train_params["variants"]:
+        raise UserError(f"params.yaml: train.variants has no {variant!r}; known: {sorted(train_params['variants'])}")
+    spec = dict(train_params["variants"][variant])
+    mask = P.build(MaskConfig, spec.pop("mask", {}), f"train.variants.{variant}.mask")
+    return P.build(TrainConfig, {**train_params["common"], **spec, "mask": mask}, f"train.variants.{variant}")
 
 
 def pairs_dataset(pairs: list[Pair]):
