@@ -328,7 +328,7 @@ def test_heldout_section_rows_sentences_and_metrics(run):
     assert ("| target_dpo | 24 | +0.010 [-0.010, +0.030] | -0.120 [-0.170, -0.070] | +0.000 [-0.020, +0.020] | "
             "+0.120 [+0.070, +0.180] | 0.75 [0.58, 0.92] | +0.050 [+0.020, +0.080] |") in lines
     assert ("- target_dpo: D- tokens went down (-0.120, the interval excludes 0); chosen tokens did not move measurably "
-            "(the interval [-0.010, +0.030] contains 0); it lowered the error tokens more than the rest of the rejected "
+            "(the interval [-0.010, +0.030] contains 0); the error tokens moved down relative to the rest of the rejected "
             "code (focal margin > 0, interval excludes 0); it prefers the chosen side on 75% of the held-out pairs.") in lines
     assert ("- dpo: D- tokens went down (-0.200, the interval excludes 0); chosen tokens went down (-0.050, the interval "
             "excludes 0); error and shared tokens moved alike (the focal margin's interval contains 0); it prefers the "
@@ -344,7 +344,7 @@ def test_probe_sentence_follows_the_intervals():
           "focal_margin": interval(-0.1, -0.2, -0.05), "accuracy": None}
     assert reporting.probe_sentence("v", up) == (
         "- v: D- tokens went up (+0.100, the interval excludes 0); chosen tokens went up (+0.200, the interval "
-        "excludes 0); it lowered the rest of the rejected code more than the error tokens (focal margin < 0, "
+        "excludes 0); the rest of the rejected code moved down relative to the error tokens (focal margin < 0, "
         "interval excludes 0).")
     insert_only = {"pairs": 1, "chosen": interval(0.0, 0.0, 0.0, 1), "rejected_error": None, "focal_margin": None,
                    "accuracy": interval(0.0, 0.0, 0.0, 1)}

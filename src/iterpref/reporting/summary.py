@@ -358,9 +358,9 @@ def probe_sentence(variant: str, report: dict) -> str:
     if not margin:
         focal = "no pair has both error and shared tokens, so there is no focal margin"
     elif margin["ci"][0] > 0:
-        focal = "it lowered the error tokens more than the rest of the rejected code (focal margin > 0, interval excludes 0)"
+        focal = "the error tokens moved down relative to the rest of the rejected code (focal margin > 0, interval excludes 0)"
     elif margin["ci"][1] < 0:
-        focal = "it lowered the rest of the rejected code more than the error tokens (focal margin < 0, interval excludes 0)"
+        focal = "the rest of the rejected code moved down relative to the error tokens (focal margin < 0, interval excludes 0)"
     else:
         focal = "error and shared tokens moved alike (the focal margin's interval contains 0)"
     accuracy = report.get("accuracy")
