@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from iterpref.evaluation import errors, registry
-from iterpref.evaluation.benchmark import SetupError, write_jsonl
+from iterpref.evaluation.benchmark import SetupError
+from iterpref.records import write_jsonl
 from iterpref.sandbox import SandboxConfig
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bigcodebench") is None,

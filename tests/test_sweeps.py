@@ -76,11 +76,12 @@ def test_dvc_queue_grid(dvc_repo, queued):
     for stage in SHARED:
         assert sum(stage in ran_stages(log) for log in logs.values()) == 1, stage
     for name, (beta, variant) in grid.items():
-        assert ran_stages(logs[name]) >= {f"train@{variant}", f"evaluate@{variant}-humaneval",
+        assert ran_stages(logs[name]) >= {f"train@{variant}", f"probe@{variant}", f"evaluate@{variant}-humaneval",
                                           f"evaluate@{variant}-mbpp", "report"}
         m = metrics(shown[name])
         assert set(m) == {"reference", variant, "data"}
-        assert set(m[variant]) == {"humaneval", "mbpp", "average", "train_loss", "reward_margin", "reward_accuracy"}
+        assert set(m[variant]) == {"humaneval", "mbpp", "average", "train_loss", "reward_margin", "reward_accuracy",
+                                   "d_minus_shift", "focal_margin", "heldout_accuracy", "heldout_reward_margin"}
 
     # `dvc metrics diff` between two experiments: pass@1 per benchmark
     by_point = {v: k for k, v in grid.items()}
