@@ -26,6 +26,8 @@ from dvc_repo import ran_stages, sh
 from test_pipeline import changed_stages
 from test_sweeps import dvc, experiments, metrics
 
+from iterpref.llm.served import free_port
+
 pytestmark = pytest.mark.slow
 
 BUCKET = "artifacts"
@@ -58,11 +60,6 @@ class Published:
     outputs: dict[str, str]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def wait_listening(port: int, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
@@ -79,7 +76,7 @@ def wait_listening(port: int, timeout_s: float = 60) -> None:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """moto's S3 server with one bucket and one IAM user allowed s3:*, whose key pair it returns."""
-    port = free_port()
+    port = free_port("127.0.0.1")
     log = tmp_path_factory.mktemp("moto") / "server.log"
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_REQUESTS)}
     with open(log, "w") as out:
@@ -233,7 +230,7 @@ def test_exp_push_and_pull_carry_a_sweep_through_the_remote(published, s3, tmp_p
 
 
 def test_push_and_pull_to_an_unreachable_remote_fail_fast_and_keep_local_files(published, partial_clone, s3):
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = f"http://127.0.0.1:{free_port('127.0.0.1')}"
     with silent_server() as silent:
         for name, endpoint, message in (("closed", closed, "Could not connect to the endpoint URL"),
                                         ("silent", silent, "Read timeout on endpoint URL")):

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from safetensors.torch import load_file
 from test_training import ALL, CASES, build_trainer, load_tiny, make_pair
 
 from iterpref import params as P
+from iterpref.llm.served import free_port
 from iterpref.records import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,11 +76,6 @@ def weights(folder: Path, variant: str) -> dict[str, torch.Tensor]:
     return load_file(folder / "models" / "trained" / variant / "model.safetensors")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def max_weight_diff(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
@@ -109,7 +104,7 @@ def three_steps(tiny_model_dir, tmp_path_factory):
                 settings += ["train.common.per_device_batch_size=4"]
             else:
                 settings += ["train.common.per_device_batch_size=2", "train.launcher=accelerate",
-                             f"train.accelerate={launch}", "train.num_processes=2", f"train.main_process_port={free_port()}"]
+                             f"train.accelerate={launch}", "train.num_processes=2", f"train.main_process_port={free_port('127.0.0.1')}"]
             folder = workdir(tmp_path_factory.mktemp(launch), tiny_model_dir, 12, settings)
             proc = run_stage(folder, "target_dpo")
             runs[launch] = folder, proc.stdout + proc.stderr
