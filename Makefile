@@ -20,8 +20,10 @@ run: install sandbox dvc-setup
 	PATH="$(BIN):$$PATH" dvc repro
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), each taking whole test modules, so a
-# module's shared fixtures (a DVC repository, a scored benchmark) are built once. TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+# module's shared fixtures (a DVC repository, a scored benchmark) are built once. Three on two cores:
+# some modules mostly wait (BigCodeBench's official 240 s limit, DVC's queue, the S3 server), and a
+# third process keeps both cores busy meanwhile. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 test: install sandbox
