@@ -174,11 +174,13 @@ def _ordinary_user_command() -> tuple[list[str], str | None]:
         return [], None  # we are one
     if shutil.which("setpriv") is None:
         return [], "setpriv not found"
-    # A user cannot reach an interpreter under a home of mode 700 (/root/.pyenv): cover such a
-    # folder with a tmpfs and bind the interpreter's folders back, in a mount namespace of their own.
+    # A user cannot reach an interpreter under a home of mode 700 (/root/.pyenv), nor a checkout
+    # under one (`mktemp -d`): cover such a folder with a tmpfs and bind back the interpreter's
+    # folders, iterpref's source (an editable install) and these tests, in a mount namespace of their own.
     outer = ["bwrap", "--dev-bind", "/", "/"]
     covered = set()
-    for p in sandbox._interpreter_paths():
+    needed = [*sandbox._interpreter_paths(), str(Path(sandbox.__file__).resolve().parents[2]), str(Path(__file__).parent)]
+    for p in needed:
         for a in sandbox._ancestors(p):
             if not os.stat(a).st_mode & 0o001:
                 if a not in covered:
