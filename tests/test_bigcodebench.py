@@ -7,13 +7,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from silent_server import silent_server
 
 from iterpref.evaluation import errors, registry
 from iterpref.evaluation.benchmark import SetupError
@@ -275,11 +275,8 @@ def test_unreachable_hub_fails_fast_naming_the_setting(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bigcodebench.data.utils, "CACHE_DIR", str(tmp_path / "official"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(1)
-    try:
-        for endpoint in (f"http://127.0.0.1:{silent.getsockname()[1]}", "http://127.0.0.1:9"):
+    with silent_server() as silent:
+        for endpoint in (silent, "http://127.0.0.1:9"):
             monkeypatch.setenv("HF_ENDPOINT", endpoint)
             bench = registry.get("bigcodebench_hard_complete")
             bench.probe_timeout_s = 1.0
@@ -288,8 +285,6 @@ def test_unreachable_hub_fails_fast_naming_the_setting(tmp_path, monkeypatch):
                 bench.load()
             assert time.time() - start < 5
             assert "BigCodeBench-Hard-v0.1.4.jsonl" in str(e.value)
-    finally:
-        silent.close()
 
 
 def test_official_cache_file_is_used_without_the_network(tmp_path, monkeypatch):

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import boto3
 import pytest
 import yaml
 from dvc_repo import ran_stages, sh
+from silent_server import silent_server
 from test_pipeline import changed_stages
 from test_sweeps import dvc, experiments, metrics
 
@@ -146,15 +146,6 @@ def timed_failure(cmd: list[str], cwd: Path, env: dict) -> tuple[str, float]:
     seconds = time.monotonic() - start
     assert proc.returncode != 0, f"{' '.join(cmd)} succeeded:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return proc.stdout + proc.stderr, seconds
-
-
-@contextmanager
-def silent_server():
-    """An endpoint that accepts connections (the kernel's backlog) and never answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(128)
-        yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.fixture(scope="module")
