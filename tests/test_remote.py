@@ -60,7 +60,6 @@ class Published:
     outputs: dict[str, str]
 
 
-
 def wait_listening(port: int, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
