@@ -1,34 +1,30 @@
-"""The layer contract of the iterpref package: imports run down the layers, never up.
+"""The layer contract of the iterpref package: imports run down the layers, never up, with no
+exception.
 
 A unit is a top-level module or package of iterpref (``pairs`` is pairs/build.py and pairs/diff.py,
 ``debugging`` includes debugging/teachers/), except config/, whose modules are units of their own:
-the config check (``config.schema``: `spec`, the field metadata every config dataclass uses) is the
-base, while the configuration reference and the dvc.yaml tools read the whole package. Every import
-counts, those inside functions too (`iterpref.config.graph.imports_of`). A unit may import a unit of
-a lower layer; never one of a higher layer (unless `ALLOWED` lists the edge), nor another unit of its
-own layer (unless `SAME_LAYER` lists the pair), each listing with its reason.
+its leaf modules (``config.fields``: `spec`, `ConfigError`, `require_under`, `build`; ``config.paths``:
+where the package and the project are) are the base every package builds on, while the check of a
+whole composition (``config.schema``, which reads the section registry) and the tools that read the
+whole package (the configuration reference, the dvc.yaml graph and lock check) sit at the top. Every
+import counts, those inside functions too (`iterpref.config.graph.imports_of`). A unit may import a
+unit of a lower layer; never one of a higher layer, nor another unit of its own layer.
 
-    1. sweep, reporting, probe, config.reference, config.graph, config.lock
-    2. training
-    3. pairs, debugging, problems
-    4. evaluation
-    5. llm
-    6. sandbox, tracking
-    7. params, records, prompts, models, runtime
-    8. config.schema, config, iterpref          (config and iterpref: the packages' __init__.py)
-    9. cli                                      (UserError and the tools' one-line error report)
+     1. sweep, reporting, config.reference, config.lock
+     2. params, config.graph
+     3. config.schema                            (the section registry: every section's dataclass)
+     4. probe
+     5. training
+     6. pairs, debugging, problems
+     7. evaluation
+     8. llm
+     9. sandbox, tracking
+    10. records, prompts, models, runtime
+    11. config.fields, config.paths, config, iterpref   (config and iterpref: the packages' __init__.py)
+    12. cli                                      (UserError and the tools' one-line error report)
 
-How this differs from the order first planned (issue 20: sweep, reporting / training, evaluation /
-pairs, debugging, problems / llm / sandbox, tracking / config and the base modules), measured on the
-code: evaluation sits below problems, since problems load benchmarks through it (decontamination:
-evaluation.registry; the benchmark-sourced problems: evaluation.mbpp, evaluation.bigcodebench) and
-evaluation imports nothing above llm; config is split as above; config.schema sits below params,
-models and runtime, which import its `spec`.
-
-Allowed upward edges (`ALLOWED`): config.schema -> the module of every params section's dataclass
-(debugging, evaluation, models, pairs, problems, runtime, sandbox, tracking, training). The check of a
-composed config looks each section's dataclass up inside `schema._sections`, a function run when
-params are checked; importing config.schema loads none of them. None between units of one layer.
+Evaluation sits below problems, since problems load benchmarks through it (decontamination:
+evaluation.registry; the benchmark-sourced problems: evaluation.mbpp, evaluation.bigcodebench).
 """
 
 from __future__ import annotations
@@ -40,27 +36,19 @@ import pytest
 from iterpref.config import graph
 
 LAYERS: list[tuple[str, ...]] = [
-    ("sweep", "reporting", "probe", "config.reference", "config.graph", "config.lock"),
+    ("sweep", "reporting", "config.reference", "config.lock"),
+    ("params", "config.graph"),
+    ("config.schema",),
+    ("probe",),
     ("training",),
     ("pairs", "debugging", "problems"),
     ("evaluation",),
     ("llm",),
     ("sandbox", "tracking"),
-    ("params", "records", "prompts", "models", "runtime"),
-    ("config.schema", "config", "iterpref"),
+    ("records", "prompts", "models", "runtime"),
+    ("config.fields", "config.paths", "config", "iterpref"),
     ("cli",),
 ]
-
-# (importer unit, imported unit) -> why a lower unit may import this higher one
-_SECTIONS = "the config check looks each params section's dataclass up inside schema._sections (a registry, run when params are checked)"
-ALLOWED: dict[tuple[str, str], str] = {
-    ("config.schema", unit): _SECTIONS
-    for unit in ("debugging", "evaluation", "models", "pairs", "problems", "runtime", "sandbox", "tracking", "training")
-}
-
-# {unit, unit} -> why two units of one layer may import each other (none today)
-SAME_LAYER: dict[frozenset[str], str] = {}
-
 
 def unit_of(module: str) -> str:
     """The layered unit of an iterpref module: ``iterpref.pairs.diff`` -> ``pairs``,
@@ -97,7 +85,7 @@ def module_edges(root: Path = graph.SRC) -> set[tuple[str, str]]:
             for imported in graph.imports_of(path, package) if unit_of(imported) != unit_of(name)}
 
 
-def violations(edges, layers=LAYERS, allowed=ALLOWED, same_layer=SAME_LAYER) -> list[str]:
+def violations(edges, layers=LAYERS) -> list[str]:
     """One line per import that breaks the order, naming both modules, their units and layers."""
     out = []
     for importer, imported in sorted(edges):
@@ -106,9 +94,9 @@ def violations(edges, layers=LAYERS, allowed=ALLOWED, same_layer=SAME_LAYER) -> 
         where = f"{importer} ({a}, layer {la}) imports {imported} ({b}, layer {lb})"
         if la is None or lb is None:
             out.append(f"{where}: {a if la is None else b} is in no layer; add it to LAYERS")
-        elif la > lb and (a, b) not in allowed:
+        elif la > lb:
             out.append(f"{where}: a lower layer imports a higher one")
-        elif la == lb and frozenset((a, b)) not in same_layer:
+        elif la == lb:
             out.append(f"{where}: two units of one layer")
     return out
 
@@ -131,13 +119,6 @@ def test_every_unit_is_in_exactly_one_layer():
     assert not set(listed) - units, f"layers list units that do not exist: {sorted(set(listed) - units)}"
 
 
-def test_every_allowance_is_still_needed():
-    """An allowance the code no longer uses is dropped, so it cannot hide a new import."""
-    used = {(unit_of(a), unit_of(b)) for a, b in module_edges()}
-    assert not set(ALLOWED) - used, f"allowed edges no import needs: {sorted(set(ALLOWED) - used)}"
-    unused = [pair for pair in SAME_LAYER if not any(set(edge) == set(pair) for edge in used)]
-    assert not unused, f"same-layer pairs no import needs: {unused}"
-
 
 def test_the_top_level_keeps_at_most_eight_modules():
     top = sorted(p.name for p in (graph.SRC / "iterpref").glob("*.py"))
@@ -145,14 +126,14 @@ def test_the_top_level_keeps_at_most_eight_modules():
 
 
 def test_the_checker_names_both_modules_of_an_upward_import():
-    """A fabricated edge: records (layer 7) importing the refine loop (layer 3)."""
-    with pytest.raises(AssertionError, match=r"iterpref\.records \(records, layer 7\) imports "
-                                             r"iterpref\.debugging \(debugging, layer 3\): a lower layer imports a higher one"):
+    """A fabricated edge: records (layer 10) importing the refine loop (layer 6)."""
+    with pytest.raises(AssertionError, match=r"iterpref\.records \(records, layer 10\) imports "
+                                             r"iterpref\.debugging \(debugging, layer 6\): a lower layer imports a higher one"):
         check({("iterpref.records", "iterpref.debugging")})
     check({("iterpref.debugging", "iterpref.records")})  # downward
-    check({("iterpref.config.schema", "iterpref.pairs.build")})  # an allowed upward edge, and only that one
-    with pytest.raises(AssertionError, match="iterpref.config.schema .* imports iterpref.reporting.summary"):
-        check({("iterpref.config.schema", "iterpref.reporting.summary")})
+    check({("iterpref.config.schema", "iterpref.pairs.build")})  # the registry reads every section
+    with pytest.raises(AssertionError, match="iterpref.config.fields .* imports iterpref.pairs.build"):
+        check({("iterpref.config.fields", "iterpref.pairs.build")})
     with pytest.raises(AssertionError, match="two units of one layer"):
         check({("iterpref.pairs.build", "iterpref.problems.base")})
     with pytest.raises(AssertionError, match="newpkg is in no layer"):
@@ -178,4 +159,4 @@ def test_unit_of():
     assert unit_of("iterpref.config.schema") == "config.schema"
     assert unit_of("iterpref.debugging.teachers.llm") == "debugging"
     assert unit_of("iterpref.pairs.diff") == "pairs"
-    assert layer_of("evaluation") == 4 and layer_of("nothing") is None
+    assert layer_of("evaluation") == 7 and layer_of("nothing") is None

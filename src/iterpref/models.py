@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 from pathlib import Path
-from iterpref.config.schema import spec
+from iterpref.config.fields import spec
 
 # ChatML, as SmolLM2 uses it, minus its default system line.
 CHATML_TEMPLATE = (

@@ -9,17 +9,14 @@ Stage scripts never use ``@hydra.main``: they call `load` (a known DVC pitfall o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from pathlib import Path
-from typing import Any, TypeVar
 
 import yaml
 
 from iterpref.cli import UserError, command
-
-ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
+from iterpref.config.fields import ConfigError, build  # noqa: F401  (build: the stages' P.build)
+from iterpref.config.paths import ROOT
 
 
 def compose(overrides: list[str] | None = None, conf_dir: str | os.PathLike | None = None) -> dict:
@@ -42,8 +39,6 @@ def compose(overrides: list[str] | None = None, conf_dir: str | os.PathLike | No
 def config_error(err: BaseException) -> str:
     """The user-facing message of a composition failure: the `ConfigError` inside OmegaConf's
     and Hydra's wrappers when there is one, else the error's own text."""
-    from iterpref.config.schema import ConfigError
-
     seen = err
     while seen is not None:
         if isinstance(seen, ConfigError):
@@ -60,7 +55,7 @@ def dump(params: dict) -> str:
 def load(path: str | os.PathLike = "params.yaml") -> dict:
     """The params a stage reads, checked against the config dataclasses (a hand-edited
     params.yaml fails here, naming the key, before the stage does any work)."""
-    from iterpref.config.schema import ConfigError, validate
+    from iterpref.config.schema import validate
 
     with open(path, encoding="utf-8") as fh:
         params = yaml.safe_load(fh)
@@ -70,18 +65,6 @@ def load(path: str | os.PathLike = "params.yaml") -> dict:
         raise SystemExit(f"{path}: {err}") from None
     return params
 
-
-def build(cls: type[T], section: dict[str, Any] | None, where: str) -> T:
-    """A config dataclass from a params section (nested dataclass fields built from their
-    mappings); unknown keys are an error naming them."""
-    from iterpref.config.schema import build as build_nested
-
-    section = dict(section or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(section) - names)
-    if unknown:
-        raise ValueError(f"params.yaml: {where}: unknown key(s) {unknown}; {cls.__name__} takes {sorted(names)}")
-    return build_nested(cls, section)
 
 
 @command

@@ -118,10 +118,10 @@ def job(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from iterpref import params as P
+    from iterpref.config.fields import build
 
     hc = HydraConfig.get()
-    sweep = P.build(SweepConfig, OmegaConf.to_container(cfg[SWEEP_KEY], resolve=True), SWEEP_KEY)
+    sweep = build(SweepConfig, OmegaConf.to_container(cfg[SWEEP_KEY], resolve=True), SWEEP_KEY)
     optimising = "optuna" in str(hc.sweeper.get("_target_", ""))
     if optimising and not sweep.metric:
         raise ValueError("conf/sweep.yaml: sweep.metric is null, but the optuna sweeper needs a metric to "

@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 
 from iterpref.cli import command
+from iterpref.config.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 SRC = ROOT / "src"
 
 # Modules that load others by name or run a file by path, and what they load or run.

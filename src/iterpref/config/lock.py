@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from iterpref.cli import command
+from iterpref.config.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def tracked(root: Path) -> set[str]:

@@ -22,39 +22,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from iterpref.cli import UserError
+from iterpref.config.fields import MISSING, ConfigError, build, hints, require_under
 
-MISSING = dataclasses.MISSING
 CROSS_KEY = object()  # the "value" of a problem that ``__post_init__`` found across keys
-
-
-class ConfigError(ValueError, UserError):
-    """One or more invalid keys of a composed configuration, one line each."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
-
-
-def spec(default: Any = MISSING, *, default_factory: Callable[[], Any] | Any = MISSING, ge: float | None = None,
-         gt: float | None = None, le: float | None = None, lt: float | None = None, doc: str = "") -> Any:
-    """A dataclass field with a range that `check` enforces (None values are not range-checked)."""
-    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
-    return dataclasses.field(default=default, default_factory=default_factory, metadata={"bounds": bounds, "doc": doc})
-
 
 _OPS = {"ge": (lambda v, b: v >= b, ">="), "gt": (lambda v, b: v > b, ">"),
         "le": (lambda v, b: v <= b, "<="), "lt": (lambda v, b: v < b, "<")}
-
-
-def require_under(path: str | None, folder: str, key: str) -> None:
-    """Raise ValueError unless ``path`` (None passes) is a relative path inside ``folder``: a
-    stage that reads it depends on that folder in dvc.yaml, so DVC sees an edit to the file."""
-    from pathlib import PurePosixPath
-
-    if path is not None and PurePosixPath(path).parts[:len(PurePosixPath(folder).parts)] != PurePosixPath(folder).parts:
-        raise ValueError(f"{key}: {path!r} is outside {folder}/; put the file there so DVC tracks it "
-                         f"(the stage that reads it depends on {folder}/ in dvc.yaml)")
 
 
 # ----------------------------------------------------------------------------- types
@@ -146,10 +119,6 @@ def _shape_fits(tp: Any, value: Any) -> bool:
     return False
 
 
-def hints(cls: type) -> dict[str, Any]:
-    """A dataclass's resolved type hints."""
-    return typing.get_type_hints(cls)
-
 
 def _dataclass_errors(cls: type, section: dict, where: str, out: list[tuple[str, Any, str]], *,
                       skip: Sequence[str] = (), partial: bool = False) -> None:
@@ -187,15 +156,6 @@ def _post_init_errors(cls: type, section: dict, where: str, out: list[tuple[str,
     except (ValueError, TypeError) as err:
         out.append((where, CROSS_KEY, str(err)))
 
-
-def build(cls: type, section: dict) -> Any:
-    """``cls(**section)`` with nested dataclass fields built from their mappings."""
-    types_ = hints(cls)
-    kwargs = {}
-    for name, value in section.items():
-        tp = types_[name]
-        kwargs[name] = build(tp, value) if dataclasses.is_dataclass(tp) and isinstance(value, dict) else value
-    return cls(**kwargs)
 
 
 # ----------------------------------------------------------------------------- the whole config

@@ -45,7 +45,7 @@ from iterpref.records import config_hash  # noqa: F401 (public here too: stages/
 from iterpref.sandbox import SandboxConfig, run_unittest
 from iterpref.debugging.teachers import MutationTeacher, Teacher, TeacherError
 from iterpref.debugging.teachers.sample_mutation import SampleMutationTeacher
-from iterpref.config.schema import spec
+from iterpref.config.fields import spec
 
 
 MODES = ("debugging", "sampling", "mutate_samples")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
 from iterpref import prompts
-from iterpref.config.schema import require_under, spec
+from iterpref.config.fields import build, require_under, spec
 from iterpref.evaluation import registry, sanity
 from iterpref.evaluation.benchmark import Benchmark
 from iterpref.llm.base import Generator, SamplingConfig
@@ -177,12 +177,10 @@ def settings_for(eval_params: dict, benchmark: str) -> tuple[SamplingConfig, int
     """``(sampling, limit)`` for ``benchmark``: ``eval.sampling`` and ``eval.limit``, with what
     ``eval.by_benchmark.<benchmark>`` changes (``limit``, and the ``sampling`` keys it gives),
     e.g. a shorter answer cap for MBPP or its first 100 tasks only."""
-    from iterpref import params
-
     own = dict((eval_params.get("by_benchmark") or {}).get(benchmark) or {})  # keys checked by EvalConfig
     where = f"eval.by_benchmark.{benchmark}"
-    sampling = params.build(SamplingConfig, {**eval_params["sampling"], **(own.get("sampling") or {})},
-                            f"eval.sampling + {where}.sampling" if own.get("sampling") else "eval.sampling")
+    sampling = build(SamplingConfig, {**eval_params["sampling"], **(own.get("sampling") or {})},
+                     f"eval.sampling + {where}.sampling" if own.get("sampling") else "eval.sampling")
     return sampling, own.get("limit", eval_params.get("limit"))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from iterpref.config.schema import spec
+from iterpref.config.fields import spec
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.served import ServerConfig
 from iterpref.models import ModelConfig

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Protocol
-from iterpref.config.schema import spec
+from iterpref.config.fields import spec
 
 Message = dict[str, str]
 Conversation = list[Message]

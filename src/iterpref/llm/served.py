@@ -41,8 +41,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from iterpref.config.fields import build, spec
 from iterpref.llm.base import Conversation, Generator, SamplingConfig
-from iterpref.config.schema import spec
 
 # The command each engine starts with, before `ServerConfig.extra_args`. Placeholders: {model},
 # {host}, {port}, {dtype}, {tensor_parallel_size}, {python} (the interpreter of
@@ -126,12 +126,10 @@ class ServedGenerator:
     def __init__(self, model: str, engine: str = "vllm", dtype: str = "auto",
                  server: ServerConfig | dict | None = None, max_concurrency: int = 64,
                  timeout_s: float = 600, max_retries: int = 2):
-        from iterpref import params
-
         if engine not in ENGINES:
             raise ValueError(f"unknown server engine {engine!r}; expected one of {sorted(ENGINES)}")
         self.model, self.engine, self.dtype = str(model), engine, dtype
-        self.config = server if isinstance(server, ServerConfig) else params.build(ServerConfig, server, "server")
+        self.config = server if isinstance(server, ServerConfig) else build(ServerConfig, server, "server")
         self.name = f"{engine}:{self.model}"
         self.client_options = {"max_concurrency": max_concurrency, "timeout_s": timeout_s, "max_retries": max_retries}
         self.launched: dict | None = None

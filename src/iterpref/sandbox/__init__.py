@@ -86,7 +86,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from iterpref.config.schema import spec
+from iterpref.config.fields import spec
 import time
 import warnings
 from collections.abc import Iterator, Sequence

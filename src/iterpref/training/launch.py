@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from iterpref.params import ROOT
-from iterpref.config.schema import spec
+from iterpref.config.fields import spec
+from iterpref.config.paths import ROOT
 
 ACCELERATE_DIR = ROOT / "conf" / "accelerate"
 LAUNCHERS = ("python", "accelerate")

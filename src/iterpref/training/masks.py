@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from iterpref.pairs import diff
 from iterpref.records import Span
-from iterpref.config.schema import spec
+from iterpref.config.fields import spec
 
 MASK_MODES = ("none", "line", "symmetric", "token")
 

@@ -20,12 +20,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 from pathlib import Path
 
-from iterpref import params as P
 from iterpref.cli import UserError
 from iterpref.records import Pair, read_jsonl
 from iterpref.training import launch, workdir
 from iterpref.training.masks import MaskConfig
-from iterpref.config.schema import spec
+from iterpref.config.fields import build, spec
 
 # TRL loss types per variant loss: "sigmoid" is DPO's -logsigmoid(beta * margin), "sft" the mean
 # NLL of the chosen completion (RPO adds it with weight rpo_alpha).
@@ -97,8 +96,8 @@ def variant_config(train_params: dict, variant: str) -> TrainConfig:
     if variant not in train_params["variants"]:
         raise UserError(f"params.yaml: train.variants has no {variant!r}; known: {sorted(train_params['variants'])}")
     spec = dict(train_params["variants"][variant])
-    mask = P.build(MaskConfig, spec.pop("mask", {}), f"train.variants.{variant}.mask")
-    return P.build(TrainConfig, {**train_params["common"], **spec, "mask": mask}, f"train.variants.{variant}")
+    mask = build(MaskConfig, spec.pop("mask", {}), f"train.variants.{variant}.mask")
+    return build(TrainConfig, {**train_params["common"], **spec, "mask": mask}, f"train.variants.{variant}")
 
 
 def pairs_dataset(pairs: list[Pair]):

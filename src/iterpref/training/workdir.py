@@ -17,10 +17,10 @@ import os
 import re
 from pathlib import Path
 
-from iterpref.params import ROOT
+from iterpref.config.paths import PACKAGE
 
 # The code whose behaviour the cached masks and checkpoints depend on.
-CODE = [*sorted((ROOT / "src" / "iterpref" / "training").glob("*.py")), ROOT / "src" / "iterpref" / "pairs" / "diff.py"]
+CODE = [*sorted((PACKAGE / "training").glob("*.py")), PACKAGE / "pairs" / "diff.py"]
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -39,7 +39,7 @@ def run_key(config: dict, model_path: str | os.PathLike, pairs_path: str | os.Pa
     _hash_files(h, model_path, sorted(p for p in model_path.rglob("*") if p.is_file()))
     pairs_path = Path(pairs_path)
     _hash_files(h, pairs_path.parent, [pairs_path])
-    _hash_files(h, ROOT, CODE)
+    _hash_files(h, PACKAGE, CODE)
     return h.hexdigest()[:16]
 
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from iterpref.config.schema import spec
+from iterpref.config.fields import spec
 
 from iterpref.records import Attempt, Outcome, Problem
 from iterpref.sandbox import SandboxConfig, run_unittest
