@@ -49,7 +49,7 @@ def main(variant: str) -> None:
     print(json.dumps(summary))
     # the per-step curve, for the report's figure (the report stage does not read model folders;
     # `dvc metrics` skips the list)
-    summary["curve"] = [{k: h[k] for k in ("step", "loss", "rewards/margins", "rewards/accuracies") if k in h}
+    summary["curve"] = [{k: h[k] for k in ("step", "learning_rate", "loss", "rewards/margins", "rewards/accuracies") if k in h}
                         for h in history]
     Path(f"reports/train/{variant}.json").write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -19,7 +19,7 @@ from trl import DPOConfig
 from iterpref import prompts
 from iterpref.pairs import diff
 from iterpref.records import Pair, write_jsonl
-from iterpref.training import recipe
+from iterpref.training import recipe, schedule
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import TrainConfig, dpo_config, pairs_dataset
 from iterpref.training.trainer import FocalDPOTrainer
@@ -423,3 +423,64 @@ def test_focal_mask_refuses_length_normalising_options(tiny_model_dir, tmp_path,
     if "ld_alpha" in bad:
         FocalDPOTrainer(model=model, args=args, train_dataset=pairs_dataset(ALL[:1]),
                         processing_class=tok, mask=MaskConfig(mode="none"))
+
+
+# --------------------------------------------------------------------------- 7. a run that trains
+
+def test_a_one_step_run_changes_the_weights(tiny_model_dir, tmp_path):
+    """2 pairs in a batch of 4: one optimizer step, the warmup's first, at a learning rate above 0."""
+    pairs_path = tmp_path / "pairs.jsonl"
+    write_jsonl(pairs_path, [BY_ID["one_line"], BY_ID["two_lines"]])
+    cfg = TrainConfig(loss="dpo", mask=MaskConfig(mode="line"), per_device_batch_size=4, learning_rate=1e-3,
+                      warmup_ratio=0.03, bf16=False)
+    metrics = recipe.train(cfg, tiny_model_dir, pairs_path, tmp_path / "out", run_name="one-step",
+                           cache_root=tmp_path / "cache", report_to=[], use_cpu=True)
+    assert metrics["steps"] == 1
+    assert metrics["log_history"][0]["learning_rate"] == pytest.approx(1e-3)
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), start.state_dict().values()))
+
+
+def test_the_trainer_steps_the_planned_learning_rates(tiny_model_dir, tmp_path):
+    """Warmup of ceil(0.5 * 3) = 2 steps: 1/2 then the full peak, never 0; then the cosine."""
+    pairs_path = tmp_path / "pairs.jsonl"
+    write_jsonl(pairs_path, ALL[:3])
+    cfg = TrainConfig(loss="dpo", mask=MaskConfig(mode="none"), max_steps=3, per_device_batch_size=1,
+                      learning_rate=1e-4, warmup_ratio=0.5, bf16=False)
+    metrics = recipe.train(cfg, tiny_model_dir, pairs_path, tmp_path / "out", run_name="plan",
+                           cache_root=tmp_path / "cache", report_to=[], use_cpu=True)
+    logged = [h["learning_rate"] for h in metrics["log_history"]]
+    assert logged == pytest.approx(schedule.learning_rates(1e-4, "cosine", 0.5, 3))
+    assert logged[0] == pytest.approx(5e-5) and min(logged) > 0
+
+
+@pytest.mark.parametrize("experiment", ["embedded", "qwen_coder", "smoke"])
+def test_every_step_of_a_preset_has_a_learning_rate(experiment):
+    """Whatever number of training pairs the preset's data gives (1 up to its max_pairs)."""
+    from iterpref import params as P
+
+    common = P.compose([f"experiment={experiment}"])["train"]["common"]
+    for n in range(1, (common["max_pairs"] or 200) + 1):
+        steps = schedule.total_steps(n, common["per_device_batch_size"], common["gradient_accumulation_steps"], 1,
+                                     common["epochs"], common["max_steps"])
+        rates = schedule.learning_rates(common["learning_rate"], common["lr_scheduler"], common["warmup_ratio"], steps)
+        assert len(rates) == steps >= 1 and min(rates) > 0, (n, rates)
+
+
+def test_a_run_that_cannot_train_is_refused_before_the_model_loads(tiny_model_dir, tmp_path):
+    from iterpref.cli import UserError
+
+    pairs_path = tmp_path / "pairs.jsonl"
+    write_jsonl(pairs_path, ALL[:2])
+    cfg = TrainConfig(max_length=8, bf16=False)
+    with pytest.raises(UserError, match="every one of the 2 pairs has a prompt of train.common.max_length=8"):
+        recipe.train(cfg, tiny_model_dir, pairs_path, tmp_path / "out",
+                     run_name="x", cache_root=tmp_path / "cache", report_to=[], use_cpu=True)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+    write_jsonl(pairs_path, [])
+    with pytest.raises(UserError, match="no pairs to train on"):
+        recipe.train(TrainConfig(bf16=False), tiny_model_dir, pairs_path, tmp_path / "out", run_name="x",
+                     cache_root=tmp_path / "cache", report_to=[], use_cpu=True)
+    with pytest.raises(ValueError, match="max_steps = 0 trains nothing"):
+        TrainConfig(max_steps=0)

@@ -17,14 +17,14 @@ import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 from iterpref.cli import UserError
 from iterpref.records import Pair, read_jsonl
-from iterpref.training import launch, workdir
-from iterpref.training.masks import MaskConfig
+from iterpref.training import launch, schedule, workdir
 from iterpref.config.fields import build, spec
+from iterpref.training.masks import MaskConfig
 
 # TRL loss types per variant loss: "sigmoid" is DPO's -logsigmoid(beta * margin), "sft" the mean
 # NLL of the chosen completion (RPO adds it with weight rpo_alpha).
@@ -42,12 +42,14 @@ class TrainConfig:
         rpo_alpha: weight of the chosen NLL term for ``rpo`` (paper 1.0).
         learning_rate: peak learning rate (paper 1e-5 for 7B, repo 5e-6).
         epochs: passes over the pairs (paper 3, repo 2).
-        max_steps: stop after this many optimizer steps (-1: run all epochs).
+        max_steps: stop after this many optimizer steps (-1: run all epochs; 0 is refused).
         per_device_batch_size: pairs per device per micro-batch.
         gradient_accumulation_steps: micro-batches per optimizer step (global batch =
             per_device_batch_size * accumulation * devices; paper 128).
-        lr_scheduler: schedule name (paper cosine).
-        warmup_ratio: fraction of steps for linear warmup (paper 0.03).
+        lr_scheduler: schedule name (paper cosine), transformers' schedule of that name.
+        warmup_ratio: fraction of steps for linear warmup (paper 0.03): ``ceil(ratio * steps)``
+            steps, the first at ``1 / warmup`` of the peak, never at learning rate 0
+            (`iterpref.training.schedule`).
         max_length: cap on prompt+completion tokens (paper 2048).
         max_pairs: train on a random sample (seeded by ``seed``) of this many pairs (null:
             all); for quick runs. A sample, not the first n, so it spans every problem.
@@ -76,7 +78,7 @@ class TrainConfig:
     max_steps: int = spec(-1, ge=-1)
     per_device_batch_size: int = spec(4, ge=1)
     gradient_accumulation_steps: int = spec(1, ge=1)
-    lr_scheduler: str = "cosine"
+    lr_scheduler: schedule.Schedule = "cosine"
     warmup_ratio: float = spec(0.03, ge=0, lt=1)
     max_length: int = spec(1024, ge=1)
     max_pairs: int | None = spec(32, ge=1)
@@ -89,6 +91,10 @@ class TrainConfig:
     deepspeed: str | None = None
     save_steps: int = spec(0, ge=0)
 
+    def __post_init__(self):
+        if self.max_steps == 0:
+            raise ValueError("max_steps = 0 trains nothing; -1 runs every epoch, n >= 1 stops after n steps")
+
 
 def variant_config(train_params: dict, variant: str) -> TrainConfig:
     """The TrainConfig of one variant: params ``train.common`` with ``train.variants.<variant>``
@@ -98,6 +104,23 @@ def variant_config(train_params: dict, variant: str) -> TrainConfig:
     spec = dict(train_params["variants"][variant])
     mask = build(MaskConfig, spec.pop("mask", {}), f"train.variants.{variant}.mask")
     return build(TrainConfig, {**train_params["common"], **spec, "mask": mask}, f"train.variants.{variant}")
+
+
+def prompt_tokens(pair: Pair, tokenizer) -> int:
+    """How many tokens the pair's chat prompt takes, generation prompt included."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": pair.prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def require_completion_tokens(pairs: list[Pair], tokenizer, max_length: int, pairs_path) -> None:
+    """Raise UserError when no pair keeps a completion token inside ``max_length`` (TRL cuts
+    prompt + completion at ``max_length``: such a run computes a constant loss and changes nothing)."""
+    kept = [p for p in pairs if prompt_tokens(p, tokenizer) < max_length]
+    if not kept:
+        raise UserError(f"{pairs_path}: every one of the {len(pairs)} pairs has a prompt of train.common.max_length="
+                        f"{max_length} tokens or more, so truncation leaves no completion token to train on; "
+                        f"raise max_length")
 
 
 def pairs_dataset(pairs: list[Pair]):
@@ -217,16 +240,17 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
 
     out_dir, model_path = Path(out_dir), Path(model_path)
     state = PartialState()
-    # setup
+    # setup: refuse a run that cannot change the weights before the model is loaded
     pairs = read_jsonl(pairs_path, Pair)
     if cfg.max_pairs is not None and cfg.max_pairs < len(pairs):
         pairs = random.Random(cfg.seed).sample(pairs, cfg.max_pairs)
     if not pairs:
-        raise ValueError(f"{pairs_path}: no pairs to train on")
+        raise UserError(f"{pairs_path}: no pairs to train on; the pairs stage kept none (see reports/pairs.json)")
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    require_completion_tokens(pairs, tokenizer, cfg.max_length, pairs_path)
     key = workdir.run_key({"train": asdict(cfg), "world_size": state.num_processes,
                            "distributed": launch.distributed_kind(state), "use_cpu": use_cpu}, model_path, pairs_path)
     work = Path(cache_root) / key
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     peft_config = None
     if cfg.lora:

@@ -25,6 +25,7 @@ from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import global_then_local_main_first, pad
 
+from iterpref.training import schedule
 from iterpref.training.launch import fsdp_on_cpu
 from iterpref.training.masks import MaskConfig, token_masks
 
@@ -113,6 +114,14 @@ class FocalDPOTrainer(DPOTrainer):
         super().create_accelerator_and_postprocess()
         if fsdp_on_cpu(self.accelerator):
             self.is_fsdp_enabled = True
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """transformers' named schedule whose warmup starts above 0 (`iterpref.training.schedule`)."""
+        if self.lr_scheduler is None:
+            self.lr_scheduler = schedule.scheduler(optimizer or self.optimizer, self.args.lr_scheduler_type,
+                                                   self.args.get_warmup_steps(num_training_steps), num_training_steps)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         if state_dict is not None:
