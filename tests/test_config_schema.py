@@ -201,3 +201,7 @@ def test_dvc_exp_run_with_a_valid_override_composes_the_check(repo):
 def test_config_error_lists_its_lines():
     err = ConfigError(["a = 1: expected str", "b: missing"])
     assert str(err) == "invalid configuration:\n  a = 1: expected str\n  b: missing"
+
+
+def test_one_problem_is_one_line():
+    assert str(ConfigError(["a = 1: expected str"])) == "invalid configuration: a = 1: expected str"

@@ -192,16 +192,17 @@ def test_a_crash_repeats_no_validated_problem(tmp_path):
 
 
 def test_hf_source_reads_kodcode_and_mbpp_formats(tmp_path):
-    kod = P.compose(["problems=hf", f"problems.hf.data_files={FIXTURES / 'kodcode.jsonl'}",
-                     "problems.hf.id_column=question_id"])["problems"]
+    # files outside data/seed/ are refused at composition: set the fixture's path after it
+    kod = P.compose(["problems=hf", "problems.hf.id_column=question_id"])["problems"]
+    kod["hf"]["data_files"] = str(FIXTURES / "kodcode.jsonl")
     problems, report = build(kod, SANDBOX, resume_dir=tmp_path)
     assert [p.task_id for p in problems] == ["hf/Leetcode_1001_I", "hf/Apps_2002_I"]
     assert problems[0].entry_point == "longest_run" and problems[0].signature == "def longest_run(nums):"
     assert report["dropped"] == {"reference_fails": 1, "schema": 1}
     assert f"{FIXTURES / 'kodcode.jsonl'}:4: column 'question' (instruction)" in report["drop_examples"]["schema"][0]
-    mbpp = P.compose(["problems=hf", f"problems.hf.data_files={FIXTURES / 'mbpp_style.jsonl'}",
-                      "problems.hf.tests_format=asserts", "problems.hf.id_column=task_id",
+    mbpp = P.compose(["problems=hf", "problems.hf.tests_format=asserts", "problems.hf.id_column=task_id",
                       "problems.hf.columns={instruction: text, reference: code, tests: test_list}"])["problems"]
+    mbpp["hf"]["data_files"] = str(FIXTURES / "mbpp_style.jsonl")
     problems, report = build(mbpp, SANDBOX, resume_dir=tmp_path)
     assert [p.task_id for p in problems] == ["hf/901"] and problems[0].entry_point == "count_vowels"
     assert report["dropped"] == {"schema": 1, "stub_passes": 1}

@@ -23,7 +23,8 @@ class ConfigError(ValueError, UserError):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        super().__init__("invalid configuration: " + problems[0] if len(problems) == 1 else
+                         "invalid configuration:\n  " + "\n  ".join(problems))
 
 
 def spec(default: Any = MISSING, *, default_factory: Callable[[], Any] | Any = MISSING, ge: float | None = None,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from iterpref.cli import UserError
 from iterpref.config.fields import MISSING, ConfigError, build, hints, require_under
 
 CROSS_KEY = object()  # the "value" of a problem that ``__post_init__`` found across keys
@@ -161,11 +162,31 @@ def _post_init_errors(cls: type, section: dict, where: str, out: list[tuple[str,
 # ----------------------------------------------------------------------------- the whole config
 
 
-def _sections() -> dict[str, Callable[[dict, str, list], None]]:
-    """Each top-level params key and the check of its section."""
+def _file_errors(value: str | list | None, folder: str, key: str, root: Path | None,
+                 out: list[tuple[str, Any, str]]) -> None:
+    """Each path of ``value`` (one, a list, or None) stays inside ``folder`` once normalised and,
+    when the project ``root`` is known, names a file there (symlinks resolved: one cannot point out)."""
+    for path in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+        try:
+            require_under(path, folder, key)
+        except ValueError as err:
+            out.append((key, CROSS_KEY, str(err)))
+            continue
+        if root is None:
+            continue
+        real = (root / path).resolve()
+        if not real.is_file():
+            out.append((key, CROSS_KEY, f"{key}: {path!r} is not a file (looked in {root})"))
+        elif not real.is_relative_to((root / folder).resolve()):
+            out.append((key, CROSS_KEY, f"{key}: {path!r} leads outside {folder}/ (a symlink to {real})"))
+
+
+def _sections(root: Path | None = None) -> dict[str, Callable[[dict, str, list], None]]:
+    """Each top-level params key and the check of its section; with the project ``root``, the
+    files parameters name are checked too (they exist, inside their folder, and parse)."""
     from iterpref.debugging import DebugConfig
     from iterpref.debugging.teachers import teacher_config
-    from iterpref.evaluation.run import EvalConfig
+    from iterpref.evaluation.run import DATA_DIR, EvalConfig
     from iterpref.models import ModelConfig
     from iterpref.pairs.build import PairConfig
     from iterpref.problems.build import ProblemsConfig, source_config
@@ -189,14 +210,17 @@ def _sections() -> dict[str, Callable[[dict, str, list], None]]:
         elif not isinstance(section[source], dict):
             out.append((f"{where}.{source}", section[source], "a mapping"))
         else:
+            before = len(out)
             _dataclass_errors(cls, section[source], f"{where}.{source}", out)
             from iterpref.problems.seed import DATA_DIR
 
             for name in getattr(cls, "FILE_FIELDS", ()):
-                try:
-                    require_under(section[source].get(name), DATA_DIR, f"{where}.{source}.{name}")
-                except ValueError as err:
-                    out.append((f"{where}.{source}.{name}", CROSS_KEY, str(err)))
+                _file_errors(section[source].get(name), DATA_DIR, f"{where}.{source}.{name}", root, out)
+            if len(out) == before and root is not None and hasattr(cls, "check_content"):
+                try:  # the records parse: a bad line is found here, not after DVC removed the outputs
+                    build(cls, section[source]).check_content(root)
+                except (ValueError, UserError) as err:
+                    out.append((f"{where}.{source}", CROSS_KEY, str(err).replace(f"{root}/", "")))
 
     def teacher(section, where, out):
         kind = section.get("kind")
@@ -225,19 +249,33 @@ def _sections() -> dict[str, Callable[[dict, str, list], None]]:
         for name, variant in variants.items():
             _dataclass_errors(TrainConfig, variant, f"{where}.variants.{name}", out, partial=True)
         if len(out) == before:  # what spans keys, on each variant as the train stage builds it
+            found: list[tuple[str, Any, str]] = []
             for name, variant in variants.items():
-                _post_init_errors(TrainConfig, {**shared, **variant}, f"{where}.variants.{name}", out)
+                _post_init_errors(TrainConfig, {**shared, **variant}, f"{where}.variants.{name}", found)
+            by_message: dict[str, list[str]] = {}
+            for key, _, message in found:
+                by_message.setdefault(message, []).append(key)
+            for message, keys in by_message.items():  # wrong for every variant: a train.common value
+                out.extend([(f"{where}.common", CROSS_KEY, message)] if len(keys) == len(variants) else
+                           [(key, CROSS_KEY, message) for key in keys])
         if not isinstance(run, list) or not all(isinstance(v, str) for v in run):
             out.append((f"{where}.run", run, "a list of variant names"))
         else:
             out.extend((f"{where}.run", v, f"one of the variants {sorted(variants)}") for v in run if v not in variants)
+
+    def evaluation(section, where, out):
+        before = len(out)
+        _dataclass_errors(EvalConfig, section, where, out)
+        if len(out) == before and isinstance(section.get("data"), dict):
+            for name, path in section["data"].items():
+                _file_errors(path, f"{DATA_DIR}/{name}", f"{where}.data.{name}", root, out)
 
     def of(cls):
         return lambda section, where, out: _dataclass_errors(cls, section, where, out)
 
     return {
         "model": of(ModelConfig), "problems": problems, "teacher": teacher, "sandbox": of(SandboxConfig),
-        "debug": of(DebugConfig), "pairs": of(PairConfig), "train": train, "eval": of(EvalConfig),
+        "debug": of(DebugConfig), "pairs": of(PairConfig), "train": train, "eval": evaluation,
         "logging": of(LoggingConfig), "runtime": of(RuntimeConfig),
     }
 
@@ -245,10 +283,12 @@ def _sections() -> dict[str, Callable[[dict, str, list], None]]:
 TOP_LEVEL = {"experiment_name": str, "config_checked": bool}
 
 
-def check(params: dict) -> list[tuple[str, Any, str]]:
-    """Every (key, value, expected) that ``params`` gets wrong; empty when it is valid."""
+def check(params: dict, root: Path | None = None) -> list[tuple[str, Any, str]]:
+    """Every (key, value, expected) that ``params`` gets wrong; empty when it is valid. With the
+    project ``root``, also every file a parameter names that is missing, outside its folder or
+    malformed."""
     out: list[tuple[str, Any, str]] = []
-    sections = _sections()
+    sections = _sections(root)
     for key, value in params.items():
         if key not in sections and key not in TOP_LEVEL:
             out.append((key, value, f"unknown key; params take {sorted([*sections, *TOP_LEVEL])}"))
@@ -271,14 +311,14 @@ def validate(params: dict, conf_dir: str | Path | None = None, source: str | Non
     """Raise `ConfigError` listing every problem of ``params``, each with where its value came
     from: the conf/ files under ``conf_dir`` that set it, else a command-line override (or
     ``source``, the file the params were read from, when given)."""
-    problems = check(params)
+    problems = check(params, Path(conf_dir).resolve().parent if conf_dir else None)
     if not problems:
         return
     origins = Origins(conf_dir) if conf_dir else None
     lines = []
     for key, value, expected in problems:
         if value == CROSS_KEY:  # a check that spans keys: its own message says which
-            lines.append(f"{key}: {expected}")
+            lines.append(expected if expected.startswith(f"{key}:") else f"{key}: {expected}")
             continue
         where = source or (origins.of(key, value) if origins else None)
         what = expected if expected.startswith("unknown key") else f"expected {expected}"

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
 from iterpref import prompts
-from iterpref.config.fields import build, require_under, spec
+from iterpref.config.fields import build, spec
 from iterpref.evaluation import registry, sanity
 from iterpref.evaluation.benchmark import Benchmark
 from iterpref.llm.base import Generator, SamplingConfig
@@ -74,10 +74,9 @@ class EvalConfig:
         for name in self.benchmarks:
             if name not in known:
                 raise ValueError(f"eval.benchmarks: unknown benchmark {name!r}; known: {known}")
-        for name, path in self.data.items():
+        for name in self.data:  # each path stays in data/benchmarks/<name>/ and exists: checked by config.schema
             if name not in known:
                 raise ValueError(f"eval.data.{name}: unknown benchmark; known: {known}")
-            require_under(path, f"{DATA_DIR}/{name}", f"eval.data.{name}")
         sampling_keys = {f.name for f in fields(SamplingConfig)}
         for name, own in self.by_benchmark.items():
             if name not in known:

@@ -36,7 +36,8 @@ class GeneratorConfig:
         prompt_lookup (`int`): draft tokens a decode step may check (``hf``; 0: off).
         base_url (`str` or `None`): the API's address (``openai``; None: OpenAI's).
         api_key_env (`str` or `None`): the environment variable that holds the API key.
-        max_concurrency (`int` or `None`): requests in flight at once.
+        max_concurrency (`int` or `None`): requests in flight at once (every backend but
+            ``hf`` needs it set, as ``timeout_s`` and ``max_retries``).
         timeout_s (`float` or `None`): one request's time limit.
         max_retries (`int` or `None`): retries of a failed request (429, 5xx, time-outs).
         cache_dir (`str` or `None`): replies cached on disk here; None: no cache.
@@ -59,6 +60,13 @@ class GeneratorConfig:
     max_retries: int | None = spec(None, ge=0)
     cache_dir: str | None = None
     server: ServerConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend != "hf":
+            unset = [k for k in ("max_concurrency", "timeout_s", "max_retries") if getattr(self, k) is None]
+            if unset:
+                raise ValueError(f"backend {self.backend!r} sends requests: {', '.join(unset)} must be set "
+                                 f"(null is only for backend 'hf', which does not use them)")
 
 
 def make_generator(backend: str, model: str, device: str = "auto", **options):

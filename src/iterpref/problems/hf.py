@@ -19,12 +19,12 @@ from __future__ import annotations
 import ast
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 from iterpref.evaluation.mbpp import function_name
 from iterpref.problems.base import Candidate, Drop, Dropped, Harvest, parse, signature_of
 from iterpref.records import Problem
 
-FORMATS = ("pytest", "asserts", "unittest")
 FIELDS = ("instruction", "reference", "tests")
 
 PYTEST_ADAPTER = '''
@@ -55,7 +55,8 @@ class Config:
             The split to read.
         data_files (`str`, `list[str]` or `None`, defaults to `None`):
             Local files in the dataset's format (``.jsonl``/``.json`` or ``.parquet``) read
-            instead of the hub: the offline way in.
+            instead of the hub: the offline way in. Inside data/seed/ (the synthesize stage
+            depends on that folder), checked at composition.
         columns (`dict[str, str]`):
             ``{instruction: column, reference: column, tests: column}``.
         tests_format (`str`, defaults to `"pytest"`):
@@ -70,12 +71,12 @@ class Config:
     data_files: str | list[str] | None = None
     columns: dict[str, str] = field(default_factory=lambda: {"instruction": "question", "reference": "solution",
                                                              "tests": "test"})
-    tests_format: str = "pytest"
+    tests_format: Literal["pytest", "asserts", "unittest"] = "pytest"
     id_column: str | None = None
 
+    FILE_FIELDS = ("data_files",)
+
     def __post_init__(self) -> None:
-        if self.tests_format not in FORMATS:
-            raise ValueError(f"problems.hf.tests_format: unknown {self.tests_format!r}; expected one of {FORMATS}")
         missing = [f for f in FIELDS if f not in self.columns]
         if missing:
             raise ValueError(f"problems.hf.columns: no column given for {missing} (keys: {list(FIELDS)})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from iterpref.problems.base import Candidate, Harvest
 from iterpref.records import Problem, RecordError, read_jsonl
@@ -48,6 +49,11 @@ class Config:
 
     # fields naming a file the synthesize stage reads: kept inside DATA_DIR (checked at composition)
     FILE_FIELDS = ("path",)
+
+    def check_content(self, root: Path) -> None:
+        """Parse the file under the project ``root`` (at composition): RecordError names file,
+        line and field."""
+        load_seed(root / self.path)
 
 
 def harvest(cfg: Config, limit: int | None = None) -> Harvest:
