@@ -20,6 +20,7 @@ from pathlib import Path
 from iterpref import debugging
 from iterpref import params as P
 from iterpref import runtime
+from iterpref.cli import command
 from iterpref.debugging.teachers import make_teacher
 from iterpref.debugging.teachers.sample_mutation import SampleMutationTeacher
 from iterpref.llm.cache import CachedGenerator
@@ -27,7 +28,8 @@ from iterpref.llm.served import running
 from iterpref.records import Problem, read_jsonl, to_dict, write_jsonl
 from iterpref.sandbox import SandboxConfig
 
-if __name__ == "__main__":
+@command
+def main() -> None:
     params = P.load()
     problems = read_jsonl("data/problems.jsonl", Problem)
     sandbox = P.build(SandboxConfig, params["sandbox"], "sandbox")
@@ -52,3 +54,7 @@ if __name__ == "__main__":
     Path("reports").mkdir(exist_ok=True)
     Path("reports/debug.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

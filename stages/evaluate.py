@@ -14,6 +14,7 @@ from pathlib import Path
 
 from iterpref import params as P
 from iterpref import runtime, tracking
+from iterpref.cli import command
 from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import SetupError
 from iterpref.evaluation.run import evaluate, generator_for, settings_for
@@ -21,7 +22,8 @@ from iterpref.llm.served import ServerConfig
 from iterpref.records import write_jsonl
 from iterpref.sandbox import SandboxConfig
 
-if __name__ == "__main__":
+@command
+def main() -> None:
     variant, benchmark = sys.argv[1], sys.argv[2]
     params = P.load()
     runtime.configure(params)
@@ -52,3 +54,7 @@ if __name__ == "__main__":
     print(f"{variant} {benchmark}: pass@1 = {report['pass@1']:.3f} ({report['passed']}/{report['tasks']}); "
           f"errors {report['error_types']}; timings {report['timings_s']}; "
           f"peak RSS {report['peak_rss_gib']} GiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from iterpref import params as P
 from iterpref import runtime
+from iterpref.cli import command
 from iterpref.models import ModelConfig, materialize
 
-if __name__ == "__main__":
+@command
+def main() -> None:
     role = sys.argv[1] if len(sys.argv) > 1 else "student"
     params = P.load()
     section, where = (params["model"], "model") if role == "student" else (params["teacher"].get("materialize"),
@@ -25,3 +27,7 @@ if __name__ == "__main__":
     else:
         materialize(P.build(ModelConfig, section, where), out)
         print(f"{role}: {section['name']} -> {out} (peak RSS {runtime.peak_rss_gib()} GiB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,10 +5,12 @@ import json
 from pathlib import Path
 
 from iterpref import params as P
+from iterpref.cli import command
 from iterpref.pairs.build import PairConfig, build_pairs, split_by_problem
 from iterpref.records import Problem, Trajectory, read_jsonl, write_jsonl
 
-if __name__ == "__main__":
+@command
+def main() -> None:
     cfg = P.build(PairConfig, P.load()["pairs"], "pairs")
     problems = {p.task_id: p for p in read_jsonl("data/problems.jsonl", Problem)}
     pairs, stats = build_pairs(problems, read_jsonl("data/trajectories.jsonl", Trajectory), cfg)
@@ -21,3 +23,7 @@ if __name__ == "__main__":
     Path("reports/pairs.json").write_text(json.dumps(stats, indent=2) + "\n")
     print(f"{len(pairs)} pairs: {len(training)} -> data/pairs.jsonl, {len(heldout)} held out -> "
           f"data/pairs_heldout.jsonl; stats -> reports/pairs.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,9 +9,11 @@ import json
 from pathlib import Path
 
 from iterpref import params as P
+from iterpref.cli import command
 from iterpref.reporting import figures, summary
 
-if __name__ == "__main__":
+@command
+def main() -> None:
     params = P.load()
     inp = summary.load(".", list(params["train"]["run"]), list(params["eval"]["benchmarks"]),
                          params["experiment_name"], params["model"]["name"])
@@ -21,3 +23,7 @@ if __name__ == "__main__":
     links = {name: f"figures/{path.name}" for name, path in written.items()}
     Path("reports/summary.md").write_text(summary.markdown(inp, links, skipped))
     print(Path("reports/summary.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

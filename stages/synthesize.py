@@ -11,11 +11,13 @@ from pathlib import Path
 
 from iterpref import params as P
 from iterpref import runtime
+from iterpref.cli import command
 from iterpref.problems.build import build
 from iterpref.records import write_jsonl
 from iterpref.sandbox import SandboxConfig
 
-if __name__ == "__main__":
+@command
+def main() -> None:
     params = P.load()
     sandbox = P.build(SandboxConfig, params["sandbox"], "sandbox")
     problems, report = build(params["problems"], sandbox, params.get("eval", {}).get("data"))
@@ -25,3 +27,7 @@ if __name__ == "__main__":
     Path("reports/problems.json").write_text(json.dumps(report, indent=2) + "\n")
     summary = {k: report[k] for k in ("source", "candidates", "kept", "dropped", "tests")}
     print(f"{n} problems -> data/problems.jsonl; {json.dumps(summary)}")
+
+
+if __name__ == "__main__":
+    main()

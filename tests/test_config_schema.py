@@ -83,9 +83,9 @@ def test_a_hand_edited_params_yaml_stops_the_stage_naming_the_key(tmp_path):
     params["pairs"]["max_rejected_lines"] = "twenty"
     path = tmp_path / "params.yaml"
     path.write_text(P.dump(params))
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(ConfigError) as e:
         P.load(path)
-    assert "pairs.max_rejected_lines = 'twenty': expected int or null" in str(e.value)
+    assert f"{path}: pairs.max_rejected_lines = 'twenty': expected int or null" in str(e.value)
 
 
 @pytest.mark.parametrize("overrides", [["experiment=smoke"], ["experiment=qwen_coder"], ["experiment=paper_qwen25_coder_7b"],

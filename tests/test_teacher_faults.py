@@ -203,3 +203,19 @@ def test_a_configuration_error_stops_the_run(problems, tmp_path, status, message
         with pytest.raises(OpenAIRequestError, match=message):
             debugging.run(problems[:2], teacher, cfg, SandboxConfig(timeout_s=10), resume_log=tmp_path / "log.jsonl")
     assert [t.trajectory_id for t in read_jsonl(tmp_path / "log.jsonl", Trajectory)] == ["seed/001#0"]
+
+
+def test_a_teacher_that_never_answers_fails_the_stage_in_one_line(problems, tmp_path):
+    """Every first request fails for good: the stage writes nothing, says so in one line and keeps
+    no resume log (a rerun asks the teacher again instead of replaying the faults)."""
+    with serving(Teacher(problems[:3])) as server:
+        server.faults = {problems[i].instruction.strip(): [500] * 9 for i in range(3)}
+        cwd = stage_dir(tmp_path, problems[:3], server.url, workers=3)
+        done = subprocess.run([sys.executable, str(ROOT / "stages/debug.py")], cwd=cwd, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "DVC_STAGE": "debug"})
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("debug.py: error: the teacher wrote no version in any of the 3 trajectories "
+                           "(faults: {'server_error': 3}"), done.stderr
+    assert "`dvc checkout debug` restores them" in last and "Traceback" not in done.stderr
+    assert not (cwd / "data/trajectories.jsonl").exists() and not list((cwd / ".cache/debug").glob("*.jsonl"))

@@ -5,6 +5,10 @@ anything else is a bug and keeps its traceback.
 Errors of the first kind derive from `UserError` (``RecordError``, ``ConfigError``,
 ``SetupError``, ...) or are a missing file; a tool's ``main`` decorated with `command` reports them
 so. ``ITERPREF_TRACEBACK=1`` shows the traceback anyway.
+
+Inside a DVC stage (DVC sets ``DVC_STAGE``), DVC has already removed the stage's previous outputs
+when the command starts; a failure then also says the command that restores them from DVC's
+cache (``dvc checkout STAGE``: they are still in dvc.lock and the cache).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ def command(main: Callable[..., object]) -> Callable[..., object]:
             return main(*args, **kwargs)
         except (UserError, FileNotFoundError) as err:
             fail(err)
+        except Exception:
+            if os.environ.get("DVC_STAGE"):  # a bug: its traceback, then how to get the old outputs back
+                print(f"{Path(sys.argv[0]).name}:{restore_hint()}", file=sys.stderr)
+            raise
 
     return wrapped
 
@@ -41,5 +49,11 @@ def fail(err: BaseException) -> None:
         raise err
     name = Path(sys.argv[0]).name
     message = f"{err.filename}: {err.strerror}" if isinstance(err, FileNotFoundError) and err.filename else str(err)
-    print(f"{name}: error: {message}", file=sys.stderr)
+    print(f"{name}: error: {message}{restore_hint() if os.environ.get('DVC_STAGE') else ''}", file=sys.stderr)
     raise SystemExit(2) from None
+
+
+def restore_hint() -> str:
+    """What to run to get the failed DVC stage's previous outputs back."""
+    stage = os.environ["DVC_STAGE"]
+    return f" (the previous outputs of stage {stage}, if it ran before: `dvc checkout {stage}` restores them)"

@@ -62,7 +62,7 @@ def load(path: str | os.PathLike = "params.yaml") -> dict:
     try:
         validate(params, conf_dir=ROOT / "conf")
     except ConfigError as err:
-        raise SystemExit(f"{path}: {err}") from None
+        raise ConfigError([f"{path}: {line}" for line in err.problems]) from None
     return params
 
 

@@ -21,7 +21,8 @@ no sample passes. A trajectory's ``teacher`` names the code it mutated.
 When the teacher cannot write a version (an LLM teacher's request failed for good, or its
 reply held no code: `iterpref.debugging.teachers.TeacherError`), the trajectory ends there, unsolved, with
 the fault recorded in ``teacher_fault``; it keeps the versions written before, and gives no pair.
-The run goes on, and its statistics count the faults by cause.
+The run goes on, and its statistics count the faults by cause; when every trajectory ended so
+before its first version (the teacher does not answer at all), the run fails (`TeacherUnavailable`).
 
 Trajectories are appended to a resume log as they finish, so an interrupted run picks up
 where it stopped; the log is keyed by a hash of everything that shapes a trajectory.
@@ -43,7 +44,7 @@ from tqdm import tqdm
 from iterpref.records import Attempt, Problem, RecordError, TeacherFault, Trajectory, append_jsonl, from_dict
 from iterpref.records import config_hash  # noqa: F401 (public here too: stages/debug.py keys its resume log)
 from iterpref.sandbox import SandboxConfig, run_unittest
-from iterpref.debugging.teachers import MutationTeacher, Teacher, TeacherError
+from iterpref.debugging.teachers import MutationTeacher, Teacher, TeacherError, TeacherUnavailable
 from iterpref.debugging.teachers.sample_mutation import SampleMutationTeacher
 from iterpref.config.fields import spec
 
@@ -180,6 +181,12 @@ def run(problems: list[Problem], teacher: Teacher, cfg: DebugConfig, sandbox: Sa
             append_jsonl(resume_log, traj)
             done[traj.trajectory_id] = traj
     ordered = [done[f"{p.task_id}#{k}"] for p, k in jobs if f"{p.task_id}#{k}" in done]
+    if ordered and all(t.teacher_fault and not t.attempts for t in ordered):
+        resume_log.unlink(missing_ok=True)  # nothing in it is worth resuming: a rerun asks again
+        causes = dict(Counter(t.teacher_fault.cause for t in ordered))
+        raise TeacherUnavailable(f"the teacher wrote no version in any of the {len(ordered)} trajectories "
+                                 f"(faults: {causes}; the first: {ordered[0].teacher_fault.detail}); "
+                                 f"check that it answers, then run the stage again")
     stats = {
         "jobs": len(jobs),
         "resumed": len(jobs) - len(todo),

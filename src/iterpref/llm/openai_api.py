@@ -27,6 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from tqdm import tqdm
 
+from iterpref.cli import UserError
 from iterpref.llm.base import Conversation, SamplingConfig, truncate_at_stop
 
 MAX_STOP_STRINGS = 4  # the OpenAI API rejects more; the rest are applied locally
@@ -36,7 +37,7 @@ DUMMY_KEY = "EMPTY"  # what a local server without --api-key accepts (vLLM's con
 CONFIG_ERRORS = ("http_401", "http_403", "http_404")
 
 
-class OpenAIRequestError(RuntimeError):
+class OpenAIRequestError(RuntimeError, UserError):
     """A chat-completions request that failed for good (after the client's retries, if any);
     ``cause`` names the kind of failure (see the module docstring)."""
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from iterpref.cli import UserError
 from iterpref.config.fields import build, spec
 from iterpref.llm.base import Conversation, Generator, SamplingConfig
 
@@ -63,7 +64,7 @@ PR_SET_PDEATHSIG = 1
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through an HTTP proxy
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(RuntimeError, UserError):
     """The server could not be started, exited before it was ready, or never became ready;
     the message ends with the tail of its log."""
 

@@ -1,9 +1,9 @@
 """Teachers write the code versions of debugging trajectories (see `base` for the protocol)."""
 
-from iterpref.debugging.teachers.base import DebugSession, Teacher, TeacherError
+from iterpref.debugging.teachers.base import DebugSession, Teacher, TeacherError, TeacherUnavailable
 from iterpref.debugging.teachers.mutation import OPERATORS, MutationSession, MutationTeacher, MutationTeacherConfig, Mutation
 
-__all__ = ["DebugSession", "Teacher", "TeacherError", "MutationTeacher", "MutationSession", "Mutation", "OPERATORS", "make_teacher"]
+__all__ = ["DebugSession", "Teacher", "TeacherError", "TeacherUnavailable", "MutationTeacher", "MutationSession", "Mutation", "OPERATORS", "make_teacher"]
 
 
 def teacher_config(kind: str) -> type | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from iterpref.cli import UserError
 from iterpref.records import Attempt, Problem
 
 
@@ -26,6 +27,10 @@ class TeacherError(RuntimeError):
     def __init__(self, cause: str, detail: str):
         super().__init__(detail)
         self.cause = cause
+
+
+class TeacherUnavailable(RuntimeError, UserError):
+    """No trajectory of a run got a single version: the teacher is down, not the code wrong."""
 
 
 @runtime_checkable
