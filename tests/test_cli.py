@@ -69,3 +69,16 @@ def test_rescore_of_a_missing_file_is_one_line(tmp_path):
 def test_params_with_a_bad_override_is_one_line():
     err = one_line_error(tool("iterpref-params", "--check", "train.common.beta=abc"), "iterpref-params")
     assert "train.common.beta = 'abc': expected float" in err
+
+
+def test_eval_defaults_are_the_evaluate_stages():
+    """iterpref-eval decodes like the evaluate stage unless told otherwise: conf/eval/default.yaml."""
+    from iterpref import params as P
+    from iterpref.evaluation.__main__ import parser
+
+    ecfg = P.compose()["eval"]
+    ap = parser()
+    assert ap.get_default("max_new_tokens") == ecfg["sampling"]["max_new_tokens"]
+    assert ap.get_default("batch_size") == ecfg["sampling"]["batch_size"]
+    assert ap.get_default("threads") == P.compose()["runtime"]["threads"]
+    assert ap.get_default("prompt") == ecfg["prompt"] and ap.get_default("limit") == ecfg["limit"]

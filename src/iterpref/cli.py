@@ -13,6 +13,7 @@ cache (``dvc checkout STAGE``: they are still in dvc.lock and the cache).
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
@@ -22,6 +23,26 @@ from pathlib import Path
 
 class UserError(Exception):
     """An error in the user's input or setup, not in iterpref: its message says what to fix."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose mistakes (an unknown option, a bad choice, a missing argument) are
+    one line, ``PROG: error: MESSAGE (see PROG --help)``, and exit status 2, like `fail`."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
 
 
 def command(main: Callable[..., object]) -> Callable[..., object]:

@@ -8,13 +8,12 @@ Stage scripts never use ``@hydra.main``: they call `load` (a known DVC pitfall o
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import yaml
 
-from iterpref.cli import UserError, command
+from iterpref.cli import ArgumentParser, UserError, command
 from iterpref.config.fields import ConfigError, build  # noqa: F401  (build: the stages' P.build)
 from iterpref.config.paths import ROOT
 
@@ -69,7 +68,7 @@ def load(path: str | os.PathLike = "params.yaml") -> dict:
 
 @command
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Write params.yaml as conf/ composes it.")
+    parser = ArgumentParser(description="Write params.yaml as conf/ composes it.")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=smoke")
     parser.add_argument("--out", default=str(ROOT / "params.yaml"))
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs")

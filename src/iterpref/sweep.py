@@ -2,8 +2,9 @@
 
     python -m iterpref.sweep --multirun experiment=smoke train.common.beta=0.05,0.1 'train.run=[dpo],[target_dpo]'
 
-The app composes conf/sweep.yaml (conf/config.yaml plus a ``sweep`` node and the Hydra
-launcher/sweeper settings), so a bad override fails before anything runs. Each job runs
+Before Hydra starts, every point of the grid (a sweeper's ``interval``: both its ends) is composed
+and checked like ``dvc exp run -S`` would (`check_grid`), so a bad value at any point fails in one
+line before the first job runs. Each job runs
 ``dvc exp run --temp -n NAME -S OVERRIDE ...`` with its own overrides (all but ``sweep.*``):
 jobs may run in parallel (``hydra/launcher=submitit_local``, ``hydra/launcher=slurm``), DVC's
 run cache skips every stage whose inputs a job shares with an earlier one, and every job
@@ -17,11 +18,14 @@ hydra-optuna-sweeper maximises (``hydra/sweeper=maximize``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from iterpref.cli import UserError, command
 
 SWEEP_KEY = "sweep"
 
@@ -137,13 +141,54 @@ def job(cfg) -> float | None:
     return value
 
 
+def grid_points(overrides: list[str]) -> list[list[str]]:
+    """Every point of a multirun's grid as plain pipeline overrides: comma lists, ``range`` and
+    ``choice`` expanded, an ``interval`` by its two ends; ``sweep.*`` and Hydra's own left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    axes = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        key = o.get_key_element()
+        if key.lstrip("+~").split(".", 1)[0].split("/", 1)[0] in (SWEEP_KEY, "hydra"):
+            continue
+        if not o.is_sweep_override():
+            axes.append([o.input_line])
+        elif o.is_interval_sweep():
+            axes.append([f"{key}={o.value().start}", f"{key}={o.value().end}"])
+        else:
+            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+    return [list(point) for point in itertools.product(*axes)]
+
+
+def check_grid(overrides: list[str], conf_dir: Path) -> int:
+    """Compose and check every grid point against ``conf_dir``; raise UserError naming the first
+    bad one. Returns how many points there are."""
+    from iterpref import params as P
+
+    try:
+        points = grid_points(overrides)
+    except Exception as err:  # Hydra's OverrideParseException: a malformed override
+        raise UserError(f"cannot parse the overrides {overrides}: {err}") from None
+    for i, point in enumerate(points, 1):
+        try:
+            P.compose(point, conf_dir)
+        except Exception as err:  # Hydra's and OmegaConf's wrappers around a ConfigError or a bad override
+            raise UserError(f"grid point {i} of {len(points)} ({' '.join(point)}): {P.config_error(err)}; "
+                            f"no job was started") from None
+    return len(points)
+
+
+@command
 def main() -> None:
-    """Run the Hydra app on conf/sweep.yaml of the repository in the current directory."""
+    """Run the Hydra app on conf/sweep.yaml of the repository in the current directory, after
+    checking every point of its grid."""
     import hydra
 
     conf = Path.cwd() / "conf"
     if not (conf / "sweep.yaml").exists():
-        raise SystemExit(f"{conf / 'sweep.yaml'} not found: run python -m iterpref.sweep from the repository root")
+        raise UserError(f"{conf / 'sweep.yaml'} not found: run iterpref-sweep from the repository root")
+    overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
+    print(f"iterpref-sweep: {check_grid(overrides, conf)} grid point(s) checked", flush=True)
     hydra.main(config_path=str(conf), config_name="sweep", version_base="1.3")(job)()
 
 

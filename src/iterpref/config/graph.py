@@ -10,14 +10,13 @@ so does every module a package loads by name at run time (`DYNAMIC`).
 
 from __future__ import annotations
 
-import argparse
 import ast
 import sys
 from pathlib import Path
 
 import yaml
 
-from iterpref.cli import command
+from iterpref.cli import ArgumentParser, command
 from iterpref.config.paths import ROOT
 
 SRC = ROOT / "src"
@@ -141,7 +140,7 @@ def surplus(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
 
 @command
 def main(argv: list[str] | None = None) -> None:
-    argparse.ArgumentParser(description="Print each dvc.yaml stage's code deps (its import closure); exit 1 when "
+    ArgumentParser(description="Print each dvc.yaml stage's code deps (its import closure); exit 1 when "
                                         "dvc.yaml misses one, naming the stage and the file.").parse_args(argv)
     for stage, (script, _) in stage_scripts().items():
         files = sorted(p.relative_to(ROOT).as_posix() for p in closure(script))

@@ -11,13 +11,12 @@ parameter: a stage whose committed result was computed by other code or settings
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from iterpref.cli import command
+from iterpref.cli import ArgumentParser, command
 from iterpref.config.paths import ROOT
 
 
@@ -50,7 +49,7 @@ def stale(status: dict, tracked_files: set[str]) -> dict[str, list[str]]:
 
 @command
 def main(argv: list[str] | None = None) -> None:
-    argparse.ArgumentParser(description="List the stages whose committed dvc.lock is stale against the code, data "
+    ArgumentParser(description="List the stages whose committed dvc.lock is stale against the code, data "
                                         "or params in the working tree; exit 1 when any is.").parse_args(argv)
     proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -13,11 +13,10 @@ for the run, as ``eval.backend`` does, with ``--server-arg`` words appended to i
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from iterpref.cli import command
+from iterpref.cli import ArgumentParser, UserError, at_least_one, command
 from iterpref.evaluation import registry
 from iterpref.records import write_jsonl
 from iterpref.evaluation.run import evaluate, generator_for
@@ -26,9 +25,22 @@ from iterpref.llm.served import ENGINES, ServerConfig
 from iterpref.sandbox import SandboxConfig
 
 
-@command
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
+def data_files(items: list[str]) -> dict[str, str]:
+    """``--data KEY=FILE`` items as a dict, each KEY a benchmark and each FILE an existing file."""
+    data = {}
+    for item in items:
+        key, sep, path = item.partition("=")
+        if not sep or key not in registry.names():
+            raise UserError(f"--data {item!r}: expected BENCHMARK=FILE with BENCHMARK one of {registry.names()}")
+        if not Path(path).is_file():
+            raise UserError(f"--data {item!r}: {path}: no such file")
+        data[key] = path
+    return data
+
+
+def parser() -> ArgumentParser:
+    """iterpref-eval's arguments."""
+    ap = ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Other modes: re-score a samples file with the official evaluator, without generating: "
                "iterpref-rescore BENCHMARK SAMPLES [--against RESULT] (python -m iterpref.evaluation.rescore); "
@@ -42,17 +54,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--server-arg", action="append", default=[], metavar="WORD",
                     help="a word appended to the server's command, e.g. --server-arg=-np --server-arg=16")
     ap.add_argument("--prompt-lookup", type=int, default=0, help="hf: draft tokens a decode step may check (0: off)")
-    ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--max-new-tokens", type=int, default=512)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
+    # the defaults are conf/eval/default.yaml's (tests/test_cli.py holds them equal)
+    ap.add_argument("--limit", type=at_least_one, default=None, help="the first N tasks of each benchmark")
+    ap.add_argument("--max-new-tokens", type=at_least_one, default=320)
+    ap.add_argument("--batch-size", type=at_least_one, default=32)
+    ap.add_argument("--threads", type=at_least_one, default=2)
     ap.add_argument("--data", action="append", default=[], metavar="KEY=FILE",
                     help="a local data file, e.g. humaneval_plus=/data/HumanEvalPlus-v0.1.10.jsonl")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    data = data_files(args.data)
+    if not Path(args.model).exists():
+        raise UserError(f"{args.model}: no such model folder{' or GGUF file' if args.backend == 'llama_cpp' else ''}")
     import torch
 
     torch.set_num_threads(args.threads)
-    data = dict(item.split("=", 1) for item in args.data)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, stop_after_code=True, batch_size=args.batch_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

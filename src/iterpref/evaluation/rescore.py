@@ -11,12 +11,11 @@ differs from that document's ``per_task``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from iterpref.cli import command
+from iterpref.cli import ArgumentParser, command
 from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import SetupError, numbered_jsonl
 from iterpref.sandbox import SandboxConfig
@@ -37,7 +36,7 @@ def read_samples(path: str | Path, known: set[str]) -> list[tuple[str, str]]:
 
 @command
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("benchmark", choices=registry.names())
     ap.add_argument("samples", help="a samples file in the benchmark's format (the evaluate stage's .samples.jsonl)")
     ap.add_argument("--against", help="a result document (reports/eval/VARIANT/BENCHMARK.json) to compare verdicts with")

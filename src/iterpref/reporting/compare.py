@@ -9,12 +9,11 @@ count of tasks that flipped, and McNemar's exact test on those flips, say how mu
 
 from __future__ import annotations
 
-import argparse
 import json
 from math import comb
 from pathlib import Path
 
-from iterpref.cli import UserError, command
+from iterpref.cli import ArgumentParser, UserError, command
 
 
 def mcnemar_exact(gained: int, lost: int) -> float:
@@ -58,7 +57,7 @@ def compare_dirs(dir_a: Path, dir_b: Path, benchmarks: list[str] | None = None) 
 
 @command
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("a", help="the baseline variant (a folder under --eval-dir, or a path)")
     ap.add_argument("b", help="the variant compared against it")
     ap.add_argument("--eval-dir", default="reports/eval")

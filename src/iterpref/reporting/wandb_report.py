@@ -12,12 +12,11 @@ network); building and writing the definition (``--out``) needs neither.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iterpref.cli import UserError, command
+from iterpref.cli import ArgumentParser, UserError, command
 from iterpref.tracking.wandb_runs import OfflineRun, offline_runs
 
 TRAIN_CURVES = ("train/loss", "train/rewards/margins", "train/rewards/accuracies")
@@ -117,7 +116,7 @@ def definition(report) -> dict:
 
 @command
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Build a W&B report comparing experiments' variants.")
+    parser = ArgumentParser(description="Build a W&B report comparing experiments' variants.")
     parser.add_argument("--entity", required=True, help="W&B entity (user or team) the runs were synced to")
     parser.add_argument("--project", default=None, help="W&B project (default: logging.wandb.project of params.yaml)")
     parser.add_argument("--group", action="append", default=None,
