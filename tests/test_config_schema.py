@@ -205,3 +205,10 @@ def test_config_error_lists_its_lines():
 
 def test_one_problem_is_one_line():
     assert str(ConfigError(["a = 1: expected str"])) == "invalid configuration: a = 1: expected str"
+
+
+def test_checking_a_composition_loads_no_torch():
+    """`dvc exp run -S` composes and checks in every run: it must stay a second, not a torch import."""
+    code = ("import sys; from iterpref.config import schema; from iterpref import params as P; "
+            "schema.check(P.compose()); assert 'torch' not in sys.modules, 'torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 Schedule = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
 
@@ -25,6 +26,7 @@ def warmup_steps(warmup_ratio: float, total_steps: int) -> int:
 
 def factor(schedule: Schedule, warmup: int, total_steps: int) -> Callable[[int], float]:
     """The multiplier of the peak learning rate at each optimizer step (0-based)."""
+    import torch
     from transformers import get_scheduler
 
     probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
@@ -41,6 +43,8 @@ def learning_rates(peak: float, schedule: Schedule, warmup_ratio: float, total_s
 def scheduler(optimizer: torch.optim.Optimizer, schedule: Schedule, warmup: int,
               total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """The scheduler the trainer steps once per optimizer step."""
+    import torch
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor(schedule, warmup, total_steps))
 
 

@@ -1,0 +1,138 @@
+"""A new user's mistakes, tried as they would try them on a fresh clone: each is refused within
+seconds, in one line naming what to fix, and leaves the workspace as it was (`git status` and
+`dvc status` unchanged, no experiment, no job). A stage that still fails on its input says the
+command that restores its previous outputs, and that command restores them byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dvc_repo import sh
+
+BIN = Path(sys.executable).parent
+SEED = "data/seed/problems.jsonl"
+
+
+@pytest.fixture(scope="module")
+def repo(dvc_repo):
+    """The fixture repository with DVC's Hydra composition on and a seed file whose 3rd record
+    lacks its tests (committed, so it is part of the "before")."""
+    root, env = dvc_repo
+    sh([sys.executable, "-m", "dvc", "config", "hydra.enabled", "true"], root, env)
+    lines = (root / SEED).read_text().splitlines()
+    bad = json.loads(lines[2])
+    del bad["tests"]
+    (root / "data/seed/bad.jsonl").write_text("\n".join([*lines[:2], json.dumps(bad)]) + "\n")
+    sh(["git", "add", "-A"], root, env)
+    sh(["git", "commit", "-qm", "a malformed seed file"], root, env)
+    return root, env, state(root, env)
+
+
+def state(root: Path, env: dict) -> tuple[str, str, str]:
+    """What a mistake must not change: git status, dvc status, the experiments."""
+    run = lambda *cmd: subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True).stdout  # noqa: E731
+    return (run("git", "status", "--porcelain"), run(sys.executable, "-m", "dvc", "status"),
+            run(sys.executable, "-m", "dvc", "exp", "list", "--all-commits"))
+
+
+def refused(repo: tuple, cmd: list[str], timeout: float = 60) -> str:
+    """Run ``cmd`` in the fixture repository; it must fail, print exactly one error line and leave
+    the repository's state as the fixture made it. Returns that line."""
+    root, env, before = repo
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("ERROR:") or ": error: " in ln]
+    assert len(errors) == 1, proc.stdout + proc.stderr
+    assert state(root, env) == before
+    return errors[0]
+
+
+MISTAKES = {
+    "a path that walks out of data/seed/": (["problems.seed.path=data/seed/../../README.md"], "is outside data/seed/"),
+    "a problems file that does not exist": (["problems.seed.path=data/seed/nope.jsonl"], "is not a file"),
+    "a malformed problems file": (["problems.seed.path=data/seed/bad.jsonl"], "data/seed/bad.jsonl"),
+    "an absolute path for hf's data files": (["problems=hf", "problems.hf.data_files=/etc/hostname"],
+                                            "is outside data/seed/"),
+    "an API teacher with no concurrency": (["teacher=llm_openai", "teacher.max_concurrency=null"],
+                                           "max_concurrency must be set"),
+    "a training of zero steps": (["train.common.max_steps=0"], "max_steps = 0 trains nothing"),
+    "a number that is not one": (["train.common.beta=abc"], "train.common.beta = 'abc': expected float"),
+    "a variant that does not exist": (["train.run=[dpo,nope]"], "one of the variants"),
+    "a benchmark file outside its folder": (["eval.data.humaneval_plus=data/seed/problems.jsonl"],
+                                            "is outside data/benchmarks/humaneval_plus/"),
+}
+
+
+@pytest.mark.parametrize("what", list(MISTAKES))
+def test_dvc_exp_run_refuses_at_composition(repo, what):
+    overrides, message = MISTAKES[what]
+    cmd = [sys.executable, "-m", "dvc", "exp", "run"]
+    for o in overrides:
+        cmd += ["-S", o]
+    line = refused(repo, cmd)
+    assert message in line, line
+    if what == "a malformed problems file":
+        assert "data/seed/bad.jsonl:3: Problem.tests: missing required field" in line, line
+
+
+CLI_MISTAKES = {
+    "a model folder that does not exist": (["iterpref-eval", "/nonexistent", "humaneval", "--out", "X"],
+                                           "/nonexistent: no such model folder"),
+    "a limit below 1": (["iterpref-eval", "src", "humaneval", "--out", "X", "--limit", "-3"], "-3 is below 1"),
+    "a limit of 0": (["iterpref-eval", "src", "humaneval", "--out", "X", "--limit", "0"], "0 is below 1"),
+    "a benchmark data file that is not there": (
+        ["iterpref-eval", "src", "humaneval_plus", "--out", "X", "--data", "humaneval_plus=nope.jsonl"],
+        "nope.jsonl: no such file"),
+    "an unknown benchmark": (["iterpref-eval", "src", "humaneva", "--out", "X"], "invalid choice: 'humaneva'"),
+    "a sweep with one bad grid point": (["iterpref-sweep", "--multirun", "experiment=smoke", "train.common.beta=0.1,abc"],
+                                        "grid point 2 of 2"),
+    "a sweep over an interval that leaves the range": (
+        ["iterpref-sweep", "--multirun", "hydra/sweeper=maximize", "sweep.metric=target_dpo.average",
+         "train.common.beta=interval(0,0.5)"], "train.common.beta = 0.0: expected a value > 0"),
+    "comparing variants with no results": (["iterpref-compare", "dpo", "target_dpo"], "no benchmark has results"),
+    "params for an unknown key": (["iterpref-params", "train.common.betta=0.2", "--check"], "betta"),
+}
+
+
+@pytest.mark.parametrize("what", list(CLI_MISTAKES))
+def test_a_console_script_refuses_in_one_line(repo, what):
+    root = repo[0]
+    cmd, message = CLI_MISTAKES[what]
+    line = refused(repo, [str(BIN / cmd[0]), *cmd[1:]])
+    assert line.startswith(f"{cmd[0]}: error: ") and message in line, line
+    assert not (root / "X").exists() and not (root / "multirun").exists()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_stage_that_fails_on_its_input_says_how_to_restore_and_that_restores(repo):
+    """`dvc repro` composes nothing: a seed file broken after a run reaches the synthesize stage,
+    which DVC has already cleared. Its one line names the record and `dvc checkout synthesize`,
+    which brings the previous outputs back byte for byte."""
+    root, env, _ = repo
+    sh([str(BIN / "iterpref-params"), "experiment=smoke", "--out", "params.yaml"], root, env)
+    sh([sys.executable, "-m", "dvc", "repro", "synthesize"], root, env)
+    outs = ["data/problems.jsonl", "reports/problems.json"]
+    before = {o: digest(root / o) for o in outs}
+    seed = (root / SEED).read_text()
+    (root / SEED).write_text(seed.replace('"entry_point": "run_length_encode"', '"entry_point": 7', 1))
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "synthesize"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    line = next(ln for ln in proc.stderr.splitlines() if ": error: " in ln)
+    assert line.startswith("synthesize.py: error: ") and f"{SEED}:1: Problem.entry_point" in line, proc.stderr
+    assert "`dvc checkout synthesize` restores them" in line and "Traceback" not in proc.stderr
+    assert not (root / "data/problems.jsonl").exists()  # DVC removed it before the stage ran
+    sh([sys.executable, "-m", "dvc", "checkout", "synthesize"], root, env)
+    assert {o: digest(root / o) for o in outs} == before
+    (root / SEED).write_text(seed)
+    sh(["git", "checkout", "params.yaml"], root, env)
