@@ -70,6 +70,7 @@ def test_imports_of_resolves_relative_and_from_imports(tmp_path):
 
 
 def test_data_folders_a_parameter_points_into_are_deps():
+    assert graph.data_gaps() == {}
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert "data/seed" in stages["synthesize"]["deps"]
     assert "data/benchmarks" in stages["synthesize"]["deps"]
@@ -106,3 +107,11 @@ def test_lock_check_keeps_code_and_params_and_skips_what_a_fresh_clone_lacks():
         "debug": ["src/iterpref/sandbox/judge.py modified"],
         "train@dpo": ["param train.common.beta modified", "src/iterpref/training modified"],
     }
+
+
+def test_data_gaps_names_a_stage_that_reads_a_section_without_its_folder(tmp_path):
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    dvc["stages"]["synthesize"]["deps"].remove("data/seed")
+    path = tmp_path / "dvc.yaml"
+    path.write_text(yaml.safe_dump(dvc))
+    assert graph.data_gaps(path) == {"synthesize": ["data/seed"]}

@@ -12,16 +12,17 @@ unit of a lower layer; never one of a higher layer, nor another unit of its own 
 
      1. sweep, reporting, config.reference, config.lock
      2. params, config.graph
-     3. config.schema                            (the section registry: every section's dataclass)
-     4. probe
-     5. training
-     6. pairs, debugging, problems
-     7. evaluation
-     8. llm
-     9. sandbox, tracking
-    10. records, prompts, models, runtime
-    11. config.fields, config.paths, config, iterpref   (config and iterpref: the packages' __init__.py)
-    12. cli                                      (UserError and the tools' one-line error report)
+     3. config.schema                            (the check of a whole composition)
+     4. config.sections                          (the section registry: every section's dataclass)
+     5. probe
+     6. training
+     7. pairs, debugging, problems
+     8. evaluation
+     9. llm
+    10. sandbox, tracking
+    11. records, prompts, models, runtime
+    12. config.fields, config.paths, config, iterpref   (config and iterpref: the packages' __init__.py)
+    13. cli                                      (UserError and the tools' one-line error report)
 
 Evaluation sits below problems, since problems load benchmarks through it (decontamination:
 evaluation.registry; the benchmark-sourced problems: evaluation.mbpp, evaluation.bigcodebench).
@@ -39,6 +40,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sweep", "reporting", "config.reference", "config.lock"),
     ("params", "config.graph"),
     ("config.schema",),
+    ("config.sections",),
     ("probe",),
     ("training",),
     ("pairs", "debugging", "problems"),
@@ -126,9 +128,9 @@ def test_the_top_level_keeps_at_most_eight_modules():
 
 
 def test_the_checker_names_both_modules_of_an_upward_import():
-    """A fabricated edge: records (layer 10) importing the refine loop (layer 6)."""
-    with pytest.raises(AssertionError, match=r"iterpref\.records \(records, layer 10\) imports "
-                                             r"iterpref\.debugging \(debugging, layer 6\): a lower layer imports a higher one"):
+    """A fabricated edge: records (layer 11) importing the refine loop (layer 7)."""
+    with pytest.raises(AssertionError, match=r"iterpref\.records \(records, layer 11\) imports "
+                                             r"iterpref\.debugging \(debugging, layer 7\): a lower layer imports a higher one"):
         check({("iterpref.records", "iterpref.debugging")})
     check({("iterpref.debugging", "iterpref.records")})  # downward
     check({("iterpref.config.schema", "iterpref.pairs.build")})  # the registry reads every section
@@ -159,4 +161,4 @@ def test_unit_of():
     assert unit_of("iterpref.config.schema") == "config.schema"
     assert unit_of("iterpref.debugging.teachers.llm") == "debugging"
     assert unit_of("iterpref.pairs.diff") == "pairs"
-    assert layer_of("evaluation") == 7 and layer_of("nothing") is None
+    assert layer_of("evaluation") == 8 and layer_of("nothing") is None

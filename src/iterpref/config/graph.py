@@ -138,6 +138,25 @@ def surplus(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
     return out
 
 
+def data_gaps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
+    """Stage -> the data folders (`iterpref.config.sections`: the folder a section's files stay
+    in) of the params it reads that its deps do not cover (empty lists left out)."""
+    from iterpref.config.sections import folders
+
+    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"]
+    out = {}
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        deps = [str(d) for d in body.get("deps", [])]
+        read = [str(p) for p in body.get("params", [])]
+        need = {folder for key, folder in folders().items()
+                for p in read if key == p or key.startswith(p + ".") or p.startswith(key + ".")}
+        gaps = sorted(f for f in need if not any(d == f or d.startswith(f + "/") for d in deps))
+        if gaps:
+            out[name] = gaps
+    return out
+
+
 @command
 def main(argv: list[str] | None = None) -> None:
     ArgumentParser(description="Print each dvc.yaml stage's code deps (its import closure); exit 1 when "
@@ -145,12 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     for stage, (script, _) in stage_scripts().items():
         files = sorted(p.relative_to(ROOT).as_posix() for p in closure(script))
         print(f"{stage}: {' '.join(files)}")
-    gaps, extra = missing(), surplus()
-    for stage, files in gaps.items():
+    gaps, extra, folders = missing(), surplus(), data_gaps()
+    for stage, files in {**gaps, **folders}.items():
         print(f"MISSING from {stage}'s deps: {', '.join(files)}", file=sys.stderr)
     for stage, files in extra.items():
         print(f"NOT LOADED by {stage}: {', '.join(files)}", file=sys.stderr)
-    sys.exit(1 if gaps else 0)
+    sys.exit(1 if gaps or folders else 0)
 
 
 if __name__ == "__main__":

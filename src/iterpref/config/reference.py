@@ -17,48 +17,11 @@ from iterpref.config.schema import describe, hints
 
 
 def sections() -> list[tuple[str, type, str]]:
-    """(params key, dataclass, where it is used) for every checked section, in params order."""
-    from iterpref.debugging import DebugConfig
-    from iterpref.debugging.teachers import MutationTeacherConfig
-    from iterpref.evaluation.run import EvalConfig
-    from iterpref.llm import GeneratorConfig
-    from iterpref.llm.base import SamplingConfig
-    from iterpref.llm.served import ServerConfig
-    from iterpref.models import ModelConfig
-    from iterpref.pairs.build import PairConfig
-    from iterpref.problems.build import SOURCES, ProblemsConfig, source_config
-    from iterpref.problems.decontaminate import DecontaminateConfig
-    from iterpref.problems.dedup import DedupConfig
-    from iterpref.problems.validate import ValidateConfig
-    from iterpref.runtime import RuntimeConfig
-    from iterpref.sandbox import SandboxConfig
-    from iterpref.tracking import WandbConfig
-    from iterpref.training.launch import LaunchConfig
-    from iterpref.training.masks import MaskConfig
-    from iterpref.training.recipe import TrainConfig
+    """(params key, dataclass, where it is used) for every registered section with a dataclass,
+    in params order."""
+    from iterpref.config.sections import SECTIONS
 
-    return [
-        ("model", ModelConfig, "the model group; the `model` stage"),
-        ("problems", ProblemsConfig, "the problems group; the `synthesize` stage"),
-        ("problems.validate", ValidateConfig, ""),
-        ("problems.dedup", DedupConfig, ""),
-        ("problems.decontaminate", DecontaminateConfig, ""),
-        *[(f"problems.{s}", source_config(s), f"with `problems={s}`") for s in SOURCES],
-        ("teacher", MutationTeacherConfig, "`teacher=mutation`; the `debug` stage"),
-        ("teacher", GeneratorConfig, "`teacher=llm_*` (kind llm); also `problems.synthesize.teacher`"),
-        ("sandbox", SandboxConfig, "every stage that runs code"),
-        ("debug", DebugConfig, "the `debug` stage"),
-        ("pairs", PairConfig, "the `pairs` stage"),
-        ("train.common", TrainConfig, "shared by every variant; `train.variants.<name>` overrides keys (loss, mask)"),
-        ("train.variants.<name>.mask", MaskConfig, "which tokens enter the log-prob sums"),
-        ("train", LaunchConfig, "how the `train` stage runs, beside `common`, `run` (the variants trained) "
-                                "and `variants`"),
-        ("eval", EvalConfig, "the `evaluate` stages"),
-        ("eval.sampling", SamplingConfig, "also `teacher.sampling`"),
-        ("eval.server", ServerConfig, "also `teacher.server`"),
-        ("logging.wandb", WandbConfig, "bookkeeping: no stage re-runs when it changes"),
-        ("runtime", RuntimeConfig, "every model stage"),
-    ]
+    return [(s.key, s.cls, s.note) for s in SECTIONS if dataclasses.is_dataclass(s.cls)]
 
 
 def field_docs(cls: type) -> dict[str, str]:

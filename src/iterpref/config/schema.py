@@ -182,26 +182,18 @@ def _file_errors(value: str | list | None, folder: str, key: str, root: Path | N
 
 
 def _sections(root: Path | None = None) -> dict[str, Callable[[dict, str, list], None]]:
-    """Each top-level params key and the check of its section; with the project ``root``, the
-    files parameters name are checked too (they exist, inside their folder, and parse)."""
-    from iterpref.debugging import DebugConfig
-    from iterpref.debugging.teachers import teacher_config
-    from iterpref.evaluation.run import DATA_DIR, EvalConfig
-    from iterpref.models import ModelConfig
-    from iterpref.pairs.build import PairConfig
-    from iterpref.problems.build import ProblemsConfig, source_config
-    from iterpref.runtime import RuntimeConfig
-    from iterpref.sandbox import SandboxConfig
-    from iterpref.tracking import LoggingConfig
-    from iterpref.training.launch import LaunchConfig
-    from iterpref.training.recipe import TrainConfig
+    """Each top-level params key (`sections.TOP`) and the check of its section; with the project
+    ``root``, the files parameters name are checked too (they exist, inside their folder, parse)."""
+    from iterpref.config import sections as registry
+    from iterpref.config.sections import SOURCES, source_config
+
+    ProblemsConfig, LaunchConfig = registry.section("problems").cls, registry.section("train").cls
+    TrainConfig = registry.section("train.common").cls
 
     def problems(section, where, out):
         source = section.get("source")
         cls = source_config(source) if isinstance(source, str) else None
         if cls is None:
-            from iterpref.problems.build import SOURCES
-
             out.append((f"{where}.source", source, f"one of {sorted(SOURCES)}"))
             return
         _dataclass_errors(ProblemsConfig, section, where, out, skip=[source])
@@ -212,10 +204,9 @@ def _sections(root: Path | None = None) -> dict[str, Callable[[dict, str, list],
         else:
             before = len(out)
             _dataclass_errors(cls, section[source], f"{where}.{source}", out)
-            from iterpref.problems.seed import DATA_DIR
-
+            folder = registry.section(f"problems.{source}").folder
             for name in getattr(cls, "FILE_FIELDS", ()):
-                _file_errors(section[source].get(name), DATA_DIR, f"{where}.{source}.{name}", root, out)
+                _file_errors(section[source].get(name), folder, f"{where}.{source}.{name}", root, out)
             if len(out) == before and root is not None and hasattr(cls, "check_content"):
                 try:  # the records parse: a bad line is found here, not after DVC removed the outputs
                     build(cls, section[source]).check_content(root)
@@ -224,9 +215,9 @@ def _sections(root: Path | None = None) -> dict[str, Callable[[dict, str, list],
 
     def teacher(section, where, out):
         kind = section.get("kind")
-        cls = teacher_config(kind) if isinstance(kind, str) else None
+        cls = registry.TEACHER_KINDS.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            out.append((f"{where}.kind", kind, "one of ['mutation', 'llm']"))
+            out.append((f"{where}.kind", kind, f"one of {sorted(registry.TEACHER_KINDS)}"))
             return
         _dataclass_errors(cls, section, where, out)
 
@@ -265,19 +256,17 @@ def _sections(root: Path | None = None) -> dict[str, Callable[[dict, str, list],
 
     def evaluation(section, where, out):
         before = len(out)
-        _dataclass_errors(EvalConfig, section, where, out)
+        _dataclass_errors(registry.section("eval").cls, section, where, out)
         if len(out) == before and isinstance(section.get("data"), dict):
+            folder = registry.section("eval.data.<name>").folder
             for name, path in section["data"].items():
-                _file_errors(path, f"{DATA_DIR}/{name}", f"{where}.data.{name}", root, out)
+                _file_errors(path, f"{folder}/{name}", f"{where}.data.{name}", root, out)
 
     def of(cls):
         return lambda section, where, out: _dataclass_errors(cls, section, where, out)
 
-    return {
-        "model": of(ModelConfig), "problems": problems, "teacher": teacher, "sandbox": of(SandboxConfig),
-        "debug": of(DebugConfig), "pairs": of(PairConfig), "train": train, "eval": evaluation,
-        "logging": of(LoggingConfig), "runtime": of(RuntimeConfig),
-    }
+    special = {"problems": problems, "teacher": teacher, "train": train, "eval": evaluation}
+    return {key: special.get(key) or of(registry.section(key).cls) for key in registry.TOP}
 
 
 TOP_LEVEL = {"experiment_name": str, "config_checked": bool}

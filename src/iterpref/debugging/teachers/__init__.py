@@ -6,13 +6,6 @@ from iterpref.debugging.teachers.mutation import OPERATORS, MutationSession, Mut
 __all__ = ["DebugSession", "Teacher", "TeacherError", "TeacherUnavailable", "MutationTeacher", "MutationSession", "Mutation", "OPERATORS", "make_teacher"]
 
 
-def teacher_config(kind: str) -> type | None:
-    """The config dataclass of a ``teacher`` section of this ``kind`` (None: unknown kind)."""
-    from iterpref.llm import GeneratorConfig
-
-    return {"mutation": MutationTeacherConfig, "llm": GeneratorConfig}.get(kind)
-
-
 def make_teacher(cfg: dict, sandbox) -> Teacher:
     """The teacher a params ``teacher`` section describes."""
     cfg = dict(cfg)
