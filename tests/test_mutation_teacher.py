@@ -8,7 +8,7 @@ import difflib
 import pytest
 
 from iterpref.debugging.teachers import DebugSession, MutationTeacher, Teacher
-from iterpref.debugging.teachers.mutation import OPERATORS, apply_mutations, find_mutations
+from iterpref.debugging.teachers.operators import OPERATORS, apply_mutations, find_mutations
 from iterpref.records import Attempt, Outcome, Problem
 from iterpref.sandbox import SandboxConfig, run_unittest
 

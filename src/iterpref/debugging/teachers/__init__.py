@@ -1,9 +1,11 @@
 """Teachers write the code versions of debugging trajectories (see `base` for the protocol)."""
 
 from iterpref.debugging.teachers.base import DebugSession, Teacher, TeacherError, TeacherUnavailable
-from iterpref.debugging.teachers.mutation import OPERATORS, MutationSession, MutationTeacher, MutationTeacherConfig, Mutation
+from iterpref.debugging.teachers.mutation import MutationSession, MutationTeacher, MutationTeacherConfig
+from iterpref.debugging.teachers.operators import OPERATORS, Mutation
 
-__all__ = ["DebugSession", "Teacher", "TeacherError", "TeacherUnavailable", "MutationTeacher", "MutationSession", "Mutation", "OPERATORS", "make_teacher"]
+__all__ = ["DebugSession", "Teacher", "TeacherError", "TeacherUnavailable", "MutationTeacher", "MutationTeacherConfig",
+           "MutationSession", "Mutation", "OPERATORS", "make_teacher"]
 
 
 def make_teacher(cfg: dict, sandbox) -> Teacher:
