@@ -115,7 +115,8 @@ def bench_overhead(requests: int, concurrency: int, latency_s: float, repeat: in
                        "sampling": {"max_new_tokens": 512, "temperature": 0.0, "batch_size": concurrency,
                                     "stop_after_code": False}}  # the reply holds several code blocks
             features = [{"kind": "topic", "text": f"task #{r * requests + i}"} for i in range(requests)]
-            cfg = synthesize.Config(teacher=teacher, features=features, prompts={"topic": "Write a task about {feature}"})
+            cfg = synthesize.Config(teacher=teacher, features=features, prompts={"topic": "Write a task about {feature}"},
+                                    samples_per_feature=1)
             server_cpu, received = _server_counts(ours)
             start, cpu = time.perf_counter(), time.process_time()
             harvest = synthesize.harvest(cfg)

@@ -159,6 +159,25 @@ def test_dataclass_defaults_agree_with_conf():
     assert not found, "\n".join(found)
 
 
+@pytest.mark.parametrize("source", sorted(p.stem for p in (ROOT / "conf/problems").glob("*.yaml") if p.stem != "common"))
+def test_every_problems_source_file_agrees_with_its_dataclass(source):
+    """Each problems=<source> file is the one conf/ statement of its source's settings: whatever it
+    sets must be the dataclass's default, as for the default composition."""
+    params = P.compose([f"problems={source}"])
+    found = disagreements([(cls, section, where) for cls, section, where in dataclass_sections(params)
+                           if where.startswith("problems")])
+    assert not found, "\n".join(found)
+
+
+def test_each_set_of_allowed_values_is_one_literal():
+    from typing import get_args
+
+    from iterpref.llm import Backend
+    from iterpref.llm.served import ENGINES, Engine
+
+    assert set(ENGINES) == set(get_args(Engine)) and set(get_args(Engine)) < set(get_args(Backend))
+
+
 def test_the_defaults_check_names_a_disagreement():
     from iterpref.sandbox import SandboxConfig
 

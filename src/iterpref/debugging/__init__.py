@@ -36,7 +36,7 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 from pathlib import Path
 
 from tqdm import tqdm
@@ -49,7 +49,7 @@ from iterpref.debugging.teachers.sample_mutation import SampleMutationTeacher
 from iterpref.config.fields import spec
 
 
-MODES = ("debugging", "sampling", "mutate_samples")
+Mode = Literal["debugging", "sampling", "mutate_samples"]
 
 
 @dataclass
@@ -75,12 +75,12 @@ class DebugConfig:
     max_rounds: int = spec(5, ge=1)
     seed: int = 0
     workers: int = spec(2, ge=1)
-    mode: Literal["debugging", "sampling", "mutate_samples"] = "debugging"
+    mode: Mode = "debugging"
     fallback_to_reference: bool = False
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"debug.mode: unknown {self.mode!r}; expected one of {MODES}")
+        if self.mode not in get_args(Mode):
+            raise ValueError(f"debug.mode: unknown {self.mode!r}; expected one of {list(get_args(Mode))}")
 
 
 def trajectory_seed(base: int, task_id: str, k: int) -> int:

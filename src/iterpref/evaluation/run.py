@@ -22,7 +22,7 @@ from iterpref.config.fields import build, spec
 from iterpref.evaluation import registry, sanity
 from iterpref.evaluation.benchmark import Benchmark
 from iterpref.llm.base import Generator, SamplingConfig
-from iterpref.llm.served import ServerConfig
+from iterpref.llm.served import Engine, ServerConfig
 from iterpref.sandbox import SandboxConfig
 
 # Local benchmark files live here, one folder per benchmark (data/benchmarks/<name>/): each
@@ -62,7 +62,7 @@ class EvalConfig:
     sanity_gate: float = spec(ge=0, le=1)
     data: dict[str, str | None] = spec()
     prompt: Literal["iterpref", "evalplus"] = spec()
-    backend: Literal["hf", "vllm", "sglang", "llama_cpp"] = spec()
+    backend: Literal["hf", Engine] = spec()
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = spec()
     prompt_lookup: int = spec(ge=0)
     server: ServerConfig = spec()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from iterpref.config.fields import spec
 from iterpref.llm.base import SamplingConfig
-from iterpref.llm.served import ServerConfig
+from iterpref.llm.served import ENGINES, Engine, ServerConfig
 from iterpref.models import ModelConfig
 
-BACKENDS = ("hf", "openai", "vllm", "sglang", "llama_cpp")
+Backend = Literal["hf", "openai", Engine]  # in process, an OpenAI-compatible API, or a server the stage starts
 
 # Settings of a generator section left out of the response cache's identity: the sampling
 # settings go into each request's key on their own, and the others never change a reply.
@@ -45,7 +45,7 @@ class GeneratorConfig:
             ``llama_cpp``).
     """
 
-    backend: Literal["hf", "openai", "vllm", "sglang", "llama_cpp"]
+    backend: Backend
     model: str
     sampling: SamplingConfig
     materialize: ModelConfig | None = None
@@ -79,8 +79,6 @@ def make_generator(backend: str, model: str, device: str = "auto", **options):
     ``dtype``, ``server``, ``max_concurrency``, ``timeout_s``, ``max_retries``; see
     `served.ServedGenerator`: start and stop it with `served.running`).
     """
-    from iterpref.llm.served import ENGINES
-
     if backend == "hf":
         from iterpref.llm.hf import HFGenerator
 
@@ -93,7 +91,7 @@ def make_generator(backend: str, model: str, device: str = "auto", **options):
         from iterpref.llm.served import ServedGenerator
 
         return ServedGenerator(model, engine=backend, **options)
-    raise ValueError(f"unknown generation backend {backend!r}; expected one of {['hf', 'openai', *ENGINES]}")
+    raise ValueError(f"unknown generation backend {backend!r}; expected one of {list(get_args(Backend))}")
 
 
 def from_config(cfg: dict):

@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import Literal
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,7 +49,8 @@ from iterpref.llm.base import Conversation, Generator, SamplingConfig
 # The command each engine starts with, before `ServerConfig.extra_args`. Placeholders: {model},
 # {host}, {port}, {dtype}, {tensor_parallel_size}, {python} (the interpreter of
 # `ServerConfig.venv`, or this one).
-ENGINES: dict[str, list[str]] = {
+Engine = Literal["vllm", "sglang", "llama_cpp"]
+ENGINES: dict[Engine, list[str]] = {
     "vllm": ["vllm", "serve", "{model}", "--host", "{host}", "--port", "{port}", "--dtype", "{dtype}",
              "--tensor-parallel-size", "{tensor_parallel_size}"],
     "sglang": ["{python}", "-m", "sglang.launch_server", "--model-path", "{model}", "--host", "{host}",

@@ -36,10 +36,10 @@ class ProblemsConfig:
     """The ``problems`` params section, less the chosen source's own section.
 
     Parameters:
-        source (`str`, defaults to `"seed"`):
+        source (`str`):
             Where problems come from: ``seed``, ``codeio``, ``synthesize`` or ``hf``; its
             settings are the section of the same name (``problems.codeio``...).
-        limit (`int` or `None`, defaults to `None`):
+        limit (`int` or `None`):
             Candidates taken from the source (its first ones); None: all.
         validate (`ValidateConfig`): sandbox validation (`iterpref.problems.validate`).
         dedup (`DedupConfig`): duplicate removal (`iterpref.problems.dedup`).

@@ -42,25 +42,25 @@ class Config:
     """The `codeio` source.
 
     Parameters:
-        path (`str` or `None`, defaults to `None`):
+        path (`str` or `None`):
             A CodeI/O JSON-lines file (gzip when it ends in .gz); None: the file shipped in
             reasoning-gym 0.1.25, checked against its sha256.
-        cases (`int`, defaults to `5`):
+        cases (`int`):
             Test cases (input/output pairs) written per problem.
-        min_cases (`int`, defaults to `3`):
+        min_cases (`int`):
             Fewer usable cases than this drops the problem (``too_few_cases``).
-        min_distinct_outputs (`int`, defaults to `2`):
+        min_distinct_outputs (`int`):
             Distinct expected outputs needed (``constant_output`` otherwise: a function returning
             one constant would pass).
-        attempts (`int`, defaults to `20`):
+        attempts (`int`):
             Generator calls tried to find ``cases`` distinct, usable inputs.
-        max_case_chars (`int`, defaults to `1500`):
+        max_case_chars (`int`):
             Longest test line kept; longer cases (huge inputs or outputs) are skipped.
-        call_timeout_s (`float`, defaults to `2.0`):
+        call_timeout_s (`float`):
             Wall limit of one generator or reference call inside the generation run.
-        timeout_s (`float`, defaults to `30.0`):
+        timeout_s (`float`):
             Wall (and CPU) limit of the whole sandboxed generation run of one problem.
-        seed (`int`, defaults to `0`):
+        seed (`int`):
             Seeds the generators' ``random.Random`` (with the problem's line number).
     """
 

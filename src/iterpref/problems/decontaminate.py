@@ -26,12 +26,12 @@ class DecontaminateConfig:
     """How problems are checked against the evaluation benchmarks.
 
     Parameters:
-        benchmarks (`list[str]`, defaults to `["humaneval", "mbpp"]`):
+        benchmarks (`list[str]`):
             Registry names always checked (their data must load). Benchmarks with a local file
             in ``eval.data`` are added.
-        ngram (`int`, defaults to `8`):
+        ngram (`int`):
             Token n-gram size.
-        threshold (`float`, defaults to `0.5`):
+        threshold (`float`):
             Overlap (n-grams shared over the smaller text's n-grams) of the instructions, or of
             the reference solutions, at or above which a problem is removed.
     """

@@ -13,9 +13,9 @@ class DedupConfig:
     """How duplicates are found.
 
     Parameters:
-        ngram (`int`, defaults to `5`):
+        ngram (`int`):
             Token n-gram size of the near-duplicate comparison.
-        threshold (`float`, defaults to `0.8`):
+        threshold (`float`):
             Jaccard similarity of the n-gram sets of instruction plus reference at or above
             which a problem is a near-duplicate of an earlier one. An exact duplicate (the same
             instruction, or the same reference, up to case and whitespace) is always dropped.

@@ -47,21 +47,21 @@ class Config:
     """The `hf` source.
 
     Parameters:
-        dataset (`str`, defaults to `"KodCode/KodCode-V1"`):
+        dataset (`str`):
             The datasets-hub id (used when ``data_files`` is null).
-        name (`str` or `None`, defaults to `None`):
+        name (`str` or `None`):
             The dataset's configuration name, if it has several.
-        split (`str`, defaults to `"train"`):
+        split (`str`):
             The split to read.
-        data_files (`str`, `list[str]` or `None`, defaults to `None`):
+        data_files (`str`, `list[str]` or `None`):
             Local files in the dataset's format (``.jsonl``/``.json`` or ``.parquet``) read
             instead of the hub: the offline way in. Inside data/seed/ (the synthesize stage
             depends on that folder), checked at composition.
         columns (`dict[str, str]`):
             ``{instruction: column, reference: column, tests: column}``.
-        tests_format (`str`, defaults to `"pytest"`):
+        tests_format (`str`):
             ``pytest``, ``asserts`` or ``unittest`` (see the module docstring).
-        id_column (`str` or `None`, defaults to `None`):
+        id_column (`str` or `None`):
             A column whose value names the task (``hf/<value>``); None: the row number.
     """
 

@@ -41,7 +41,7 @@ class Config:
     """The `seed` source.
 
     Parameters:
-        path (`str`, defaults to `"data/seed/problems.jsonl"`):
+        path (`str`):
             A JSON-lines file of `Problem` records, inside data/seed/.
     """
 

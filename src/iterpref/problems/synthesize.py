@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from tqdm import tqdm
+
+from iterpref.config.fields import spec
 
 from iterpref.llm.cache import CachedGenerator
 from iterpref.llm.openai_api import CONFIG_ERRORS, OpenAIRequestError
@@ -44,17 +46,17 @@ class Config:
             none) and ``sampling`` (a `SamplingConfig`; each sample adds its index to the seed).
         features (`list[dict]`):
             ``{kind: topic | snippet, text: ...}`` each; extend the list to widen the data.
-        samples_per_feature (`int`, defaults to `1`):
-            Problems asked per feature (different sampling seeds).
         prompts (`dict`):
             ``system`` (may be empty) and one user template per feature kind, each with a
             ``{feature}`` placeholder; they must ask for the reply format `parse_reply` reads.
+        samples_per_feature (`int`):
+            Problems asked per feature (different sampling seeds).
     """
 
-    teacher: dict = field(default_factory=dict)
-    features: list[dict] = field(default_factory=list)
-    samples_per_feature: int = 1
-    prompts: dict = field(default_factory=dict)
+    teacher: dict
+    features: list[dict]
+    prompts: dict
+    samples_per_feature: int = spec(2, ge=1)
 
 
 def parse_reply(reply: str) -> tuple[str, str, str, str]:

@@ -37,10 +37,10 @@ class ValidateConfig:
     same the debug stage tests candidates under).
 
     Parameters:
-        reference_runs (`int`, defaults to `2`):
+        reference_runs (`int`):
             Times the reference runs its tests, each in a fresh sandboxed process; it must pass
             every time (tests that depend on the clock or on randomness show up here).
-        workers (`int`, defaults to `2`):
+        workers (`int`):
             Problems validated at once (each runs its sandboxed checks one after another).
     """
 

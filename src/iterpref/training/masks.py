@@ -17,11 +17,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from typing import Literal, get_args
+
+from iterpref.config.fields import spec
 from iterpref.pairs import diff
 from iterpref.records import Span
-from iterpref.config.fields import spec
 
-MASK_MODES = ("none", "line", "symmetric", "token")
+MaskMode = Literal["none", "line", "symmetric", "token"]
+DiffKind = Literal["lcs", "prefix_suffix"]
 
 
 @dataclass
@@ -42,20 +45,17 @@ class MaskConfig:
             pair id, so stable across runs) uses plain DPO masks instead.
     """
 
-    mode: str = "line"
-    diff: str = "lcs"
+    mode: MaskMode = "line"
+    diff: DiffKind = "lcs"
     context_lines: int = spec(0, ge=0)
     hybrid_fraction: float = spec(0.0, ge=0, le=1)
 
     def __post_init__(self):
-        if self.mode not in MASK_MODES:
-            raise ValueError(f"mask.mode: unknown {self.mode!r}; expected one of {MASK_MODES}")
-        if self.diff not in ("lcs", "prefix_suffix"):
-            raise ValueError(f"mask.diff: unknown {self.diff!r}; expected lcs or prefix_suffix")
+        for key, kind in (("mode", MaskMode), ("diff", DiffKind)):
+            if getattr(self, key) not in get_args(kind):
+                raise ValueError(f"mask.{key}: unknown {getattr(self, key)!r}; expected one of {list(get_args(kind))}")
         if self.mode == "token" and self.context_lines:
             raise ValueError("mask.context_lines widens spans to whole lines; it cannot combine with mode token")
-        if not 0.0 <= self.hybrid_fraction <= 1.0:
-            raise ValueError(f"mask.hybrid_fraction must be in [0, 1], got {self.hybrid_fraction}")
 
     @property
     def focal(self) -> bool:
