@@ -93,3 +93,78 @@ def test_the_config_reference_covers_every_key_of_the_default_run():
     for key in [*default["eval"], *default["eval"]["sampling"], *default["logging"]["wandb"]]:
         assert f"| `{key}` |" in text, key
     assert "| `beta` | float | > 0 | `0.1` | DPO temperature (paper 0.1). |" in text
+
+
+# ----------------------------------------------------------------------------- numbers that cannot drift
+
+def pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_the_readme_tables_are_the_committed_summarys():
+    """The README is read as it is: its copied tables must be reports/summary.md's (the docs pages
+    are rendered from it when the site is built). `python -m iterpref.reporting.excerpts README.md`
+    rewrites them."""
+    from iterpref.reporting import excerpts
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert {"Table 1: pass@1 (%)", "Which differences are real", "Held-out pairs"} <= set(excerpts.headings(readme))
+    summary = (ROOT / "reports/summary.md").read_text(encoding="utf-8")
+    assert excerpts.render(readme, summary) == readme, "stale: run python -m iterpref.reporting.excerpts README.md"
+
+
+def test_every_page_copying_the_summary_names_a_section_it_has():
+    from iterpref.reporting import excerpts
+
+    summary = (ROOT / "reports/summary.md").read_text(encoding="utf-8")
+    for page in pages():
+        for heading in excerpts.headings(page.read_text(encoding="utf-8")):
+            assert excerpts.section_table(summary, heading), (page, heading)
+
+
+def test_excerpts_render_replaces_a_stale_table():
+    from iterpref.reporting import excerpts
+
+    summary = "# x\n\n## Table 1\n\ntext\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nafter\n\n## Other\n| z |\n"
+    page = "intro\n<!-- summary: Table 1 -->\n| a | b |\n|---|---|\n| 1 | 3 |\n<!-- /summary -->\nend\n"
+    assert excerpts.render(page, summary) == page.replace("| 1 | 3 |", "| 1 | 2 |")
+    with pytest.raises(Exception, match="no section '## Missing'"):
+        excerpts.render("<!-- summary: Missing -->\n<!-- /summary -->", summary)
+
+
+METRIC_CLAIM = re.compile(r"DVC metric|dvc metrics|metrics file|pass@1 per benchmark")
+REPORT_PATH = re.compile(r"reports/[\w/<>*{}.,-]*[\w*>}]")
+
+
+def claims(text: str) -> list[str]:
+    """The sentences of a page's prose, and its code blocks' commented lines, one string each."""
+    out, prose, in_code = [], [], False
+    for line in text.splitlines() + [""]:
+        if line.startswith("```"):
+            in_code = not in_code
+            continue
+        if in_code:
+            if " # " in line:  # a command and what its comment says of it
+                out.append(line)
+        elif line.strip():
+            prose.append(line)
+        else:
+            out += re.split(r"(?<=[.;])\s", " ".join(prose))
+            prose = []
+    return out
+
+
+def test_no_page_calls_a_file_a_dvc_metric_that_dvc_yaml_does_not_declare():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    declared = {next(iter(m)) if isinstance(m, dict) else m for s in stages.values()
+                for m in s.get("do", s).get("metrics", [])}
+    wrong = [f"{page.name}: {path} in: {claim.strip()[:160]}" for page in pages()
+             for claim in claims(page.read_text(encoding="utf-8")) if METRIC_CLAIM.search(claim)
+             for path in REPORT_PATH.findall(claim) if path not in declared]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_metric_check_reads_prose_and_code_comments():
+    text = "Intro. `reports/x.json` is a DVC metric.\n\n```bash\ndvc metrics diff A B   # pass@1 (reports/eval/*)\n```\n"
+    found = [c for c in claims(text) if METRIC_CLAIM.search(c)]
+    assert [REPORT_PATH.findall(c) for c in found] == [["reports/x.json"], ["reports/eval/*"]]
