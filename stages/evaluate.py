@@ -45,7 +45,7 @@ def main() -> None:
     except SetupError as err:
         out.write_text(json.dumps({"benchmark": benchmark, "variant": variant, "error": str(err),
                                    "error_kind": "evaluation environment, not the model"}, indent=2) + "\n")
-        raise SystemExit(f"evaluate {variant} {benchmark}: {err}")
+        raise SetupError(f"evaluate {variant} {benchmark}: {err}") from None
     report["variant"] = variant
     report["peak_rss_gib"] = runtime.peak_rss_gib()
     out.write_text(json.dumps(report, indent=2) + "\n")

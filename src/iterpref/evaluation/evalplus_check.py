@@ -113,7 +113,7 @@ def phase_failure(dataset: str, entry_point: str, fn, inputs: list, expected: li
             continue
         if atol == 0:
             return failure("not equal")
-        if type(out) != type(exp):
+        if type(out) != type(exp):  # noqa: E721 (evalplus's own test, exact types)
             return failure(f"not equal, and not the expected type within atol={atol}")
         if isinstance(exp, (list, tuple)) and len(out) != len(exp):
             return failure("not equal, and not the expected length")
