@@ -67,6 +67,7 @@ MISTAKES = {
     "a variant that does not exist": (["train.run=[dpo,nope]"], "one of the variants"),
     "a benchmark file outside its folder": (["eval.data.humaneval_plus=data/seed/problems.jsonl"],
                                             "is outside data/benchmarks/humaneval_plus/"),
+    "a DeepSpeed config DVC would not track": (["train.common.deepspeed=/etc/hostname"], "is outside conf/accelerate/"),
 }
 
 

@@ -239,6 +239,10 @@ def _sections(root: Path | None = None) -> dict[str, Callable[[dict, str, list],
         _dataclass_errors(TrainConfig, shared, f"{where}.common", out, partial=True)
         for name, variant in variants.items():
             _dataclass_errors(TrainConfig, variant, f"{where}.variants.{name}", out, partial=True)
+        folder = registry.section("train.common").folder
+        for key, section_ in [("common", shared), *((f"variants.{n}", v) for n, v in variants.items())]:
+            for name in TrainConfig.FILE_FIELDS:
+                _file_errors(section_.get(name), folder, f"{where}.{key}.{name}", root, out)
         if len(out) == before:  # what spans keys, on each variant as the train stage builds it
             found: list[tuple[str, Any, str]] = []
             for name, variant in variants.items():

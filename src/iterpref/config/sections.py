@@ -69,7 +69,7 @@ SECTIONS: list[Section] = [
     Section("debug", DebugConfig, "the `debug` stage"),
     Section("pairs", PairConfig, "the `pairs` stage"),
     Section("train.common", TrainConfig,
-            "shared by every variant; `train.variants.<name>` overrides keys (loss, mask)"),
+            "shared by every variant; `train.variants.<name>` overrides keys (loss, mask)", "conf/accelerate"),
     Section("train.variants.<name>.mask", MaskConfig, "which tokens enter the log-prob sums"),
     Section("train", LaunchConfig, "how the `train` stage runs, beside `common`, `run` (the variants trained) "
                                    "and `variants`"),

@@ -62,8 +62,9 @@ class TrainConfig:
             ``target_modules``); the saved model is merged.
         logging_steps: log metrics every n steps.
         seed: data order and init seed.
-        deepspeed: path to a DeepSpeed JSON config, used under accelerate (the shipped
-            ``train.accelerate=zero3`` carries its DeepSpeed settings itself; this is for your own).
+        deepspeed: path to a DeepSpeed JSON config inside conf/accelerate/ (a dependency of the
+            train stage), used under accelerate (the shipped ``train.accelerate=zero3`` carries its
+            DeepSpeed settings itself; this is for your own).
         save_steps: write a checkpoint (weights, optimizer, scheduler, RNG, data position) every
             this many optimizer steps into the work folder; a killed run resumes from the newest
             complete one (0: no checkpoints). Only the newest is kept.
@@ -90,6 +91,8 @@ class TrainConfig:
     seed: int = 0
     deepspeed: str | None = None
     save_steps: int = spec(0, ge=0)
+
+    FILE_FIELDS = ("deepspeed",)  # inside conf/accelerate/ (checked at composition: a train dependency)
 
     def __post_init__(self):
         if self.max_steps == 0:
