@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from iterpref import sandbox
+from iterpref.sandbox import backend as sandbox_backend, unittests
 from iterpref.sandbox import SandboxConfig, bwrap_usable, resolve_backend, run_python, run_unittest, run_unittest_many
 
 BWRAP_OK, BWRAP_WHY = bwrap_usable()
@@ -134,12 +134,12 @@ def test_code_sees_a_normal_start_and_import(backend):
 def test_judge_bytecode_follows_its_source(tmp_path, monkeypatch):
     judge = tmp_path / "judge.py"
     judge.write_text("X = 1\nprint(X, __file__.endswith('.pyc'))\n")
-    monkeypatch.setattr(sandbox, "JUDGE", judge)
-    monkeypatch.setattr(sandbox, "_judge_pyc", None)
-    first = sandbox._judge_bytecode()
-    assert sandbox._judge_bytecode() is first  # compiled once
+    monkeypatch.setattr(unittests, "JUDGE", judge)
+    monkeypatch.setattr(unittests, "_judge_pyc", None)
+    first = unittests._judge_bytecode()
+    assert unittests._judge_bytecode() is first  # compiled once
     judge.write_text("X = 22\nprint(X, __file__.endswith('.pyc'))\n")
-    (tmp_path / "judge.pyc").write_bytes(sandbox._judge_bytecode())
+    (tmp_path / "judge.pyc").write_bytes(unittests._judge_bytecode())
     run = subprocess.run([sys.executable, "-P", str(tmp_path / "judge.pyc")], capture_output=True, text=True)
     assert run.stdout.split() == ["22", "True"], run.stderr
 
@@ -284,9 +284,9 @@ def test_process_limit_applies():
 
 HOLD_LEASES = """
 import contextlib, sys
-from iterpref import sandbox
+from iterpref.sandbox import backend
 with contextlib.ExitStack() as stack:
-    uids = [stack.enter_context(sandbox._sandbox_uid()) for _ in range(int(sys.argv[1]))]
+    uids = [stack.enter_context(backend.sandbox_uid()) for _ in range(int(sys.argv[1]))]
     print(*uids, flush=True)
     sys.stdin.read()
 """
@@ -306,7 +306,7 @@ def test_concurrent_processes_never_share_a_uid():
     proc, theirs = _hold_leases(2)
     try:
         assert len(set(theirs)) == 2
-        with sandbox._sandbox_uid() as a, sandbox._sandbox_uid() as b:
+        with sandbox_backend.sandbox_uid() as a, sandbox_backend.sandbox_uid() as b:
             assert len({a, b, *theirs}) == 4
     finally:
         proc.communicate("")
@@ -314,22 +314,22 @@ def test_concurrent_processes_never_share_a_uid():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="uids are leased only as root")
 def test_a_run_waits_for_a_free_uid_and_a_dead_holder_frees_its_leases():
-    proc, theirs = _hold_leases(len(sandbox.SANDBOX_UIDS))
+    proc, theirs = _hold_leases(len(sandbox_backend.SANDBOX_UIDS))
     got: list[int] = []
 
     def lease() -> None:
-        with sandbox._sandbox_uid() as uid:
+        with sandbox_backend.sandbox_uid() as uid:
             got.append(uid)
 
     waiter = threading.Thread(target=lease)
     try:
-        assert sorted(theirs) == sorted(sandbox.SANDBOX_UIDS)
+        assert sorted(theirs) == sorted(sandbox_backend.SANDBOX_UIDS)
         waiter.start()
         waiter.join(0.5)
         assert not got  # every uid is held elsewhere: it waits instead of sharing one
         proc.kill()  # no clean exit: the kernel still drops its locks
         waiter.join(10)
-        assert got and got[0] in sandbox.SANDBOX_UIDS
+        assert got and got[0] in sandbox_backend.SANDBOX_UIDS
     finally:
         proc.kill()
         proc.wait()
@@ -399,11 +399,11 @@ def test_run_python_files_and_cleanup(backend):
 
 
 def test_resolve_backend_and_warnings(monkeypatch):
-    monkeypatch.setattr(sandbox, "_warned", False)
+    monkeypatch.setattr(sandbox_backend, "_warned", False)
     with pytest.warns(RuntimeWarning, match="NOT isolation"):
         assert resolve_backend(SandboxConfig(backend="rlimit")) == "rlimit"
-    monkeypatch.setattr(sandbox, "_warned", False)
-    monkeypatch.setattr(sandbox, "_bwrap_state", (False, "bwrap not found"))
+    monkeypatch.setattr(sandbox_backend, "_warned", False)
+    monkeypatch.setattr(sandbox_backend, "_bwrap_state", (False, "bwrap not found"))
     with pytest.warns(RuntimeWarning, match="apt-get install bubblewrap"):
         assert resolve_backend(SandboxConfig(backend="auto")) == "rlimit"
     with pytest.raises(RuntimeError, match="apt-get install bubblewrap"):
