@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import processes
 from iterpref.sandbox import backend as sandbox_backend, unittests
 from iterpref.sandbox import SandboxConfig, bwrap_usable, resolve_backend, run_python, run_unittest, run_unittest_many
 
@@ -140,7 +141,7 @@ def test_judge_bytecode_follows_its_source(tmp_path, monkeypatch):
     assert unittests._judge_bytecode() is first  # compiled once
     judge.write_text("X = 22\nprint(X, __file__.endswith('.pyc'))\n")
     (tmp_path / "judge.pyc").write_bytes(unittests._judge_bytecode())
-    run = subprocess.run([sys.executable, "-P", str(tmp_path / "judge.pyc")], capture_output=True, text=True)
+    run = processes.run([sys.executable, "-P", str(tmp_path / "judge.pyc")], capture_output=True, text=True)
     assert run.stdout.split() == ["22", "True"], run.stderr
 
 
@@ -295,7 +296,8 @@ with contextlib.ExitStack() as stack:
 def _hold_leases(n: int) -> tuple[subprocess.Popen, list[int]]:
     """Another process that holds ``n`` uid leases until its stdin closes."""
     proc = subprocess.Popen([sys.executable, "-c", HOLD_LEASES, str(n)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+                            start_new_session=True)
     return proc, [int(u) for u in proc.stdout.readline().split()]
 
 
@@ -422,12 +424,12 @@ def test_interpreter_under_tmp_is_bound_back(tmp_path):
     """A venv under /tmp (where CI may clone) stays usable although the sandbox gets a fresh /tmp."""
     venv = Path("/tmp") / f"iterpref-venv-{uuid.uuid4().hex[:8]}"
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        processes.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
         probe = (f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); "
                  "from iterpref.sandbox import bwrap_usable, run_unittest, SandboxConfig; "
                  "ok, why = bwrap_usable(); assert ok, why; "
                  f"print(run_unittest({GOOD!r}, {ADD_TESTS!r}, SandboxConfig(backend='bwrap')).status)")
-        out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=60)
+        out = processes.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "passed"
     finally:

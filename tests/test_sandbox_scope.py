@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import processes
 from iterpref import sandbox
 from iterpref.sandbox import backend as sandbox_backend, unittests
 from iterpref.evaluation import bigcodebench
@@ -192,7 +193,7 @@ def _ordinary_user_command() -> tuple[list[str], str | None]:
                 outer += ["--ro-bind", p, p]
                 break
     user = [*outer, "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
-    check = subprocess.run([*user, "bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "true"],
+    check = processes.run([*user, "bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "true"],
                            capture_output=True, text=True)
     if check.returncode != 0:
         return [], f"an unprivileged user cannot start bwrap here (user namespaces?): {check.stderr.strip()}"
@@ -205,7 +206,7 @@ def test_as_an_ordinary_user_both_entry_points_see_only_the_same(planted):
         pytest.skip(why)
     tmp = planted["tmp"]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp / "home"), "TMPDIR": "/tmp"}
-    proc = subprocess.run([*prefix, sys.executable, "-c", DRIVER, str(Path(__file__).parent), json.dumps(planted["paths"])],
+    proc = processes.run([*prefix, sys.executable, "-c", DRIVER, str(Path(__file__).parent), json.dumps(planted["paths"])],
                           env=env, cwd="/", capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.splitlines()[-1])
