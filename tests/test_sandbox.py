@@ -165,7 +165,8 @@ def test_infinite_loop_times_out_and_kills_the_tree(backend):
     out = run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=2.0, cpu_s=10))
     assert time.monotonic() - start < 2.0 + 3.0
     assert (out.passed, out.status, out.error_type) == (False, "timeout", "TimeoutError")
-    assert "test_small" in out.traceback and 'File "solution.py", line' in out.traceback
+    assert "wall-clock net of 2 s" in out.traceback and "while running test_solution.TestAdd.test_small" in out.traceback
+    assert 'File "solution.py", line' not in out.traceback  # where the kill came depends on when
     time.sleep(0.2)
     assert leftover_processes(marker) == []
 
@@ -177,6 +178,42 @@ def test_cpu_limit_is_a_timeout(backend):
     assert (out.status, out.error_type) == ("timeout", "TimeoutError")
     assert "CPU time limit" in out.traceback and out.duration_s < 5
 
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cpu_timeout_names_the_test_not_the_line(backend):
+    """The verdict depends on the CPU time the code used, and its text on where it ran out (the
+    test), never on when the kill came (the line a loop was on): the same run gives the same text."""
+    code = "def add(a, b):\n    n = 0\n    while True:\n        n += 1\n"
+    outs = [run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=30.0, cpu_s=1)) for _ in range(2)]
+    assert [(o.status, o.error_type) for o in outs] == [("timeout", "TimeoutError")] * 2
+    assert outs[0].traceback == outs[1].traceback == (
+        "TimeoutError: the code used up its CPU time limit of 1 s, while running test_solution.TestAdd.test_small")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_code_that_ignores_sigxcpu_is_a_timeout_at_the_hard_limit(backend):
+    """SIGXCPU can be caught: the hard limit's SIGKILL a second later, with the CPU used, still
+    makes it a timeout, not a crash."""
+    code = "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\ndef add(a, b):\n    while True:\n        pass\n"
+    out = run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=30.0, cpu_s=1))
+    assert (out.status, out.error_type) == ("timeout", "TimeoutError"), out.traceback
+    assert "CPU time limit of 1 s" in out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loop_at_import_is_a_timeout_before_any_test(backend):
+    out = run_unittest("while True:\n    pass\n", ADD_TESTS, cfg(backend, timeout_s=30.0, cpu_s=1))
+    assert (out.status, out.traceback) == (
+        "timeout", "TimeoutError: the code used up its CPU time limit of 1 s, before any test started (at import)")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_code_that_sleeps_meets_the_wall_clock_net_and_says_so(backend):
+    code = "import time\ndef add(a, b):\n    time.sleep(60)\n"
+    out = run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=2.0, cpu_s=5))
+    assert (out.status, out.error_type) == ("timeout", "TimeoutError")
+    assert out.traceback == ("TimeoutError: the tests did not finish within the wall-clock net of 2 s without using "
+                             "up the CPU time limit of 5 s: the code sleeps or waits, while running test_solution.TestAdd.test_small")
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_leftover_thread_does_not_hang(backend):

@@ -15,11 +15,14 @@ class SandboxConfig:
     """Limits and backend for sandboxed runs.
 
     Parameters:
-        timeout_s (`float`, defaults to `5.0`):
-            Wall-clock limit of one run, interpreter start-up included. The whole process tree
-            is killed when it is reached.
+        timeout_s (`float`, defaults to `30.0`):
+            Wall-clock net of one run, interpreter start-up included: the whole process tree is
+            killed when it is reached. Only code that sleeps or waits should reach it, so it is
+            generous: the time limit a verdict depends on is `cpu_s`, which a loaded machine
+            does not shorten.
         cpu_s (`int`, defaults to `5`):
-            CPU-time limit (RLIMIT_CPU) of each process of the run.
+            CPU-time limit (RLIMIT_CPU) of each process of the run: the code under test's time
+            limit. A test that reaches it is a ``timeout`` naming the test, not the line.
         memory_mb (`int`, defaults to `1024`):
             Address-space limit (RLIMIT_AS) of each process, in MiB.
         max_processes (`int`, defaults to `32`):
@@ -42,7 +45,7 @@ class SandboxConfig:
             Everything else outside `visible_paths` and the run's own folder stays hidden.
     """
 
-    timeout_s: float = spec(5.0, gt=0)
+    timeout_s: float = spec(30.0, gt=0)
     cpu_s: int = spec(5, ge=1)
     memory_mb: int = 1024
     max_processes: int = 32

@@ -34,7 +34,7 @@ class ProcessResult:
         returncode: exit status; negative (rlimit) or 128+N (bwrap) when killed by signal N.
         stdout: captured standard output (decoded, cut at ``max_output_bytes``).
         stderr: captured standard error (same).
-        timed_out: the wall-clock limit was hit and the process tree was killed.
+        timed_out: the wall-clock net (``timeout_s``) was hit and the process tree was killed.
         duration_s: wall time of the run.
         backend: the backend that ran it, ``bwrap`` or ``rlimit``.
     """

@@ -12,10 +12,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from iterpref.records import Outcome
 from iterpref.sandbox.backend import JUDGE_UID, SANDBOX_GID, clean_env, resolve_backend, sandbox_uid
@@ -31,9 +29,9 @@ _judge_pyc: tuple[tuple[int, int], bytes] | None = None
 def _judge_bytecode() -> bytes:
     """`JUDGE` as a ``.pyc`` file's bytes, compiled once per process (again if the file changes).
 
-    Python never caches a script's bytecode: started as ``judge.py``, every run compiled its
-    700 lines anew, about 4 ms of CPU per run. ``python judge.pyc`` runs the compiled code
-    directly (the header's date and size are not checked for a script)."""
+    Python never caches a script's bytecode: started as ``judge.py``, every run would compile it
+    anew. ``python judge.pyc`` runs the compiled code directly (the header's date and size are
+    not checked for a script)."""
     global _judge_pyc
     st = JUDGE.stat()
     key = (st.st_mtime_ns, st.st_size)
@@ -51,8 +49,8 @@ def _judge_startup() -> dict:
     """What ``site`` gives this interpreter at start-up (``sys.path``, ``sys.prefix``,
     ``sys.exec_prefix``), asked once per process from a child started the normal way.
 
-    The judge starts with ``-S`` and sets these itself: ``site`` listing the venv's
-    site-packages for ``.pth`` files and running them cost about 4 ms of CPU per run."""
+    The judge starts with ``-S`` and sets these itself, sparing every run ``site``'s listing of
+    the venv's site-packages for ``.pth`` files (docs/sandbox.md#cost)."""
     global _startup
     with _lock:
         if _startup is None:
@@ -109,23 +107,12 @@ def _verdict(said: bytes) -> tuple[dict | None, str | None]:
     return v, running
 
 
-def _hang_report(running: str | None, stderr: str, dirs: Sequence[str]) -> str:
-    """Which test was running, and the frames faulthandler dumped (to stderr) shortly before the kill."""
-    lines = [f"while running {running}" if running else "before any test started (at import?)"]
-    frames = []
-    for ln in stderr.splitlines():
-        ln = ln.strip()
-        if ln.startswith("File ") and any(d + "/" in ln for d in dirs):
-            for d in dirs:
-                ln = ln.replace(d + "/", "")
-            frames.append(ln)
-    if frames:
-        lines.append("Stack shortly before the kill (most recent call first):")
-        lines += ["  " + f for f in frames[:12]]
-    return "\n".join(lines)
+def _where(running: str | None) -> str:
+    """Which test was running when the run was stopped (never the line: that depends on when)."""
+    return f"while running {running}" if running else "before any test started (at import)"
 
 
-def _outcome(res: ProcessResult, said: bytes, base: Path, config: SandboxConfig) -> Outcome:
+def _outcome(res: ProcessResult, said: bytes, config: SandboxConfig) -> Outcome:
     """The outcome of a `run_unittest` run: the judge's verdict, accepted only when the judge
     exited cleanly in time, after the whole sandbox is gone; otherwise what went wrong."""
     trim = lambda s: _trim(s, config.traceback_chars)  # noqa: E731
@@ -136,14 +123,15 @@ def _outcome(res: ProcessResult, said: bytes, base: Path, config: SandboxConfig)
                        error_type=verdict["error_type"], traceback=trim(verdict["traceback"]),
                        duration_s=res.duration_s)
     sig = _signal_name(res.returncode, res.backend)
-    hang = _hang_report(running, res.stderr, [str(base / "work"), str(base / "judge")])
     if res.timed_out:
         return Outcome(False, "timeout", error_type="TimeoutError", duration_s=res.duration_s,
-                       traceback=trim(f"TimeoutError: the tests did not finish within {config.timeout_s:g} s "
-                                      f"(wall clock), {hang}"))
+                       traceback=trim(f"TimeoutError: the tests did not finish within the wall-clock net of "
+                                      f"{config.timeout_s:g} s without using up the CPU time limit of {config.cpu_s} s: "
+                                      f"the code sleeps or waits, {_where(running)}"))
     if sig == "SIGXCPU":
         return Outcome(False, "timeout", error_type="TimeoutError", duration_s=res.duration_s,
-                       traceback=trim(f"TimeoutError: CPU time limit of {config.cpu_s} s exceeded, {hang}"))
+                       traceback=trim(f"TimeoutError: the tests used up their CPU time limit of {config.cpu_s} s, "
+                                      f"{_where(running)}"))
     if "MemoryError" in res.stderr or "Cannot allocate memory" in res.stderr:
         return Outcome(False, "memory", error_type="MemoryError", duration_s=res.duration_s,
                        traceback=trim(f"MemoryError: memory limit of {config.memory_mb} MiB hit\n{res.stderr[-1500:]}"))
@@ -157,8 +145,10 @@ def run_unittest(code: str, tests: str, config: SandboxConfig | None = None) -> 
     """Run the unittest module ``tests`` against ``code`` (as ``solution.py``) in the sandbox.
 
     The tests run in a judge process and call the code, which runs in a process of its own
-    (another uid under bwrap as root), across pipes; see ``iterpref.sandbox.judge`` and the
-    module docstring for what this guarantees.
+    (another uid under bwrap as root), across pipes; see ``iterpref.sandbox.judge`` and
+    docs/sandbox.md for what this guarantees. Each process may use ``config.cpu_s`` of CPU
+    time (the limit a verdict depends on); ``config.timeout_s`` of wall clock is only a net for
+    code that sleeps or waits.
 
     Args:
         code: the candidate solution source.
@@ -181,14 +171,13 @@ def run_unittest(code: str, tests: str, config: SandboxConfig | None = None) -> 
         (judge / "test_solution.py").write_text(tests, encoding="utf-8")
         (base / "judge.pyc").write_bytes(_judge_bytecode())
         read, write = os.pipe()
-        cfg = {"work": str(work), "judge": str(judge), "verdict_fd": write, "cpu_s": config.cpu_s,
-               "hang_at": time.monotonic() + config.timeout_s * 0.85, "gid": SANDBOX_GID,
+        cfg = {"work": str(work), "judge": str(judge), "verdict_fd": write, "cpu_s": config.cpu_s, "gid": SANDBOX_GID,
                "solution_uid": uid if drop else None, "judge_uid": JUDGE_UID if drop else None, **_judge_startup()}
         binds = [(str(work), True), (str(judge), True), (str(judge / "test_solution.py"), False),
                  (str(base / "judge.pyc"), False), (str(JUDGE), False)]  # the source: for tracebacks
         res, said = execute(["-P", "-S", str(base / "judge.pyc"), json.dumps(cfg)], str(judge), binds, config, backend, None,
                              channel=(read, write))
-        return _outcome(res, said, base, config)
+        return _outcome(res, said, config)
 
 
 def run_unittest_many(jobs: Sequence[tuple[str, str]], config: SandboxConfig | None = None,
