@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import processes
-from iterpref.sandbox import backend as sandbox_backend, unittests
 from iterpref.sandbox import SandboxConfig, bwrap_usable, resolve_backend, run_python, run_unittest, run_unittest_many
+from iterpref.sandbox import backend as sandbox_backend, unittests
 
 BWRAP_OK, BWRAP_WHY = bwrap_usable()
 needs_bwrap = pytest.mark.skipif(not BWRAP_OK, reason=f"bwrap not usable: {BWRAP_WHY}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -17,9 +16,9 @@ import pytest
 
 import processes
 from iterpref import sandbox
-from iterpref.sandbox import backend as sandbox_backend, unittests
 from iterpref.evaluation import bigcodebench
 from iterpref.sandbox import SandboxConfig, bwrap_usable, run_python, run_unittest
+from iterpref.sandbox import backend as sandbox_backend, unittests
 
 BWRAP_OK, BWRAP_WHY = bwrap_usable()
 pytestmark = pytest.mark.skipif(not BWRAP_OK, reason=f"bwrap not usable: {BWRAP_WHY}")
