@@ -26,11 +26,12 @@ run: install sandbox dvc-setup
 TEST_WORKERS ?= 3
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
+# tests/leftovers.py runs the suite and then fails, naming them, if it left any process running.
 test: install sandbox
-	PATH="$(BIN):$$PATH" $(PYTEST)
+	PATH="$(BIN):$$PATH" $(PY) tests/leftovers.py $(PYTEST)
 
 test-fast: install sandbox
-	PATH="$(BIN):$$PATH" $(PYTEST) -m "not slow"
+	PATH="$(BIN):$$PATH" $(PY) tests/leftovers.py $(PYTEST) -m "not slow"
 
 install: $(STAMP)
 

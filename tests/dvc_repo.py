@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> str:
     """Run ``cmd``; fail the test with its output unless it exits 0. Returns stdout + stderr."""
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    proc = processes.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc.stdout + proc.stderr
 
@@ -26,7 +27,7 @@ def ran_stages(log: str) -> set[str]:
 def make_repo(dst: Path) -> tuple[Path, dict]:
     """A git repository at ``dst`` holding the working tree's files, as a fresh clone would;
     returns it and the environment to run DVC in (W&B offline, no key)."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+    files = processes.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
         if (ROOT / rel).is_file():

@@ -4,7 +4,6 @@ headline JSON (`bench.result`) of a real bench script."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -44,6 +43,8 @@ raise RuntimeError("the model folder models/student is missing")
 GPU = '''
 MAKE_BENCH = {"args": [], "needs": "cuda"}
 import sys
+
+import processes
 sys.exit("ran without a GPU")
 '''
 PLAIN = 'print("a bench that declares nothing")\n'
@@ -63,7 +64,7 @@ def test_results_md_holds_every_bench_and_the_machine(tmp_path):
                        ("helper", "raise SystemExit('not a bench: never run')")]:
         (benches / f"{name}.py").write_text(text)
     out = tmp_path / "results.md"
-    done = subprocess.run([sys.executable, str(RUN_ALL), "--bench-dir", str(benches), "--out", str(out)],
+    done = processes.run([sys.executable, str(RUN_ALL), "--bench-dir", str(benches), "--out", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr  # one script failed
     assert "timing 3 things" in done.stdout and "warming up" in done.stdout  # output streamed through
@@ -75,7 +76,7 @@ def test_results_md_holds_every_bench_and_the_machine(tmp_path):
     assert "| bench_fast | throughput | 1235 tok/s |  |  |" in md
     assert "failed (exit 1): RuntimeError: the model folder models/student is missing |" in md
     gpu_row = next(line for line in md.splitlines() if line.startswith("| bench_gpu |"))
-    gpu_present = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+    gpu_present = processes.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
                                  capture_output=True, text=True).stdout.strip() == "True"
     assert ("ran without a GPU" in gpu_row) if gpu_present else gpu_row.endswith("skipped: needs a GPU (torch sees none) |")
     assert "| bench_plain |" in md and "no headline (the script declares no MAKE_BENCH)" in md
@@ -102,7 +103,7 @@ def test_every_bench_script_here_declares_how_make_bench_runs_it(run_all):
 
 def test_bench_sandbox_writes_its_headline(tmp_path):
     out = tmp_path / "sandbox.json"
-    done = subprocess.run([sys.executable, str(ROOT / "bench/bench_sandbox.py"), "--runs", "3", "--chunk", "3", "--json", str(out)],
+    done = processes.run([sys.executable, str(ROOT / "bench/bench_sandbox.py"), "--runs", "3", "--chunk", "3", "--json", str(out)],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     bench, metrics, details = read(out)

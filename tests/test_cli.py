@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
+import processes
+
 BIN = Path(sys.executable).parent
 TOOLS = ["iterpref-eval", "iterpref-rescore", "iterpref-compare", "iterpref-wandb-report", "iterpref-params",
          "iterpref-lock-check", "iterpref-deps"]
 
 
 def tool(name: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / name), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return processes.run([str(BIN / name), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def one_line_error(proc: subprocess.CompletedProcess, name: str) -> str:

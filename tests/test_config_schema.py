@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+import processes
 from dvc_repo import make_repo
 
 from iterpref import params as P
@@ -183,7 +183,7 @@ def test_the_defaults_check_names_a_disagreement():
 
     section = dict(P.compose()["sandbox"], timeout_s=7.5)
     assert disagreements([(SandboxConfig, section, "sandbox")]) == [
-        "sandbox.timeout_s: SandboxConfig says 5.0, conf/ says 7.5"]
+        f"sandbox.timeout_s: SandboxConfig says {SandboxConfig().timeout_s}, conf/ says 7.5"]
 
 
 # ----------------------------------------------------------------------------- through DVC
@@ -197,7 +197,7 @@ def repo(tmp_path_factory):
 def test_dvc_exp_run_with_a_wrong_type_fails_before_any_stage(repo):
     root, env = repo
     before = (root / "params.yaml").read_text()
-    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-S", "train.common.beta=abc"], cwd=root, env=env,
+    proc = processes.run([sys.executable, "-m", "dvc", "exp", "run", "-S", "train.common.beta=abc"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -211,10 +211,10 @@ def test_dvc_exp_run_with_a_valid_override_composes_the_check(repo):
     """DVC loads the resolver from hydra_plugins/: a valid override composes (nothing is run:
     --queue only stashes the experiment) and the queued params carry the check."""
     root, env = repo
-    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "--queue", "-S", "train.common.beta=0.2"], cwd=root,
+    proc = processes.run([sys.executable, "-m", "dvc", "exp", "run", "--queue", "-S", "train.common.beta=0.2"], cwd=root,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    subprocess.run([sys.executable, "-m", "dvc", "queue", "remove", "--all"], cwd=root, env=env, capture_output=True)
+    processes.run([sys.executable, "-m", "dvc", "queue", "remove", "--all"], cwd=root, env=env, capture_output=True)
 
 
 def test_config_error_lists_its_lines():

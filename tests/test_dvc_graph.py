@@ -45,6 +45,10 @@ def test_closure_follows_imports_transitively_and_the_judge_program():
     for stage, (script, _) in graph.stage_scripts().items():
         files = rel(graph.closure(script))
         assert ("src/iterpref/sandbox/judge.py" in files) == (stage in SANDBOXED), stage
+    # the official evaluators' wrapper programs are run by path: the evaluations depend on them, debug does not
+    wrappers = {"src/iterpref/sandbox/evalplus_run.py", "src/iterpref/sandbox/bigcodebench_run.py"}
+    assert wrappers <= rel(graph.closure(ROOT / "stages/evaluate.py"))
+    assert not wrappers & rel(graph.closure(ROOT / "stages/debug.py"))
     # the problem sources a config names are loaded by name: all of them count
     synth = rel(graph.closure(ROOT / "stages/synthesize.py"))
     assert {f"src/iterpref/problems/{s}.py" for s in ("seed", "codeio", "synthesize", "hf")} <= synth

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import processes
 from iterpref.evaluation import evalplus as ep
 from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import SetupError
@@ -95,7 +96,8 @@ def cli(dataset: str, samples: Path, cache: Path) -> subprocess.Popen:
     env = {**os.environ, "XDG_CACHE_HOME": str(cache),
            ("HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH"): str(FILES[dataset])}
     args = [sys.executable, "-m", "evalplus.evaluate", "--dataset", dataset, "--samples", str(samples)]
-    return subprocess.Popen(args, cwd=samples.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(args, cwd=samples.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +128,10 @@ def runs(tmp_path_factory):
             out[dataset, name] = b.score(tasks, codes, sandbox, timeout_s=TIMEOUT_S)
             out["timings"][dataset, name] = time.time() - start
     for dataset, proc in procs.items():
-        log = proc.communicate(timeout=300)[0].decode(errors="replace")
+        try:
+            log = proc.communicate(timeout=300)[0].decode(errors="replace")
+        finally:
+            processes.end_group(proc)
         assert proc.returncode == 0, log[-3000:]
         results = json.loads((root / f"{dataset}_samples_eval_results.json").read_text())["eval"]
         out[dataset, "cli"] = {name: {tid: (rs[k]["base_status"], rs[k]["plus_status"]) for tid, rs in results.items()}

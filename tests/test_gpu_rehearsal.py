@@ -15,9 +15,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import gpu_rehearsal  # noqa: E402
 
+import processes
+
 
 def rehearsal(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+    return processes.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
 
 
 def test_wheelhouse_holds_what_the_gpu_machine_lacks():

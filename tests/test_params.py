@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import processes
 from iterpref import params as P
 from iterpref.debugging import DebugConfig
 from iterpref.debugging.teachers import MutationTeacher, make_teacher
@@ -36,7 +37,7 @@ def smoke() -> dict:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "iterpref.params", *args], cwd=REPO, env=env,
+    return processes.run([sys.executable, "-m", "iterpref.params", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

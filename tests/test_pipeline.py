@@ -5,10 +5,10 @@ evaluate and report."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
+import processes
 from dvc_repo import ran_stages, sh
 
 from iterpref import params as P
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def dvc_status(root, env) -> dict:
     """`dvc status --json`."""
-    return json.loads(subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=root, env=env,
+    return json.loads(processes.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=root, env=env,
                                      capture_output=True, text=True, check=True).stdout)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from test_training import ALL, BY_ID, END_OF_TURN, expected_mask, load_tiny, token_pieces
 from test_tracking import offline  # noqa: F401  (a fixture)
 
+import processes
 from iterpref import params as P
 from iterpref import probe, tracking
 from iterpref.pairs.build import PairConfig, make_pair, split_by_problem
@@ -191,13 +191,13 @@ def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
     shutil.copytree(tiny_model_dir, tmp_path / "models/student")
     shutil.copytree(trained["target_dpo"], tmp_path / "models/trained/target_dpo")
     write_jsonl(tmp_path / "data/pairs_heldout.jsonl", [*focal_pairs(), BY_ID["insert_only"]])
-    subprocess.run([sys.executable, str(ROOT / "stages/probe.py"), "target_dpo"], cwd=tmp_path, check=True,
+    processes.run([sys.executable, str(ROOT / "stages/probe.py"), "target_dpo"], cwd=tmp_path, check=True,
                    capture_output=True)
     report = json.loads((tmp_path / "reports/probe/target_dpo.json").read_text())
     assert report["variant"] == "target_dpo" and report["pairs"] == report["heldout_pairs"] == 3
     assert report["beta"] == params["train"]["common"]["beta"]
     assert report["rejected_error"]["mean"] < 0 and report["runtime_s"] > 0 and report["peak_rss_gib"] > 0
-    bad = subprocess.run([sys.executable, str(ROOT / "stages/probe.py"), "nope"], cwd=tmp_path, capture_output=True,
+    bad = processes.run([sys.executable, str(ROOT / "stages/probe.py"), "nope"], cwd=tmp_path, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "train.variants has no 'nope'" in bad.stderr
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
+import processes
 from dvc_repo import ran_stages, sh
 from silent_server import silent_server
 from test_pipeline import changed_stages
@@ -80,7 +81,7 @@ def s3(tmp_path_factory):
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_REQUESTS)}
     with open(log, "w") as out:
         server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+                                  env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_listening(port)
         endpoint = f"http://127.0.0.1:{port}"
@@ -96,6 +97,7 @@ def s3(tmp_path_factory):
     finally:
         server.terminate()
         server.wait(timeout=30)
+        processes.end_group(server)
 
 
 def with_credentials(env: dict, s3: S3Server, secret: str | None = None) -> dict:
@@ -141,7 +143,7 @@ def local_files(root: Path) -> dict[str, str]:
 def timed_failure(cmd: list[str], cwd: Path, env: dict) -> tuple[str, float]:
     """Run ``cmd``, which must fail; its output and how long it took."""
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = processes.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     seconds = time.monotonic() - start
     assert proc.returncode != 0, f"{' '.join(cmd)} succeeded:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return proc.stdout + proc.stderr, seconds

@@ -9,7 +9,6 @@ src/iterpref/probe (tests/test_probe.py writes real ones).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import matplotlib.image
 import pytest
 import yaml
 
+import processes
 from iterpref import params as P
 from iterpref.reporting import figures, summary as reporting
 
@@ -418,7 +418,7 @@ def test_missing_inputs_are_skipped_with_a_line(tmp_path):
 def test_report_stage_writes_summary_metrics_and_figures(run):
     params = P.compose(["model=qwen25_coder_05b", "train.run=[dpo,target_dpo]", f"eval.benchmarks=[{','.join(BENCHMARKS)}]"])
     (run / "params.yaml").write_text(P.dump(params))
-    subprocess.run([sys.executable, str(ROOT / "stages/report.py")], cwd=run, check=True, capture_output=True)
+    processes.run([sys.executable, str(ROOT / "stages/report.py")], cwd=run, check=True, capture_output=True)
     metrics = json.loads((run / "reports/metrics.json").read_text())
     assert {k: metrics["dpo"][k] for k in ("humaneval", "mbpp", "average")} == {"humaneval": 50.0, "mbpp": 50.0,
                                                                                 "average": 50.0}

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from iterpref import sandbox
+import processes
 from iterpref.sandbox import SandboxConfig, bwrap_usable, resolve_backend, run_python, run_unittest, run_unittest_many
+from iterpref.sandbox import backend as sandbox_backend, unittests
 
 BWRAP_OK, BWRAP_WHY = bwrap_usable()
 needs_bwrap = pytest.mark.skipif(not BWRAP_OK, reason=f"bwrap not usable: {BWRAP_WHY}")
@@ -134,13 +135,13 @@ def test_code_sees_a_normal_start_and_import(backend):
 def test_judge_bytecode_follows_its_source(tmp_path, monkeypatch):
     judge = tmp_path / "judge.py"
     judge.write_text("X = 1\nprint(X, __file__.endswith('.pyc'))\n")
-    monkeypatch.setattr(sandbox, "JUDGE", judge)
-    monkeypatch.setattr(sandbox, "_judge_pyc", None)
-    first = sandbox._judge_bytecode()
-    assert sandbox._judge_bytecode() is first  # compiled once
+    monkeypatch.setattr(unittests, "JUDGE", judge)
+    monkeypatch.setattr(unittests, "_judge_pyc", None)
+    first = unittests._judge_bytecode()
+    assert unittests._judge_bytecode() is first  # compiled once
     judge.write_text("X = 22\nprint(X, __file__.endswith('.pyc'))\n")
-    (tmp_path / "judge.pyc").write_bytes(sandbox._judge_bytecode())
-    run = subprocess.run([sys.executable, "-P", str(tmp_path / "judge.pyc")], capture_output=True, text=True)
+    (tmp_path / "judge.pyc").write_bytes(unittests._judge_bytecode())
+    run = processes.run([sys.executable, "-P", str(tmp_path / "judge.pyc")], capture_output=True, text=True)
     assert run.stdout.split() == ["22", "True"], run.stderr
 
 
@@ -164,7 +165,8 @@ def test_infinite_loop_times_out_and_kills_the_tree(backend):
     out = run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=2.0, cpu_s=10))
     assert time.monotonic() - start < 2.0 + 3.0
     assert (out.passed, out.status, out.error_type) == (False, "timeout", "TimeoutError")
-    assert "test_small" in out.traceback and 'File "solution.py", line' in out.traceback
+    assert "wall-clock net of 2 s" in out.traceback and "while running test_solution.TestAdd.test_small" in out.traceback
+    assert 'File "solution.py", line' not in out.traceback  # where the kill came depends on when
     time.sleep(0.2)
     assert leftover_processes(marker) == []
 
@@ -176,6 +178,42 @@ def test_cpu_limit_is_a_timeout(backend):
     assert (out.status, out.error_type) == ("timeout", "TimeoutError")
     assert "CPU time limit" in out.traceback and out.duration_s < 5
 
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cpu_timeout_names_the_test_not_the_line(backend):
+    """The verdict depends on the CPU time the code used, and its text on where it ran out (the
+    test), never on when the kill came (the line a loop was on): the same run gives the same text."""
+    code = "def add(a, b):\n    n = 0\n    while True:\n        n += 1\n"
+    outs = [run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=30.0, cpu_s=1)) for _ in range(2)]
+    assert [(o.status, o.error_type) for o in outs] == [("timeout", "TimeoutError")] * 2
+    assert outs[0].traceback == outs[1].traceback == (
+        "TimeoutError: the code used up its CPU time limit of 1 s, while running test_solution.TestAdd.test_small")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_code_that_ignores_sigxcpu_is_a_timeout_at_the_hard_limit(backend):
+    """SIGXCPU can be caught: the hard limit's SIGKILL a second later, with the CPU used, still
+    makes it a timeout, not a crash."""
+    code = "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\ndef add(a, b):\n    while True:\n        pass\n"
+    out = run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=30.0, cpu_s=1))
+    assert (out.status, out.error_type) == ("timeout", "TimeoutError"), out.traceback
+    assert "CPU time limit of 1 s" in out.traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loop_at_import_is_a_timeout_before_any_test(backend):
+    out = run_unittest("while True:\n    pass\n", ADD_TESTS, cfg(backend, timeout_s=30.0, cpu_s=1))
+    assert (out.status, out.traceback) == (
+        "timeout", "TimeoutError: the code used up its CPU time limit of 1 s, before any test started (at import)")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_code_that_sleeps_meets_the_wall_clock_net_and_says_so(backend):
+    code = "import time\ndef add(a, b):\n    time.sleep(60)\n"
+    out = run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=2.0, cpu_s=5))
+    assert (out.status, out.error_type) == ("timeout", "TimeoutError")
+    assert out.traceback == ("TimeoutError: the tests did not finish within the wall-clock net of 2 s without using "
+                             "up the CPU time limit of 5 s: the code sleeps or waits, while running test_solution.TestAdd.test_small")
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_leftover_thread_does_not_hang(backend):
@@ -284,9 +322,9 @@ def test_process_limit_applies():
 
 HOLD_LEASES = """
 import contextlib, sys
-from iterpref import sandbox
+from iterpref.sandbox import backend
 with contextlib.ExitStack() as stack:
-    uids = [stack.enter_context(sandbox._sandbox_uid()) for _ in range(int(sys.argv[1]))]
+    uids = [stack.enter_context(backend.sandbox_uid()) for _ in range(int(sys.argv[1]))]
     print(*uids, flush=True)
     sys.stdin.read()
 """
@@ -295,7 +333,8 @@ with contextlib.ExitStack() as stack:
 def _hold_leases(n: int) -> tuple[subprocess.Popen, list[int]]:
     """Another process that holds ``n`` uid leases until its stdin closes."""
     proc = subprocess.Popen([sys.executable, "-c", HOLD_LEASES, str(n)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+                            start_new_session=True)
     return proc, [int(u) for u in proc.stdout.readline().split()]
 
 
@@ -306,7 +345,7 @@ def test_concurrent_processes_never_share_a_uid():
     proc, theirs = _hold_leases(2)
     try:
         assert len(set(theirs)) == 2
-        with sandbox._sandbox_uid() as a, sandbox._sandbox_uid() as b:
+        with sandbox_backend.sandbox_uid() as a, sandbox_backend.sandbox_uid() as b:
             assert len({a, b, *theirs}) == 4
     finally:
         proc.communicate("")
@@ -314,22 +353,22 @@ def test_concurrent_processes_never_share_a_uid():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="uids are leased only as root")
 def test_a_run_waits_for_a_free_uid_and_a_dead_holder_frees_its_leases():
-    proc, theirs = _hold_leases(len(sandbox.SANDBOX_UIDS))
+    proc, theirs = _hold_leases(len(sandbox_backend.SANDBOX_UIDS))
     got: list[int] = []
 
     def lease() -> None:
-        with sandbox._sandbox_uid() as uid:
+        with sandbox_backend.sandbox_uid() as uid:
             got.append(uid)
 
     waiter = threading.Thread(target=lease)
     try:
-        assert sorted(theirs) == sorted(sandbox.SANDBOX_UIDS)
+        assert sorted(theirs) == sorted(sandbox_backend.SANDBOX_UIDS)
         waiter.start()
         waiter.join(0.5)
         assert not got  # every uid is held elsewhere: it waits instead of sharing one
         proc.kill()  # no clean exit: the kernel still drops its locks
         waiter.join(10)
-        assert got and got[0] in sandbox.SANDBOX_UIDS
+        assert got and got[0] in sandbox_backend.SANDBOX_UIDS
     finally:
         proc.kill()
         proc.wait()
@@ -399,11 +438,11 @@ def test_run_python_files_and_cleanup(backend):
 
 
 def test_resolve_backend_and_warnings(monkeypatch):
-    monkeypatch.setattr(sandbox, "_warned", False)
+    monkeypatch.setattr(sandbox_backend, "_warned", False)
     with pytest.warns(RuntimeWarning, match="NOT isolation"):
         assert resolve_backend(SandboxConfig(backend="rlimit")) == "rlimit"
-    monkeypatch.setattr(sandbox, "_warned", False)
-    monkeypatch.setattr(sandbox, "_bwrap_state", (False, "bwrap not found"))
+    monkeypatch.setattr(sandbox_backend, "_warned", False)
+    monkeypatch.setattr(sandbox_backend, "_bwrap_state", (False, "bwrap not found"))
     with pytest.warns(RuntimeWarning, match="apt-get install bubblewrap"):
         assert resolve_backend(SandboxConfig(backend="auto")) == "rlimit"
     with pytest.raises(RuntimeError, match="apt-get install bubblewrap"):
@@ -422,12 +461,12 @@ def test_interpreter_under_tmp_is_bound_back(tmp_path):
     """A venv under /tmp (where CI may clone) stays usable although the sandbox gets a fresh /tmp."""
     venv = Path("/tmp") / f"iterpref-venv-{uuid.uuid4().hex[:8]}"
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        processes.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
         probe = (f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); "
                  "from iterpref.sandbox import bwrap_usable, run_unittest, SandboxConfig; "
                  "ok, why = bwrap_usable(); assert ok, why; "
                  f"print(run_unittest({GOOD!r}, {ADD_TESTS!r}, SandboxConfig(backend='bwrap')).status)")
-        out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=60)
+        out = processes.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "passed"
     finally:

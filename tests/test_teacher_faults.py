@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import processes
 from chat_server import hermetic_env, last_user, serving  # noqa: F401 (fixtures)
 
 from iterpref import params as P
@@ -75,7 +76,7 @@ def stage_dir(tmp_path: Path, problems, url: str, workers: int, timeout_s: float
 
 def run_stage(cwd: Path) -> dict:
     """Run stages/debug.py in ``cwd``; its report."""
-    done = subprocess.run([sys.executable, str(ROOT / "stages/debug.py")], cwd=cwd, capture_output=True,
+    done = processes.run([sys.executable, str(ROOT / "stages/debug.py")], cwd=cwd, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((cwd / "reports/debug.json").read_text())

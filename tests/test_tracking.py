@@ -3,10 +3,10 @@ by variant. The offline run files are read back (iterpref.tracking.wandb_runs) a
 them is built offline (iterpref.reporting.wandb_report)."""
 
 import json
-import subprocess
 
 import pytest
 
+import processes
 from iterpref import tracking
 from iterpref.reporting import wandb_report
 from iterpref.tracking import wandb_runs
@@ -33,8 +33,8 @@ def offline(monkeypatch, tmp_path):
                 "DVC_EXP_BASELINE_REV", "DVC_ROOT"):
         monkeypatch.delenv(var, raising=False)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    subprocess.run(git + ["init", "-q"], check=True)
-    subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    processes.run(git + ["init", "-q"], check=True)
+    processes.run(git + ["commit", "-q", "--allow-empty", "-m", "x"], check=True)
     return tmp_path
 
 
@@ -59,7 +59,7 @@ def test_disabled_logs_nothing(monkeypatch, tmp_path):
 
 
 def test_eval_run_outside_dvc_is_grouped_by_experiment_name(offline):
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    commit = processes.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     tracking.log_eval(PARAMS, "target_dpo", eval_report("humaneval", [True, False]))
     [run] = wandb_runs.offline_runs(offline / "wandb", wait_s=30)
     assert (run.group, run.name, run.job_type, run.project) == ("unit", "target_dpo-humaneval", "eval", "iterpref-test")

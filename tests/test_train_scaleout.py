@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file
 from test_training import ALL, CASES, build_trainer, load_tiny, make_pair
 
+import processes
 from iterpref import params as P
 from iterpref.llm.served import free_port
 from iterpref.records import write_jsonl
@@ -62,7 +63,7 @@ def workdir(tmp: Path, model_dir: Path, n_pairs: int, overrides: list[str]) -> P
 
 def run_stage(folder: Path, variant: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "TQDM_MININTERVAL": "0"}
-    proc = subprocess.run([sys.executable, str(STAGE), variant], cwd=folder, env=env, capture_output=True, text=True)
+    proc = processes.run([sys.executable, str(STAGE), variant], cwd=folder, env=env, capture_output=True, text=True)
     if check:
         assert proc.returncode == 0, f"stage failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
@@ -179,7 +180,7 @@ def test_fsdp_model_loads_scores_and_evaluates(three_steps):
 
 def evaluate_stage(folder: Path, variant: str) -> dict:
     """Run ``stages/evaluate.py VARIANT humaneval`` in ``folder``; its report."""
-    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), variant, "humaneval"],
+    proc = processes.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), variant, "humaneval"],
                           cwd=folder, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((folder / "reports" / "eval" / variant / "humaneval.json").read_text())
@@ -201,7 +202,7 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tiny_model_dir, tmp_path)
     from iterpref.training.workdir import last_checkpoint
 
     proc = subprocess.Popen([sys.executable, str(STAGE), "target_dpo"], cwd=cut, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     cache = cut / ".cache" / "train" / "target_dpo"
     deadline = time.time() + 300
     found = None
@@ -210,6 +211,7 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tiny_model_dir, tmp_path)
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the stage ended before it could be killed"
+    processes.end_group(proc)
     assert found is not None and not (cut / "models" / "trained" / "target_dpo" / "train_metrics.json").exists()
 
     again = run_stage(cut, "target_dpo")

@@ -24,7 +24,10 @@ SRC = ROOT / "src"
 # Modules that load others by name or run a file by path, and what they load or run.
 DYNAMIC: dict[str, list[str]] = {
     # the sandbox runs judge.py as a program inside the confined process
-    "iterpref.sandbox": ["src/iterpref/sandbox/judge.py"],
+    "iterpref.sandbox.unittests": ["src/iterpref/sandbox/judge.py"],
+    # the official evaluators' wrapper programs, copied into the sandbox's work folder and run there
+    "iterpref.evaluation.evalplus": ["src/iterpref/sandbox/evalplus_run.py"],
+    "iterpref.evaluation.bigcodebench": ["src/iterpref/sandbox/bigcodebench_run.py"],
     # problem sources are imported by their config name (problems.build.SOURCES)
     "iterpref.problems.build": [f"iterpref.problems.{s}" for s in ("seed", "codeio", "synthesize", "hf")],
     # benchmarks are imported by their registry name

@@ -1,7 +1,7 @@
 """Checking a composed configuration against the config dataclasses, before any stage runs.
 
 Each params section has a dataclass next to the code that uses it (``TrainConfig`` in
-training/recipe.py, ``SandboxConfig`` in sandbox/__init__.py, ...). Its type hints say what a key takes,
+training/recipe.py, ``SandboxConfig`` in sandbox/config.py, ...). Its type hints say what a key takes,
 `spec` fields add a range or a set of choices, and its ``__post_init__`` checks what spans
 several keys. `check` walks a composed params dict through them and returns every problem, each
 naming the key, the value, what was expected and the conf/ file (or command-line override) the

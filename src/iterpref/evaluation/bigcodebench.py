@@ -67,7 +67,7 @@ from pathlib import Path
 from iterpref.evaluation import errors
 from iterpref.evaluation.benchmark import (Benchmark, SetupError, Task, Verdict, defines, numbered_jsonl, json_objects,
                                            run_official)
-from iterpref.sandbox import SandboxConfig
+from iterpref.sandbox import PROGRAMS, SandboxConfig
 
 SUBSETS = ("full", "hard")
 SPLITS = ("complete", "instruct")
@@ -82,51 +82,9 @@ PROBE_TIMEOUT_S = 5.0  # reachability probe before the datasets hub download (wh
 MEMORY_MB = 8192  # address space per process, sandbox and bigcodebench's own per-task limits alike
 OFFICIAL_TASK_TIMEOUT_S = 240.0  # bigcodebench.eval.utils.TIMEOUT_LIMIT
 WRAPPER_NAME = "bigcodebench_run.py"
+# The program run inside the sandbox (a copy of it, in the run's work folder).
+WRAPPER = PROGRAMS / WRAPPER_NAME
 RESULTS = "samples_eval_results.json"  # what the CLI writes for --samples samples.jsonl
-
-# Runs inside the sandbox: argv = mode (groundtruth | evaluate), then bigcodebench.evaluate's own
-# CLI arguments. ITERPREF_BCB_TASK_TIMEOUT, when set, replaces bigcodebench's TIMEOUT_LIMIT.
-WRAPPER = r'''
-import json, os, pickle, shutil, sys, traceback
-
-
-def main(mode, args):
-    limit = os.environ.get("ITERPREF_BCB_TASK_TIMEOUT")
-    if limit:
-        import bigcodebench.eval
-        bigcodebench.eval.TIMEOUT_LIMIT = float(limit)  # untrusted_check reads it at call time
-    from bigcodebench.data import get_bigcodebench_hash
-    from bigcodebench.data.utils import CACHE_DIR
-    from bigcodebench.evaluate import main as cli
-
-    subset = args[args.index("--subset") + 1]
-    cached = os.path.join(CACHE_DIR, get_bigcodebench_hash(subset=subset) + ".pkl")
-    if mode == "evaluate" and os.path.exists("groundtruth.pkl"):
-        os.makedirs(CACHE_DIR, exist_ok=True)
-        shutil.copyfile("groundtruth.pkl", cached)
-    sys.argv = ["bigcodebench.evaluate", *args]
-    cli()  # fire parses sys.argv, exactly as `python -m bigcodebench.evaluate`
-    if mode == "groundtruth":  # --check_gt_only computed the pickle (written when any task passed)
-        times = None
-        if os.path.exists(cached):
-            shutil.copyfile(cached, "groundtruth.pkl")
-            with open(cached, "rb") as fh:
-                times = pickle.load(fh)
-        with open("groundtruth.json", "w") as fh:
-            json.dump({"times": times}, fh)
-
-
-if __name__ == "__main__":
-    code = 0
-    try:
-        main(sys.argv[1], sys.argv[2:])
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # nothing left behind (threads, manager processes) may keep the run alive
-'''
 
 
 def unreachable(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:

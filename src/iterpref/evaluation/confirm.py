@@ -240,10 +240,15 @@ def free_names(source: str) -> set[str]:
 
 
 def judge_config(sandbox: SandboxConfig, timeout_s: float) -> SandboxConfig:
-    """The limits of one confirmation run: the sandbox's, with at least twice the official
-    per-task time plus a second (interpreter start-up and each call crossing the pipes)."""
-    wall = max(sandbox.timeout_s, 2 * timeout_s + 1)
-    return replace(sandbox, timeout_s=wall, cpu_s=max(sandbox.cpu_s, math.ceil(wall)))
+    """The limits of one confirmation run: the sandbox's, with a CPU time limit of at least twice
+    the official per-task time plus a second (interpreter start-up and each call crossing the
+    pipes), and a wall-clock net of at least `NET_FACTOR` times that (only code that sleeps or
+    waits reaches it: a loaded machine does not change a confirmation)."""
+    cpu = max(sandbox.cpu_s, math.ceil(2 * timeout_s + 1))
+    return replace(sandbox, cpu_s=cpu, timeout_s=max(sandbox.timeout_s, NET_FACTOR * cpu))
+
+
+NET_FACTOR = 4
 
 
 def confirm_passes(verdicts: Sequence[Verdict], program: Callable[[int], Judged], sandbox: SandboxConfig,

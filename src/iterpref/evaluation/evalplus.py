@@ -55,7 +55,7 @@ from iterpref.evaluation import confirm, errors
 from iterpref.evaluation.benchmark import Benchmark, SetupError, Task, Verdict, defines, numbered_jsonl, run_official
 from iterpref.evaluation.humaneval import INSTRUCTION
 from iterpref.evaluation.mbpp import EXAMPLE
-from iterpref.sandbox import SandboxConfig
+from iterpref.sandbox import PROGRAMS, SandboxConfig
 
 # dataset: (name, title, release name, pinned release = evalplus 0.3.1's default, override variable)
 DATASETS = {
@@ -72,42 +72,9 @@ GROUNDTRUTH_FILE_MB = 256  # the pickle of every expected output (no candidate c
 RESULTS_FILE_MB = 64  # evalplus's results JSON holds each solution and its failing input
 PER_PHASE_WORST_S = 62.0  # evalplus kills a base or plus run after min(60, sum of limits) + 2 s
 WRAPPER_NAME = "evalplus_run.py"
+# The program run inside the sandbox (a copy of it, in the run's work folder).
+WRAPPER = PROGRAMS / WRAPPER_NAME
 PHASES = ("base", "plus")
-
-# Runs inside the sandbox: argv = mode (groundtruth | evaluate), dataset, workers.
-WRAPPER = r'''
-import os, shutil, sys, traceback
-
-
-def main(mode, dataset, workers):
-    if dataset == "humaneval":
-        from evalplus.data import get_human_eval_plus as problems, get_human_eval_plus_hash as digest
-        not_none = []
-    else:
-        from evalplus.data import get_mbpp_plus as problems, get_mbpp_plus_hash as digest
-        from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS as not_none
-    from evalplus.data.utils import CACHE_DIR
-    from evalplus.evaluate import evaluate, get_groundtruth
-
-    if mode == "groundtruth":  # what evaluate() computes before scoring, and caches
-        get_groundtruth(problems(), digest(), not_none)
-        return
-    if os.path.exists("groundtruth.pkl"):
-        os.makedirs(CACHE_DIR, exist_ok=True)
-        shutil.copyfile("groundtruth.pkl", os.path.join(CACHE_DIR, digest() + ".pkl"))
-    evaluate(dataset=dataset, samples="samples.jsonl", parallel=workers)
-
-
-code = 0
-try:
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
-except BaseException:
-    traceback.print_exc()
-    code = 1
-sys.stdout.flush()
-sys.stderr.flush()
-os._exit(code)  # not sys.exit: evalplus's non-daemon stucking_checker thread would hold us ~20 s
-'''
 
 
 def time_limit_s(expected: dict) -> float:

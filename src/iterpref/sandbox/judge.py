@@ -35,12 +35,12 @@ run as ``crashed``: that mark is sticky, whatever the tests catch afterwards.
 from __future__ import annotations
 
 import builtins
-import faulthandler
 import gc
 import importlib
 import importlib.util
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -275,7 +275,6 @@ def solution_main(fds: tuple[int, int], cfg: dict) -> None:
     work = cfg["work"]
     os.chdir(work)
     sys.path.insert(0, work)
-    faulthandler.dump_traceback_later(_until(cfg["hang_at"]), exit=False)  # to stderr: the host's hang report
     server = SolutionServer(os.fdopen(fds[0], "rb"), os.fdopen(fds[1], "wb"), work)
     path = os.path.join(work, "solution.py")
     try:
@@ -293,14 +292,6 @@ def solution_main(fds: tuple[int, int], cfg: dict) -> None:
         send(server.wfile, ["import_error", server.describe(e), _format_exception(e, work)])
         os._exit(0)
     server.serve(module)
-
-
-DUMP_LEAD_S = 0.1
-
-
-def _until(deadline: float) -> float:
-    """Seconds to ``deadline`` on the monotonic clock, which the host shares (no time namespace)."""
-    return max(0.01, deadline - time.monotonic())
 
 
 def _format_exception(e: BaseException, work: str) -> str:
@@ -408,6 +399,9 @@ class Channel:
         self.rfile, self.wfile = rfile, wfile
         self.pid, self.cfg = pid, cfg
         self.gone: str | None = None  # why the solution can no longer be trusted, once it happened
+        self.out_of_cpu = False  # it was gone because it used up its CPU time
+        self.running: str | None = None  # the test being run
+        self.gone_in: str | None = None  # the test that was running when the solution went
         self.handles: dict[int, Remote] = {}
         self.classes: dict[tuple[int, str], type] = {}
 
@@ -505,22 +499,30 @@ class Channel:
         raise exc
 
     def fail(self, why: str):
-        self.gone = why
+        self.gone, self.gone_in = why, self.running
         raise SolutionGone(why)
 
     def exit_status(self) -> str:
-        """Why the answers pipe closed: the solution's exit status when it is gone within a second."""
-        for _ in range(100):
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        """Why the answers pipe closed: the solution's exit status when it is gone within
+        `EXIT_WAIT_S`. Out of CPU time (`out_of_cpu`): killed by SIGXCPU at the soft limit, or by
+        SIGKILL at the hard one (a second later, when it ignored SIGXCPU) having used the limit."""
+        deadline = time.monotonic() + EXIT_WAIT_S
+        while time.monotonic() < deadline:
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
             if pid:
                 if os.WIFSIGNALED(status):
                     sig = os.WTERMSIG(status)
-                    if sig == 24:  # SIGXCPU
-                        return f"CPU time limit of {self.cfg['cpu_s']} s exceeded"
+                    used = usage.ru_utime + usage.ru_stime
+                    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and used >= self.cfg["cpu_s"]):
+                        self.out_of_cpu = True
+                        return f"the code used up its CPU time limit of {self.cfg['cpu_s']} s"
                     return f"the solution process was killed by signal {sig}"
                 return f"the solution process exited with code {os.WEXITSTATUS(status)}"
             time.sleep(0.01)
         return "the solution process closed the connection"
+
+
+EXIT_WAIT_S = 5.0  # a process that closed its pipe and is not gone by then is "crashed"
 
 
 def _exception_base(base, name: str, stop_allowed: bool = True) -> type:
@@ -557,6 +559,7 @@ def run_tests(module, announce):
 
         def startTest(self, test):
             self.announce({"running": test.id()})
+            CHANNEL.running = test.id()
             super().startTest(test)
 
         def note(self, test, err):
@@ -610,10 +613,11 @@ def judge_main(cfg: dict) -> None:
         verdict.flush()
 
     def report(status, tests_run=0, failures=0, errors=0, error_type=None, tb=""):
-        if CHANNEL.gone and status != "crashed":
+        if CHANNEL.out_of_cpu:  # whatever the tests made of it; where it happened, not when
+            where = f"while running {CHANNEL.gone_in}" if CHANNEL.gone_in else "before any test started (at import)"
+            status, error_type, tb = "timeout", "TimeoutError", f"TimeoutError: {CHANNEL.gone}, {where}"
+        elif CHANNEL.gone and status != "crashed":
             status, error_type, tb = "crashed", "SolutionCrashed", CHANNEL.gone
-            if tb.startswith("CPU time limit"):
-                status, error_type = "timeout", "TimeoutError"
         announce({"verdict": {"status": status, "tests_run": tests_run, "failures": failures, "errors": errors,
                               "error_type": error_type, "traceback": tb}})
         verdict.close()
@@ -636,9 +640,6 @@ def judge_main(cfg: dict) -> None:
     CHANNEL = Channel(os.fdopen(answers[0], "rb"), os.fdopen(requests[1], "wb"), pid, cfg)
     root = cfg["judge"]
     os.chdir(root)  # not on sys.path: what the tests import late comes from the interpreter's own path
-    # Both processes dump to the one stderr: the judge DUMP_LEAD_S before the solution, so that
-    # the two dumps never interleave (written concurrently they garble each other's lines).
-    faulthandler.dump_traceback_later(_until(cfg["hang_at"] - DUMP_LEAD_S), exit=False)
     line = CHANNEL.rfile.readline(MAX_MESSAGE)
     try:
         hello = json.loads(line) if line.endswith(b"\n") else None

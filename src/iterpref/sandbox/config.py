@@ -1,0 +1,67 @@
+"""The limits and backend of sandboxed runs (the ``sandbox`` config section)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from iterpref.config.fields import spec
+
+BACKENDS = ("auto", "bwrap", "rlimit")
+
+
+@dataclass
+class SandboxConfig:
+    """Limits and backend for sandboxed runs.
+
+    Parameters:
+        timeout_s (`float`, defaults to `30.0`):
+            Wall-clock net of one run, interpreter start-up included: the whole process tree is
+            killed when it is reached. Only code that sleeps or waits should reach it, so it is
+            generous: the time limit a verdict depends on is `cpu_s`, which a loaded machine
+            does not shorten.
+        cpu_s (`int`, defaults to `5`):
+            CPU-time limit (RLIMIT_CPU) of each process of the run: the code under test's time
+            limit. A test that reaches it is a ``timeout`` naming the test, not the line.
+        memory_mb (`int`, defaults to `1024`):
+            Address-space limit (RLIMIT_AS) of each process, in MiB.
+        max_processes (`int`, defaults to `32`):
+            Process limit (RLIMIT_NPROC) of the run's user. Only effective with the ``bwrap``
+            backend run as root, which drops to an unprivileged uid (root ignores it).
+        max_output_bytes (`int`, defaults to `1000000`):
+            Bytes of stdout and of stderr kept; the rest is read and dropped.
+        max_file_mb (`int`, defaults to `16`):
+            Largest file a process may write (RLIMIT_FSIZE), in MiB.
+        traceback_chars (`int`, defaults to `2000`):
+            Characters of feedback kept in `Outcome.traceback` (the middle is cut).
+        backend (`str`, defaults to `"auto"`):
+            ``"bwrap"``, ``"rlimit"``, or ``"auto"``: bwrap when it is usable, else rlimit with
+            a warning.
+        workers (`int`, defaults to `2`):
+            Sandboxes run in parallel by `run_unittest_many`.
+        read_only (`list[str]`, defaults to `[]`):
+            Further host paths (absolute) the code may read under bwrap, bound read-only at their
+            own paths, e.g. a library's data folder outside the venv; missing ones are skipped.
+            Everything else outside `visible_paths` and the run's own folder stays hidden.
+    """
+
+    timeout_s: float = spec(30.0, gt=0)
+    cpu_s: int = spec(5, ge=1)
+    memory_mb: int = 1024
+    max_processes: int = 32
+    max_output_bytes: int = 1_000_000
+    max_file_mb: int = 16
+    traceback_chars: int = 2000
+    backend: str = "auto"
+    workers: int = 2
+    read_only: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"SandboxConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
+        relative = [p for p in self.read_only if not os.path.isabs(p)]
+        if relative:
+            raise ValueError(f"SandboxConfig.read_only must hold absolute paths, got {relative!r}")
+        for name in ("timeout_s", "cpu_s", "memory_mb", "max_processes", "max_file_mb", "workers"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"SandboxConfig.{name} must be positive, got {getattr(self, name)!r}")
