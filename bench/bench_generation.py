@@ -39,7 +39,7 @@ from transformers import AttentionInterface
 
 from iterpref.evaluation.humaneval import HumanEval
 from iterpref.llm.base import CLOSED_CODE_BLOCK, SamplingConfig, truncate_at_stop
-from iterpref.llm.hf.attention import decode_attention
+from iterpref.llm.hf.attention import batch_invariant_attention
 from iterpref.llm.hf.packed import PackedLinear
 from iterpref.llm.hf.prefixes import Prefixes
 from iterpref.llm.hf import HFGenerator
@@ -146,7 +146,7 @@ def load_at(rev: str, name: str):
     spec = importlib.util.spec_from_file_location(f"{name}_at_rev", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    AttentionInterface.register("iterpref_decode", decode_attention)
+    AttentionInterface.register("iterpref_decode", batch_invariant_attention)
     return module
 
 

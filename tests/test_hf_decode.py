@@ -251,21 +251,38 @@ def test_tail_stop_check_with_smollm2_tokenizer(smollm2_tokenizer):
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("new", [1, 4])
-def test_decode_attention_equals_sdpa(dtype, tol, new):
-    """`attention.decode_attention` (one or several new tokens per row, grouped query heads, padding
-    and causal mask) against transformers' sdpa attention on the same inputs."""
+def test_decode_step_attention_equals_sdpa(dtype, tol, new):
+    """A decode step's attention (one or several new tokens per row, grouped query heads, the
+    columns after each row's tokens masked) against transformers' sdpa attention."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     torch.manual_seed(0)
     module = torch.nn.Module()
     module.num_key_value_groups, module.is_causal = 3, True
-    q, k, v = torch.randn(4, 6, new, 16), torch.randn(4, 2, 9, 16), torch.randn(4, 2, 9, 16)
-    mask = torch.ones(4, 1, new, 9, dtype=torch.bool).tril(9 - new)  # the new tokens are the last columns
-    mask[0, ..., :4] = mask[2, ..., :1] = mask[3, ..., 2:4] = False
-    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-    ours, _ = attention.decode_attention(module, q, k, v, mask, scaling=0.3)
+    q, k, v = (torch.randn(*shape).to(dtype) for shape in ((4, 6, new, 16), (4, 2, 12, 16), (4, 2, 12, 16)))
+    lengths = torch.tensor([[3], [0], [7], [11 - new]])  # tokens before the step's, per row
+    mask = torch.arange(12)[None, None, None] <= (lengths + torch.arange(new))[:, None, :, None]
+    ours, _ = attention.batch_invariant_attention(module, q, k, v, mask, scaling=0.3, decode_step=True)
     ref, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
     assert ours.shape == ref.shape == (4, new, 6, 16)
+    torch.testing.assert_close(ours.float(), ref.float(), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("new, columns", [(1, 1), (40, 40), (5, 70), (70, 75)])
+def test_prefill_attention_equals_sdpa(dtype, tol, new, columns):
+    """A prefill's attention: ``new`` prompt tokens after ``columns - new`` from a stored prefix,
+    causal, in blocks of `attention.QUERY_BLOCK` queries."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 3, True
+    q, k, v = (torch.randn(*shape).to(dtype) for shape in ((1, 6, new, 16), (1, 2, columns, 16), (1, 2, columns, 16)))
+    causal = torch.ones(new, columns, dtype=torch.bool).tril(columns - new)
+    ours, _ = attention.batch_invariant_attention(module, q, k, v, None, scaling=0.3)
+    ref, _ = sdpa_attention_forward(module, q, k, v, causal[None, None], scaling=0.3)
+    assert ours.shape == ref.shape == (1, new, 6, 16)
     torch.testing.assert_close(ours.float(), ref.float(), atol=tol, rtol=tol)
 
 

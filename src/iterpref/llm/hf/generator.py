@@ -182,9 +182,9 @@ class HFGenerator:
                 feed = torch.tensor([[replies[i][-1], *d] + [replies[i][-1]] * (width - 1 - len(d))
                                      for i, d in zip(owner, drafts)], device=self.device)
                 logits = self.model(input_ids=feed, attention_mask=mask, position_ids=positions,
-                                    cache=cache, use_cache=True).logits
+                                    cache=cache, use_cache=True, decode_step=True).logits
                 new = accept(logits, drafts, sampling, [rngs[i] for i in owner])
-                cache.commit([len(tokens) - 1 for tokens in new], width)
+                cache.commit([len(tokens) - 1 for tokens in new])
                 for row, (i, tokens) in enumerate(zip(owner, new)):
                     finished = False
                     for token in tokens:
