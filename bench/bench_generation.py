@@ -3,7 +3,7 @@
 Greedy, the evaluate stage's sampling (at most 320 new tokens, stop after a closed code block,
 batch 32), the first N HumanEval tasks in the pipeline's prompt format. Both sides run back to
 back in one process on one loaded model, except that where ours packs its weights (bf16 on CPU,
-`hf.pack_linears`) `model.generate` and an older hf.py get the model as transformers loads it
+`pack_linears`) `model.generate` and an older hf.py get the model as transformers loads it
 (`--vs generate-packed`: `model.generate` on our packed model); the machine's load average is printed
 because on a shared 2-core machine other processes change absolute times (compare ratios).
 Tokens/s counts the tokens of the final (stop-truncated) replies, the same for both sides.
@@ -39,7 +39,9 @@ from transformers import AttentionInterface
 
 from iterpref.evaluation.humaneval import HumanEval
 from iterpref.llm.base import CLOSED_CODE_BLOCK, SamplingConfig, truncate_at_stop
-from iterpref.llm import hf
+from iterpref.llm.hf.attention import batch_invariant_attention
+from iterpref.llm.hf.packed import PackedLinear
+from iterpref.llm.hf.prefixes import Prefixes
 from iterpref.llm.hf import HFGenerator
 from iterpref.prompts import extract_code
 from iterpref.sandbox import SandboxConfig
@@ -132,7 +134,8 @@ def generate_baseline(gen: HFGenerator, slots: dict):
 
 
 def load_at(rev: str, name: str):
-    """src/iterpref/llm/<name>.py as it was at git revision ``rev``, as a module. An old hf.py
+    """src/iterpref/llm/<name>.py as it was at git revision ``rev``, as a module (hf.py: a revision
+    where it was one file, a17ec41 or older). An old hf.py
     registers its own attention under our name when it loads: today's is registered back, so
     our decoder keeps its own (the old one, which handles one new token a step, works too)."""
     source = subprocess.run(["git", "show", f"{rev}:src/iterpref/llm/{name}.py"], check=True,
@@ -143,7 +146,7 @@ def load_at(rev: str, name: str):
     spec = importlib.util.spec_from_file_location(f"{name}_at_rev", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    AttentionInterface.register("iterpref_decode", hf._decode_attention)
+    AttentionInterface.register("iterpref_decode", batch_invariant_attention)
     return module
 
 
@@ -155,7 +158,7 @@ def timing_phases(gen: HFGenerator) -> Iterator[dict]:
     with no stored prefixes, so a warm-up run leaves it none to reuse."""
     phases = dict.fromkeys(("prefill_s", "step_s", "steps", "row_steps", "prompt_tokens", "reused_tokens"), 0)
     prefill, forward = gen._prefill, gen.model.forward
-    gen.prefixes = hf._Prefixes()
+    gen.prefixes = Prefixes()
     load = gen.prefixes.load
 
     def counted_load(prompt, cache):
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     def unpacked() -> HFGenerator:
         """Ours with the model as transformers loads it (a second copy where ours packed its
         weights), for model.generate and an older hf.py."""
-        if not any(isinstance(m, hf._PackedLinear) for m in gen.model.modules()):
+        if not any(isinstance(m, PackedLinear) for m in gen.model.modules()):
             return gen
         plain = HFGenerator(model, device=args.device, dtype=args.dtype, pack_weights=False)
         if args.eos_rate:
@@ -293,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         chat(convs, sampling)
     for name, chat in runs:
         if other is not None:  # no prompts stored by an earlier run: each timed run starts cold
-            other.prefixes = hf._Prefixes()
+            other.prefixes = Prefixes()
         with timing_phases(gen) if name == ours_label else contextlib.nullcontext() as phases:
             results[name] = timed(name, chat, convs, sampling, tok)
         if phases is not None:

@@ -10,9 +10,11 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from iterpref.llm import hf
+from iterpref.llm.hf import attention, drafts, generator, kv_cache, prefixes
 from iterpref.llm.base import SamplingConfig, stop_position
 from iterpref.llm.hf import HFGenerator
+from iterpref.llm.hf.packed import PackedLinear, can_pack, pack_linears
+from iterpref.llm.hf.sampling import probabilities
 
 
 def chaotic(gen: HFGenerator) -> HFGenerator:
@@ -72,12 +74,12 @@ def early_eos(gen):
     gen.eos_ids = saved
 
 
-@pytest.mark.parametrize("room", [hf.ROOM, 3])
+@pytest.mark.parametrize("room", [kv_cache.ROOM, 3])
 def test_continuous_batching_equals_decoding_alone(gen, early_eos, monkeypatch, room):
     """10 prompts through 3 rows: rows finish at different steps and are refilled at once;
     every reply equals greedy `generate` on its prompt alone. ``room`` 3 makes the cache grow
     (copy, drop dead columns) every 3 steps."""
-    monkeypatch.setattr(hf, "ROOM", room)
+    monkeypatch.setattr(kv_cache, "ROOM", room)
     prompts = prompt_ids(gen, 10)
     ref = alone(gen, prompts, 40)
     assert sum(len(r) < 40 for r in ref) >= 4, "several rows should end early on the probe EOS"
@@ -103,29 +105,29 @@ def oracle_drafts(monkeypatch):
             out = out[:j] + [(out[j] + 1) % 50] + out[j + 1:rng.randint(j + 1, len(out))]
         return out
 
-    monkeypatch.setattr(hf._Lookup, "draft", draft)
+    monkeypatch.setattr(drafts.Lookup, "draft", draft)
     return refs
 
 
-@pytest.mark.parametrize("room", [hf.ROOM, 9])
+@pytest.mark.parametrize("room", [kv_cache.ROOM, 9])
 def test_prompt_lookup_drafts_leave_greedy_replies_unchanged(gen, early_eos, oracle_drafts, monkeypatch, room):
     """10 prompts through 3 rows, up to 8 drafts a step: accepted drafts, rejected ones (holes in
     the cache) and cache rebuilds that pack the holes away (``room`` 9: nearly every step)."""
-    monkeypatch.setattr(hf, "ROOM", room)
+    monkeypatch.setattr(kv_cache, "ROOM", room)
     monkeypatch.setattr(gen, "prompt_lookup", 8)
     prompts = prompt_ids(gen, 10)
     ref = alone(gen, prompts, 40)
     oracle_drafts += list(zip(prompts, ref))
     steps = []
-    real_accept = hf._accept
-    monkeypatch.setattr(hf, "_accept", lambda logits, drafts, *a: steps.append(drafts) or real_accept(logits, drafts, *a))
+    real_accept = generator.accept
+    monkeypatch.setattr(generator, "accept", lambda logits, drafts, *a: steps.append(drafts) or real_accept(logits, drafts, *a))
     assert gen.decode(prompts, SamplingConfig(max_new_tokens=40, batch_size=3)) == ref
     assert sum(map(any, steps)) > len(steps) // 2, "most steps should carry drafts"
     assert len(steps) < sum(map(len, ref)) / 3 * 0.9, "accepted drafts should save steps"
 
 
 def test_lookup_drafts_what_followed_the_last_ngram():
-    look = hf._Lookup([5, 1, 2, 3, 9, 8, 1, 2])
+    look = drafts.Lookup([5, 1, 2, 3, 9, 8, 1, 2])
     assert look.draft(4) == []  # (1, 2) is not a 3-gram; nothing seen
     look.extend([3])
     assert look.draft(4) == [9, 8, 1, 2] and look.draft(2) == [9, 8] and look.draft(0) == []
@@ -139,13 +141,13 @@ def test_sampled_drafts_keep_the_model_distribution():
     torch.manual_seed(0)
     logits = torch.randn(1, 2, 6) * 2
     sampling = SamplingConfig(temperature=0.7, top_p=0.9)
-    want = hf._probabilities(logits[0, 0], sampling)
+    want = probabilities(logits[0, 0], sampling)
     rng = torch.Generator().manual_seed(1)
     for draft in (int(want.argmax()), int(want.argmin()), 3):
         n = 6000
         counts = torch.zeros(6)
         for _ in range(n):
-            counts[hf._accept(logits, [[draft]], sampling, [rng])[0][0]] += 1
+            counts[drafts.accept(logits, [[draft]], sampling, [rng])[0][0]] += 1
         torch.testing.assert_close(counts / n, want, atol=0.025, rtol=0)
 
 
@@ -162,7 +164,7 @@ def test_prefill_starts_from_a_shared_prefix(gen, early_eos, monkeypatch):
     """A prompt that repeats an earlier one, extends it (a debugging conversation's next turn) or
     shares its chat-template beginning is prefilled from the stored keys and values of that
     prefix, and its greedy reply is still the one it gets alone."""
-    monkeypatch.setattr(gen, "prefixes", hf._Prefixes())
+    monkeypatch.setattr(gen, "prefixes", prefixes.Prefixes())
     first, other = prompt_ids(gen, 2)
     reply = alone(gen, [first], 8)[0]
     prompts = [first, first, first + reply + other[-6:], other]
@@ -170,14 +172,14 @@ def test_prefill_starts_from_a_shared_prefix(gen, early_eos, monkeypatch):
     load = gen.prefixes.load
     monkeypatch.setattr(gen.prefixes, "load", lambda prompt, cache: reused.append(load(prompt, cache)) or reused[-1])
     assert gen.decode(prompts, SamplingConfig(max_new_tokens=30, batch_size=1)) == alone(gen, prompts, 30)
-    shared = hf._common_prefix(first, other)
+    shared = prefixes.common_prefix(first, other)
     assert 0 < shared < len(other) - 1
     assert reused == [0, len(first) - 1, len(first), shared]
 
 
 def test_stored_prefixes_stay_within_their_budget(monkeypatch):
-    monkeypatch.setattr(hf, "PREFIX_TOKENS", 10)
-    store = hf._Prefixes()
+    monkeypatch.setattr(prefixes, "PREFIX_TOKENS", 10)
+    store = prefixes.Prefixes()
     for prompt in ([1, 2, 3, 4], [1, 2, 5, 6], [1, 2, 3, 4], [7, 8, 9]):  # a repeat is stored once
         store.save(prompt, DynamicCache())
     assert list(store.caches) == [(1, 2, 5, 6), (7, 8, 9)] and store.tokens == 7  # the oldest went
@@ -249,21 +251,38 @@ def test_tail_stop_check_with_smollm2_tokenizer(smollm2_tokenizer):
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("new", [1, 4])
-def test_decode_attention_equals_sdpa(dtype, tol, new):
-    """`_decode_attention` (one or several new tokens per row, grouped query heads, padding
-    and causal mask) against transformers' sdpa attention on the same inputs."""
+def test_decode_step_attention_equals_sdpa(dtype, tol, new):
+    """A decode step's attention (one or several new tokens per row, grouped query heads, the
+    columns after each row's tokens masked) against transformers' sdpa attention."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     torch.manual_seed(0)
     module = torch.nn.Module()
     module.num_key_value_groups, module.is_causal = 3, True
-    q, k, v = torch.randn(4, 6, new, 16), torch.randn(4, 2, 9, 16), torch.randn(4, 2, 9, 16)
-    mask = torch.ones(4, 1, new, 9, dtype=torch.bool).tril(9 - new)  # the new tokens are the last columns
-    mask[0, ..., :4] = mask[2, ..., :1] = mask[3, ..., 2:4] = False
-    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-    ours, _ = hf._decode_attention(module, q, k, v, mask, scaling=0.3)
+    q, k, v = (torch.randn(*shape).to(dtype) for shape in ((4, 6, new, 16), (4, 2, 12, 16), (4, 2, 12, 16)))
+    lengths = torch.tensor([[3], [0], [7], [11 - new]])  # tokens before the step's, per row
+    mask = torch.arange(12)[None, None, None] <= (lengths + torch.arange(new))[:, None, :, None]
+    ours, _ = attention.batch_invariant_attention(module, q, k, v, mask, scaling=0.3, decode_step=True)
     ref, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
     assert ours.shape == ref.shape == (4, new, 6, 16)
+    torch.testing.assert_close(ours.float(), ref.float(), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("new, columns", [(1, 1), (40, 40), (5, 70), (70, 75)])
+def test_prefill_attention_equals_sdpa(dtype, tol, new, columns):
+    """A prefill's attention: ``new`` prompt tokens after ``columns - new`` from a stored prefix,
+    causal, in blocks of `attention.QUERY_BLOCK` queries."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 3, True
+    q, k, v = (torch.randn(*shape).to(dtype) for shape in ((1, 6, new, 16), (1, 2, columns, 16), (1, 2, columns, 16)))
+    causal = torch.ones(new, columns, dtype=torch.bool).tril(columns - new)
+    ours, _ = attention.batch_invariant_attention(module, q, k, v, None, scaling=0.3)
+    ref, _ = sdpa_attention_forward(module, q, k, v, causal[None, None], scaling=0.3)
+    assert ours.shape == ref.shape == (1, new, 6, 16)
     torch.testing.assert_close(ours.float(), ref.float(), atol=tol, rtol=tol)
 
 
@@ -273,26 +292,26 @@ def test_bfloat16_decodes(tiny_model_dir, device):
     assert gen.model.dtype == torch.bfloat16
     # CPU: our attention for decode steps and packed weights; GPU: sdpa's kernels are the fast ones
     assert gen.model.config._attn_implementation == ("iterpref_decode" if device == "cpu" else "sdpa")
-    packed = any(isinstance(m, hf._PackedLinear) for m in gen.model.modules())
-    assert packed == (device == "cpu" and hf.can_pack())
+    packed = any(isinstance(m, PackedLinear) for m in gen.model.modules())
+    assert packed == (device == "cpu" and can_pack())
     prompts = prompt_ids(gen, 5)
     batched = gen.decode(prompts, SamplingConfig(max_new_tokens=16, batch_size=2))
     assert all(len(r) == 16 or r[-1] in gen.eos_ids for r in batched)
-    cache = hf._BatchCache(gen.model, 2)
+    cache = kv_cache.BatchCache(gen.model, 2)
     assert cache.kv[0][0].dtype == torch.bfloat16
     replies = gen.chat([[{"role": "user", "content": "hi"}], [{"role": "user", "content": "Sort a list."}]],
                        SamplingConfig(max_new_tokens=8, batch_size=2))
     assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
 
 
-@pytest.mark.skipif(not hf.can_pack(), reason="this CPU has no oneDNN bfloat16 kernels")
+@pytest.mark.skipif(not can_pack(), reason="this CPU has no oneDNN bfloat16 kernels")
 def test_packed_weights_change_no_reply(tiny_model_dir):
     """bf16 on CPU: every linear layer's weight reordered once for oneDNN gives the same greedy
     replies token for token (the same kernel runs on the same numbers)."""
     plain = chaotic(HFGenerator(tiny_model_dir, device="cpu", dtype="bfloat16", pack_weights=False))
     packed = chaotic(HFGenerator(tiny_model_dir, device="cpu", dtype="bfloat16", pack_weights=False))
     layers = packed.model.config.num_hidden_layers
-    assert hf.pack_linears(packed.model) == 7 * layers + 1  # q, k, v, o, gate, up, down; the output layer
+    assert pack_linears(packed.model) == 7 * layers + 1  # q, k, v, o, gate, up, down; the output layer
     assert not any(isinstance(m, torch.nn.Linear) for m in packed.model.modules())
     prompts = prompt_ids(plain, 8)
     sampling = SamplingConfig(max_new_tokens=24, batch_size=3)
