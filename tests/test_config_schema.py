@@ -169,6 +169,14 @@ def test_every_problems_source_file_agrees_with_its_dataclass(source):
     assert not found, "\n".join(found)
 
 
+def test_no_config_docstring_restates_a_value():
+    """A default lives in its field (and conf/): a docstring that repeats it would drift."""
+    from iterpref.config.sections import SECTIONS
+
+    said = [s.cls.__name__ for s in SECTIONS if dataclasses.is_dataclass(s.cls) and "defaults to" in (s.cls.__doc__ or "")]
+    assert not said, said
+
+
 def test_each_set_of_allowed_values_is_one_literal():
     from typing import get_args
 
@@ -230,4 +238,4 @@ def test_checking_a_composition_loads_no_torch():
     """`dvc exp run -S` composes and checks in every run: it must stay a second, not a torch import."""
     code = ("import sys; from iterpref.config import schema; from iterpref import params as P; "
             "schema.check(P.compose()); assert 'torch' not in sys.modules, 'torch'")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    processes.run([sys.executable, "-c", code], check=True)

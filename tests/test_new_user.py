@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 
+import processes
 import pytest
 from dvc_repo import sh
 
@@ -36,7 +36,7 @@ def repo(dvc_repo):
 
 def state(root: Path, env: dict) -> tuple[str, str, str]:
     """What a mistake must not change: git status, dvc status, the experiments."""
-    run = lambda *cmd: subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True).stdout  # noqa: E731
+    run = lambda *cmd: processes.run(cmd, cwd=root, env=env, capture_output=True, text=True).stdout  # noqa: E731
     return (run("git", "status", "--porcelain"), run(sys.executable, "-m", "dvc", "status"),
             run(sys.executable, "-m", "dvc", "exp", "list", "--all-commits"))
 
@@ -45,7 +45,7 @@ def refused(repo: tuple, cmd: list[str], timeout: float = 60) -> str:
     """Run ``cmd`` in the fixture repository; it must fail, print exactly one error line and leave
     the repository's state as the fixture made it. Returns that line."""
     root, env, before = repo
-    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = processes.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("ERROR:") or ": error: " in ln]
@@ -126,7 +126,7 @@ def test_a_stage_that_fails_on_its_input_says_how_to_restore_and_that_restores(r
     before = {o: digest(root / o) for o in outs}
     seed = (root / SEED).read_text()
     (root / SEED).write_text(seed.replace('"entry_point": "run_length_encode"', '"entry_point": 7', 1))
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "synthesize"], cwd=root, env=env,
+    proc = processes.run([sys.executable, "-m", "dvc", "repro", "synthesize"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     line = next(ln for ln in proc.stderr.splitlines() if ": error: " in ln)

@@ -212,8 +212,8 @@ def test_a_teacher_that_never_answers_fails_the_stage_in_one_line(problems, tmp_
     with serving(Teacher(problems[:3])) as server:
         server.faults = {problems[i].instruction.strip(): [500] * 9 for i in range(3)}
         cwd = stage_dir(tmp_path, problems[:3], server.url, workers=3)
-        done = subprocess.run([sys.executable, str(ROOT / "stages/debug.py")], cwd=cwd, capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "DVC_STAGE": "debug"})
+        done = processes.run([sys.executable, str(ROOT / "stages/debug.py")], cwd=cwd, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "DVC_STAGE": "debug"})
     assert done.returncode == 2, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("debug.py: error: the teacher wrote no version in any of the 3 trajectories "

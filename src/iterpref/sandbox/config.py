@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from iterpref.config.fields import spec
 
-BACKENDS = ("auto", "bwrap", "rlimit")
+Backend = Literal["auto", "bwrap", "rlimit"]
+BACKENDS = get_args(Backend)
 
 
 @dataclass
@@ -15,31 +17,31 @@ class SandboxConfig:
     """Limits and backend for sandboxed runs.
 
     Parameters:
-        timeout_s (`float`, defaults to `30.0`):
+        timeout_s (`float`):
             Wall-clock net of one run, interpreter start-up included: the whole process tree is
             killed when it is reached. Only code that sleeps or waits should reach it, so it is
             generous: the time limit a verdict depends on is `cpu_s`, which a loaded machine
             does not shorten.
-        cpu_s (`int`, defaults to `5`):
+        cpu_s (`int`):
             CPU-time limit (RLIMIT_CPU) of each process of the run: the code under test's time
             limit. A test that reaches it is a ``timeout`` naming the test, not the line.
-        memory_mb (`int`, defaults to `1024`):
+        memory_mb (`int`):
             Address-space limit (RLIMIT_AS) of each process, in MiB.
-        max_processes (`int`, defaults to `32`):
+        max_processes (`int`):
             Process limit (RLIMIT_NPROC) of the run's user. Only effective with the ``bwrap``
             backend run as root, which drops to an unprivileged uid (root ignores it).
-        max_output_bytes (`int`, defaults to `1000000`):
+        max_output_bytes (`int`):
             Bytes of stdout and of stderr kept; the rest is read and dropped.
-        max_file_mb (`int`, defaults to `16`):
+        max_file_mb (`int`):
             Largest file a process may write (RLIMIT_FSIZE), in MiB.
-        traceback_chars (`int`, defaults to `2000`):
+        traceback_chars (`int`):
             Characters of feedback kept in `Outcome.traceback` (the middle is cut).
-        backend (`str`, defaults to `"auto"`):
+        backend (`str`):
             ``"bwrap"``, ``"rlimit"``, or ``"auto"``: bwrap when it is usable, else rlimit with
             a warning.
-        workers (`int`, defaults to `2`):
+        workers (`int`):
             Sandboxes run in parallel by `run_unittest_many`.
-        read_only (`list[str]`, defaults to `[]`):
+        read_only (`list[str]`):
             Further host paths (absolute) the code may read under bwrap, bound read-only at their
             own paths, e.g. a library's data folder outside the venv; missing ones are skipped.
             Everything else outside `visible_paths` and the run's own folder stays hidden.
@@ -52,7 +54,7 @@ class SandboxConfig:
     max_output_bytes: int = 1_000_000
     max_file_mb: int = 16
     traceback_chars: int = 2000
-    backend: str = "auto"
+    backend: Backend = "auto"
     workers: int = 2
     read_only: list[str] = field(default_factory=list)
 
