@@ -14,7 +14,7 @@ from iterpref.reporting import figures, summary
 if __name__ == "__main__":
     params = P.load()
     inp = summary.load(".", list(params["train"]["run"]), list(params["eval"]["benchmarks"]),
-                         params["experiment_name"], params["model"]["name"])
+                         params["experiment_name"], params["model"]["name"], params["train"])
     Path("reports").mkdir(exist_ok=True)
     Path("reports/metrics.json").write_text(json.dumps(summary.metrics(inp), indent=2) + "\n")
     written, skipped = figures.render(inp, "reports/figures")
