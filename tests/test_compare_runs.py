@@ -1,17 +1,20 @@
-"""`iterpref-compare` across experiments: each side's per-task verdicts read from a git revision or a
-DVC experiment (`dvc exp save`) of a real DVC repository, the workspace left exactly as it was."""
+"""Comparing experiments in a real DVC repository (experiments made with `dvc exp save`), the
+workspace left exactly as it was: `iterpref-compare EXP:VARIANT EXP:VARIANT` (per-task verdicts read
+from a git revision or a DVC experiment) and a sweep's table (`iterpref.reporting.sweep_table`)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from dvc_repo import sh
 
-from iterpref.reporting import compare
+from iterpref.reporting import compare, sweep_table
 
 
 def write_result(root: Path, variant: str, outcomes: list[bool], benchmark: str = "humaneval") -> None:
@@ -98,3 +101,90 @@ def test_a_side_is_a_folder_or_a_variant(tmp_path):
     assert s.result("humaneval")["per_task"][0]["passed"] is True
     with pytest.raises(FileNotFoundError, match="no result for benchmark 'mbpp' at workspace"):
         s.result("mbpp")
+
+
+# --------------------------------------------------------------------------- a sweep's table
+
+# beta -> {variant: outcomes of 8 HumanEval tasks}; the baseline is beta-0's dpo (tasks 0-1 pass)
+GRID = {"0.1": {"dpo": [True, True] + [False] * 6, "target_dpo": [True] * 7 + [False]},
+        "0.2": {"dpo": [False, True, True] + [False] * 5, "target_dpo": [False] + [True] * 7}}
+
+
+@pytest.fixture(scope="module")
+def sweep_repo(tmp_path_factory):
+    """Two experiments saved with `dvc exp save` as a sweep's jobs would be named, beta-0 (beta 0.1)
+    and beta-1 (0.2), each with its params.yaml (beta),
+    metrics (a focal margin per variant) and evaluations (a DVC output)."""
+    root = tmp_path_factory.mktemp("sweep") / "repo"
+    root.mkdir()
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "HOME": str(root.parent),
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@localhost"}
+    sh(["git", "init", "-q", "-b", "main"], root, env)
+    sh(dvc("init", "-q"), root, env)
+    (root / "reports/eval").mkdir(parents=True)
+    sh(dvc("add", "-q", "reports/eval"), root, env)
+    sh(["git", "add", "-A"], root, env)
+    sh(["git", "commit", "-qm", "main"], root, env)
+    for beta, variants in GRID.items():
+        (root / "params.yaml").write_text(yaml.safe_dump({
+            "experiment_name": f"beta{beta}", "train": {"common": {"beta": float(beta), "learning_rate": 1e-5},
+                                                         "run": list(variants)},
+            "eval": {"benchmarks": ["humaneval"]}}))
+        (root / "reports/metrics.json").write_text(json.dumps(
+            {v: {"humaneval": 100 * sum(o) / 8, "focal_margin": 0.01 * (i + 1)} for i, (v, o) in enumerate(variants.items())}))
+        for v, outcomes in variants.items():
+            write_result(root, v, outcomes)
+        sh(dvc("add", "-q", "reports/eval"), root, env)
+        sh(dvc("exp", "save", "-n", f"beta-{list(GRID).index(beta)}", "--include-untracked", "params.yaml",
+               "--include-untracked", "reports/metrics.json"), root, env)
+    return root, env
+
+
+def test_holm_adjustment_by_hand():
+    # sorted: 0.01 x 4, 0.02 x 3, 0.03 x 2 (monotone: stays 0.06), 0.5 x 1
+    assert sweep_table.holm([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert sweep_table.holm([0.9, 0.8]) == [1.0, 1.0] and sweep_table.holm([]) == []
+
+
+def test_varied_keys_are_the_swept_parameters():
+    a = {"train": {"common": {"beta": 0.1, "lr": 1}, "run": ["dpo"]}, "experiment_name": "x"}
+    b = {"train": {"common": {"beta": 0.2, "lr": 1}, "run": ["target_dpo"]}, "experiment_name": "y", "new": [1]}
+    assert sweep_table.varied_keys([a, b]) == ["new", "train.common.beta"]
+
+
+def test_sweep_table_against_a_baseline(sweep_repo, tmp_path):
+    root, env = sweep_repo
+    before = snapshot(root, env)
+    proc = subprocess.run([sys.executable, "-m", "iterpref.reporting.sweep_table", "--sweep", "beta",
+                           "--baseline", "beta-0:dpo", "--out", str(tmp_path / "table")],
+                          cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(root, env) == before
+    rows = list(csv.DictReader((tmp_path / "table.csv").open()))
+    assert [(r["experiment"], r["variant"], r["train.common.beta"]) for r in rows] == [
+        ("beta-0", "dpo", "0.1"), ("beta-0", "target_dpo", "0.1"), ("beta-1", "dpo", "0.2"),
+        ("beta-1", "target_dpo", "0.2")]
+    # against beta-0's dpo (tasks 0-1): beta-0's target_dpo +5/-0 (p 1/16), beta-1's dpo +1/-1 (p 1), its
+    # target_dpo +6/-1 (p 1/8); Holm: 1/16 x 3, 1/8 x 2, 1 x 1
+    got = [(r["gained"], r["lost"], r["p"], r["p_holm"], r["focal_margin"]) for r in rows]
+    assert got[0] == ("", "", "", "", "0.01")
+    assert got[1:] == [("5", "0", "0.0625", "0.1875", "0.02"), ("1", "1", "1.0", "1.0", "0.01"),
+                       ("6", "1", "0.125", "0.25", "0.02")]
+    md = (tmp_path / "table.md").read_text()
+    assert "Holm's correction of it for the 3 comparisons in this table. Swept: `train.common.beta`." in md
+    assert "| beta-0 | target_dpo | humaneval | 0.1 | 87.5 (7/8) | 5 (+5/-0) | 0.0625 | 0.188 | +0.0200 |" in md
+    assert "| beta-0 | dpo | humaneval | 0.1 | 25.0 (2/8) | baseline | - | - | +0.0100 |" in md
+
+
+def test_sweep_table_finds_a_sweeps_experiments_and_refuses_a_bad_baseline(sweep_repo, tmp_path):
+    root, env = sweep_repo
+    assert sweep_table.sweep_experiments(root, "beta") == ["beta-0", "beta-1"]
+    assert sweep_table.sweep_experiments(root, "bet") == []
+    run = lambda *a: subprocess.run([sys.executable, "-m", "iterpref.reporting.sweep_table", *a],  # noqa: E731
+                                    cwd=root, env=env, capture_output=True, text=True)
+    for args, message in [(["beta-0", "--baseline", "beta-0"], "--baseline 'beta-0': expected EXP:VARIANT"),
+                          (["beta-0", "--baseline", "beta-0:sft"], "--baseline beta-0:sft: no evaluation of 'sft' at beta-0"),
+                          (["--sweep", "grid", "--baseline", "beta-0:dpo"], "--sweep grid: no DVC experiment named grid-<n>")]:
+        proc = run(*args, "--out", str(tmp_path / "t"))
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
