@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dvc_repo import sh
+from dvc_repo import bare_repo, sh
 
 from iterpref.reporting import compare, sweep_table
 
@@ -33,12 +33,7 @@ def repo(tmp_path_factory):
     """A DVC repository whose reports/eval is a DVC output: the commit ``main`` (target_dpo passes
     tasks 0-1), the experiment ``beta02`` (tasks 1-5) and a workspace of a third state (task 0 only)."""
     root = tmp_path_factory.mktemp("compare") / "repo"
-    root.mkdir()
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "HOME": str(root.parent),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@localhost"}
-    sh(["git", "init", "-q", "-b", "main"], root, env)
-    sh(dvc("init", "-q"), root, env)
+    env = bare_repo(root)
     write_result(root, "target_dpo", [True, True] + [False] * 6)
     write_result(root, "dpo", [True] + [False] * 7)
     sh(dvc("add", "-q", "reports/eval"), root, env)
@@ -116,12 +111,7 @@ def sweep_repo(tmp_path_factory):
     and beta-1 (0.2), each with its params.yaml (beta),
     metrics (a focal margin per variant) and evaluations (a DVC output)."""
     root = tmp_path_factory.mktemp("sweep") / "repo"
-    root.mkdir()
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "HOME": str(root.parent),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@localhost"}
-    sh(["git", "init", "-q", "-b", "main"], root, env)
-    sh(dvc("init", "-q"), root, env)
+    env = bare_repo(root)
     (root / "reports/eval").mkdir(parents=True)
     sh(dvc("add", "-q", "reports/eval"), root, env)
     sh(["git", "add", "-A"], root, env)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dvc_repo import sh
+from dvc_repo import bare_repo, sh
 from test_reporting import CURVE, SCORES, TRAIN, first, load, make_run
 
 from iterpref.reporting import dvc_plots, plots_page
@@ -64,12 +64,7 @@ def plots_repo(tmp_path_factory):
     run's reports/plots, the branch ``beta02`` another (other scores, a longer curve); the workspace
     is ``main``."""
     root = tmp_path_factory.mktemp("plots") / "repo"
-    root.mkdir()
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "HOME": str(root.parent),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@localhost"}
-    sh(["git", "init", "-q", "-b", "main"], root, env)
-    sh(dvc("init", "-q"), root, env)
+    env = bare_repo(root)
     for rel in ("dvc.yaml", "params.yaml", *[str(p.relative_to(ROOT)) for p in (ROOT / ".dvc/plots").glob("*.json")]):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, root / rel)
