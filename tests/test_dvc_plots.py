@@ -6,7 +6,9 @@ with no network: every plot drew, as SVG, with marks and no error."""
 from __future__ import annotations
 
 import csv
+import os
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -93,6 +95,22 @@ def offline_template(tmp_path_factory) -> Path:
     return path
 
 
+def dump_dom(page: Path, profile: Path, timeout_s: float = 240) -> tuple[int, str, str]:
+    """Load ``page`` in headless Chromium (a fresh profile, no background network) and return its exit
+    status, the DOM once the page's scripts have run, and its log; on a timeout the whole process
+    group is killed, so no renderer outlives the test."""
+    proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                             f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom", page.as_uri()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    return proc.returncode, out, err
+
+
 def test_plots_diff_renders_offline_in_headless_chromium(plots_repo, offline_template, tmp_path):
     if CHROMIUM is None:
         pytest.skip("chromium is missing: make test installs it (apt-get install chromium)")
@@ -104,13 +122,8 @@ def test_plots_diff_renders_offline_in_headless_chromium(plots_repo, offline_tem
     html = page.read_text()
     assert not re.search(r"<script[^>]+src=", html) and "cdn.jsdelivr" not in html  # nothing to fetch
     assert html.count("vegaEmbed('#") == declared
-    profile = tmp_path / "profile"
-    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom", page.as_uri()],
-                          capture_output=True, text=True, timeout=240)
-    dom = proc.stdout
-    assert proc.returncode == 0 and "<body" in dom, proc.stderr[-3000:]
+    returncode, dom, stderr = dump_dom(page, tmp_path / "profile")
+    assert returncode == 0 and "<body" in dom, stderr[-3000:]
     body = re.search(r"<body\s([^>]*)>", dom).group(1)  # the page's own body (a bundle holds "<body>" too)
     status = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', body))
     assert status == {"data-plots": str(declared), "data-plots-drawn": str(declared), "data-plot-errors": ""}, status
