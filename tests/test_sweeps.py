@@ -92,6 +92,18 @@ def test_dvc_queue_grid(dvc_repo, queued):
     # the comparison stays short: reports/metrics.json is the only metrics file, the details are plain outputs
     assert set(diff) == {"reports/metrics.json"} and "dpo.train_loss" in diff["reports/metrics.json"]
 
+    # iterpref-compare across two experiments: their verdicts from DVC's cache, the workspace untouched
+    status = sh(["git", "status", "--porcelain"], root, env)
+    a, b = by_point[(0.05, "dpo")], by_point[(0.1, "dpo")]
+    rows = json.loads(subprocess.run([sys.executable, "-m", "iterpref.reporting.compare", f"{a}:dpo", f"{b}:dpo",
+                                      "--json"], cwd=root, env=env, capture_output=True, text=True, check=True).stdout)
+    assert [r["benchmark"] for r in rows] == ["humaneval", "mbpp"]
+    for r in rows:
+        assert 100 * r["pass@1_a"] == pytest.approx(metrics(shown[a])["dpo"][r["benchmark"]], abs=0.01)
+        assert 100 * r["pass@1_b"] == pytest.approx(metrics(shown[b])["dpo"][r["benchmark"]], abs=0.01)
+    assert sh(["git", "status", "--porcelain"], root, env) == status
+    assert not (root / "reports/eval/dpo").exists()  # nothing was applied to the workspace
+
     # W&B: one group per experiment, a train run named by its variant with the swept config
     head = sh(["git", "rev-parse", "HEAD"], root, env).strip()
     runs = wandb_runs.offline_runs(root / "wandb", wait_s=30)
