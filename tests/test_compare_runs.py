@@ -178,3 +178,22 @@ def test_sweep_table_finds_a_sweeps_experiments_and_refuses_a_bad_baseline(sweep
                           (["--sweep", "grid", "--baseline", "beta-0:dpo"], "--sweep grid: no DVC experiment named grid-<n>")]:
         proc = run(*args, "--out", str(tmp_path / "t"))
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_the_multirun_callback_tabulates_its_jobs(sweep_repo, tmp_path, capsys):
+    """At a multirun's end: the experiments of the jobs with a DVC log, against the first job's first
+    variant when ``sweep.baseline`` is null."""
+    from omegaconf import OmegaConf
+
+    root, _ = sweep_repo
+    for job in ("0", "1"):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "dvc.log").write_text("")
+    (tmp_path / ".submitit").mkdir()
+    config = OmegaConf.create({"sweep": {"name": "beta", "repo": str(root), "baseline": None},
+                               "hydra": {"sweep": {"dir": str(tmp_path)}}})
+    sweep_table.MultirunTable().on_multirun_end(config=config)
+    rows = list(csv.DictReader((tmp_path / "table.csv").open()))
+    assert [(r["experiment"], r["variant"], r["p"] != "") for r in rows] == [
+        ("beta-0", "dpo", False), ("beta-0", "target_dpo", True), ("beta-1", "dpo", True), ("beta-1", "target_dpo", True)]
+    assert f"sweep table: {tmp_path / 'table.md'}" in capsys.readouterr().out
