@@ -183,15 +183,19 @@ def test_sweep_table_finds_a_sweeps_experiments_and_refuses_a_bad_baseline(sweep
 def test_the_multirun_callback_tabulates_its_jobs(sweep_repo, tmp_path, capsys):
     """At a multirun's end: the experiments of the jobs with a DVC log, against the first job's first
     variant when ``sweep.baseline`` is null."""
-    from omegaconf import OmegaConf
+    from hydra import compose, initialize_config_dir
+
+    from iterpref.config.paths import ROOT
 
     root, _ = sweep_repo
     for job in ("0", "1"):
         (tmp_path / job).mkdir()
         (tmp_path / job / "dvc.log").write_text("")
     (tmp_path / ".submitit").mkdir()
-    config = OmegaConf.create({"sweep": {"name": "beta", "repo": str(root), "baseline": None},
-                               "hydra": {"sweep": {"dir": str(tmp_path)}}})
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        config = compose("sweep", overrides=["sweep.name=beta", f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
+    config.hydra.runtime.cwd = str(root)  # what Hydra sets: the directory the sweep started in
+    assert config.hydra.callbacks.sweep_table._target_ == "iterpref.reporting.sweep_table.MultirunTable"
     sweep_table.MultirunTable().on_multirun_end(config=config)
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
     assert [(r["experiment"], r["variant"], r["p"] != "") for r in rows] == [

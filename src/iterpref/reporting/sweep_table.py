@@ -212,8 +212,10 @@ class MultirunTable:
     experiments against ``sweep.baseline`` (default: the first job's first trained variant)."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
         from omegaconf import OmegaConf
 
+        HydraConfig.instance().set_config(config)  # sweep.repo is ${hydra:runtime.cwd}; no job's config is set now
         sweep = OmegaConf.to_container(config.sweep, resolve=True)
         folder = Path(config.hydra.sweep.dir)
         jobs = sorted(int(d.name) for d in folder.iterdir() if d.name.isdigit() and (d / "dvc.log").exists())
