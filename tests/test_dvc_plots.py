@@ -8,8 +8,8 @@ from __future__ import annotations
 import csv
 import os
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
