@@ -48,12 +48,11 @@ $(STAMP): pyproject.toml Makefile
 	touch $@
 
 $(PLOTS_TEMPLATE): $(STAMP) src/iterpref/reporting/plots_page.py
-	@if command -v npm >/dev/null; then \
-		npm install --silent --no-save --no-audit --no-fund --prefix $(PLOTS_JS) $(VEGA) && \
+	@if command -v npm >/dev/null && npm install --silent --no-save --no-audit --no-fund --prefix $(PLOTS_JS) $(VEGA); then \
 		$(PY) -m iterpref.reporting.plots_page $(PLOTS_JS)/node_modules $@ && \
 		$(BIN)/dvc config --local plots.html_template ../$@; \
 	else \
-		echo "WARNING: npm is missing; dvc plots pages will load vega from a CDN (install node and npm, then make install)"; \
+		echo "WARNING: no npm or no npm registry; dvc plots pages will load vega from a CDN (fix that, then make install)"; \
 	fi
 
 # bubblewrap isolates generated code (no network, read-only system, private /tmp).
