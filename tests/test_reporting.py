@@ -286,6 +286,23 @@ def section(md: str, title: str) -> list[str]:
     return lines[start:end]
 
 
+def test_settings_section_names_each_variants_training(run):
+    train = P.compose(["train.run=[dpo,target_rpo]", "train.common.beta=0.2", "train.common.learning_rate=5e-6",
+                       "train.common.gradient_accumulation_steps=2", "train.common.max_steps=16"])["train"]
+    inp = reporting.load(run, ["dpo", "target_rpo"], BENCHMARKS, "embedded", "smollm2-135m-instruct", train)
+    lines = section(reporting.markdown(inp), "Settings")
+    assert lines[1] == "- student: `smollm2-135m-instruct`"
+    assert "- training pairs available: 96 (of 120 kept; 24 held out)" in lines
+    # dpo trained (its report: 64 pairs, 16 steps, one process); target_rpo has no train report yet
+    assert ("| dpo | dpo | none | 0.2 | 5e-06 | cosine, warmup 0.03 | max_steps 16 | 16 | 8 (4 x 2 x 1) | 1024 | "
+            "64 (max_pairs 16) | 0 |") in lines
+    assert ("| target_rpo | rpo | line | 0.2, rpo_alpha 1 | 5e-06 | cosine, warmup 0.03 | max_steps 16 | - | "
+            "8 (4 x 2 x 1) | 1024 | - (max_pairs 16) | 0 |") in lines
+    # without params the section says so and the rest of the summary is unchanged
+    assert "- no training settings were given to the report (params.yaml's train)" in section(
+        reporting.markdown(load(run)), "Settings")
+
+
 def test_problems_section(run):
     lines = section(reporting.markdown(load(run)), "Problems")
     expected = [
@@ -432,3 +449,4 @@ def test_report_stage_writes_summary_metrics_and_figures(run):
     assert len(list((run / "reports/figures").iterdir())) == 7
     assert metrics["target_dpo"]["focal_margin"] == 0.12 and metrics["dpo"]["d_minus_shift"] == -0.2
     assert metrics["data"] == {"problems": 12, "pairs": 120, "heldout_pairs": 24}
+    assert "| dpo | dpo | none | 0.1 | 1e-05 | cosine, warmup 0.03 | epochs 1 | 16 | 4 (4 x 1 x 1) |" in md

@@ -7,6 +7,7 @@ an offline W&B run, grouped by its DVC experiment."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import time
@@ -91,6 +92,18 @@ def test_dvc_queue_grid(dvc_repo, queued):
     # the comparison stays short: reports/metrics.json is the only metrics file, the details are plain outputs
     assert set(diff) == {"reports/metrics.json"} and "dpo.train_loss" in diff["reports/metrics.json"]
 
+    # iterpref-compare across two experiments: their verdicts from DVC's cache, the workspace untouched
+    status = sh(["git", "status", "--porcelain"], root, env)
+    a, b = by_point[(0.05, "dpo")], by_point[(0.1, "dpo")]
+    rows = json.loads(subprocess.run([sys.executable, "-m", "iterpref.reporting.compare", f"{a}:dpo", f"{b}:dpo",
+                                      "--json"], cwd=root, env=env, capture_output=True, text=True, check=True).stdout)
+    assert [r["benchmark"] for r in rows] == ["humaneval", "mbpp"]
+    for r in rows:
+        assert 100 * r["pass@1_a"] == pytest.approx(metrics(shown[a])["dpo"][r["benchmark"]], abs=0.01)
+        assert 100 * r["pass@1_b"] == pytest.approx(metrics(shown[b])["dpo"][r["benchmark"]], abs=0.01)
+    assert sh(["git", "status", "--porcelain"], root, env) == status
+    assert not (root / "reports/eval/dpo").exists()  # nothing was applied to the workspace
+
     # W&B: one group per experiment, a train run named by its variant with the swept config
     head = sh(["git", "rev-parse", "HEAD"], root, env).strip()
     runs = wandb_runs.offline_runs(root / "wandb", wait_s=30)
@@ -125,6 +138,19 @@ def test_hydra_multirun_with_submitit_local(dvc_repo, queued):
         point = (params["train"]["common"]["beta"], params["train"]["run"][0])
         [same] = [n for n, p in grid.items() if p == point]
         assert metrics(shown[name]) == metrics(shown_before[same])
+
+    # the multirun's end wrote the sweep's table: each job's variant against grid-0's, Holm over 3 tests
+    rows = list(csv.DictReader((root / "multirun/grid/table.csv").open()))
+    assert {(r["experiment"], r["benchmark"]) for r in rows} == {(f"grid-{j}", b) for j in range(4)
+                                                                 for b in ("humaneval", "mbpp")}
+    assert {r["train.common.beta"] for r in rows} == {"0.05", "0.1"}
+    tested = [r for r in rows if r["p"]]
+    assert len(tested) == 6 and all(float(r["p_holm"]) >= float(r["p"]) for r in tested)
+    for r in rows:
+        m = metrics(shown[r["experiment"]])[r["variant"]]
+        assert float(r["pass@1"]) == pytest.approx(m[r["benchmark"]], abs=0.01)
+        assert float(r["focal_margin"]) == m["focal_margin"]
+    assert "Holm's correction of it for the 6 comparisons" in (root / "multirun/grid/table.md").read_text()
 
 
 def test_optuna_maximises_a_metric(dvc_repo):

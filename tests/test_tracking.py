@@ -111,9 +111,13 @@ def test_wandb_report_definition_compares_every_experiment(offline, monkeypatch)
     for needle in ("humaneval/pass@1", "mbpp/pass@1", "train/loss", "train/rewards/margins", "params.train.common.beta"):
         assert needle in text, needle
     grids = [b for b in spec["spec"]["blocks"] if b.get("type") == "panel-grid"]
-    assert len(grids) == 3
+    assert len(grids) == 4
     runset = grids[0]["metadata"]["runSets"][0]
     assert "beta-0.05" in json.dumps(runset["filters"]) and "beta-0.1" in json.dumps(runset["filters"])
     assert [k["name"] for k in runset["grouping"]] == ["group", "variant.value"]
+    # the sweep table: evaluation runs grouped by experiment, the swept key and pass@1 as columns
+    table = grids[3]["metadata"]["runSets"][0]
+    assert [k["name"] for k in table["grouping"]] == ["group"]
+    assert "config:params.train.common.beta.value" in json.dumps(table) and "summary:mbpp/pass@1" in json.dumps(table)
     with pytest.raises(ValueError, match="no W&B runs in groups nope"):
         wandb_report.contents(wandb_runs.offline_runs(offline / "wandb", wait_s=30), ["nope"])

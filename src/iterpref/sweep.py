@@ -9,7 +9,9 @@ line before the first job runs. Each job runs
 jobs may run in parallel (``hydra/launcher=submitit_local``, ``hydra/launcher=slurm``), DVC's
 run cache skips every stage whose inputs a job shares with an earlier one, and every job
 lands in ``dvc exp show`` as the experiment ``<sweep.name>-<job number>``. The job's output
-folder (multirun/<sweep.name>/<job number>/) keeps DVC's log as ``dvc.log``.
+folder (multirun/<sweep.name>/<job number>/) keeps DVC's log as ``dvc.log``. At the end, the
+callback in conf/sweep.yaml writes the sweep's table (multirun/<sweep.name>/table.md and .csv:
+every job's variants against ``sweep.baseline``, McNemar with Holm's correction).
 
 With ``sweep.metric`` set (a dotted key of reports/metrics.json, e.g. ``target_dpo.average``)
 a job returns that metric of its experiment, read back from ``dvc exp show --json``: what
@@ -42,12 +44,15 @@ class SweepConfig:
             or ``dpo.humaneval`` (pass@1 in percent); null: jobs return nothing. Required by
             sweepers that optimise (optuna).
         dvc_args: extra arguments for ``dvc exp run``, e.g. ``[--pull]``.
+        baseline: ``EXP:VARIANT`` the table written at the multirun's end compares every job's
+            variants with (`iterpref.reporting.sweep_table`); null: the first job's first variant.
     """
 
     name: str
     repo: str
     metric: str | None = None
     dvc_args: list[str] = field(default_factory=list)
+    baseline: str | None = None
 
 
 def dvc_overrides(task_overrides: list[str]) -> list[str]:

@@ -1,19 +1,29 @@
-"""Which tasks a variant gained and lost against another, per benchmark.
+"""Which tasks a variant gained and lost against another, per benchmark, within one run or across
+experiments.
 
 With one greedy sample per task, a pass@1 difference of a few tasks can be noise: the paired
-count of tasks that flipped, and McNemar's exact test on those flips, say how much.
+count of tasks that flipped, and McNemar's exact test on those flips, say how much. A side is a
+variant of the workspace's run, ``EXP:VARIANT`` (a DVC experiment name or a git revision: its
+per-task verdicts are read from git and DVC's cache, the workspace is left as it is) or a folder
+of result files.
 
     python -m iterpref.reporting.compare dpo target_dpo                 # reports/eval/{dpo,target_dpo}/*.json
     python -m iterpref.reporting.compare reference target_dpo --benchmarks humaneval --show 20
+    python -m iterpref.reporting.compare beta01:target_dpo beta02:target_dpo       # two experiments
+    python -m iterpref.reporting.compare main:target_dpo target_dpo      # the last commit against the workspace
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from math import comb
 from pathlib import Path
 
 from iterpref.cli import ArgumentParser, UserError, command
+from iterpref.reporting.runs import RunFiles
+
+EVAL_DIR = "reports/eval"
 
 
 def mcnemar_exact(gained: int, lost: int) -> float:
@@ -40,16 +50,46 @@ def compare(a: dict, b: dict) -> dict:
             "p_value": mcnemar_exact(len(gained), len(lost))}
 
 
-def compare_dirs(dir_a: Path, dir_b: Path, benchmarks: list[str] | None = None) -> list[dict]:
-    """`compare` for every benchmark both result folders hold."""
-    names = benchmarks or sorted(p.stem for p in dir_a.glob("*.json") if (dir_b / p.name).exists())
+@dataclass
+class Side:
+    """One side of a comparison: a folder of ``<benchmark>.json`` result files in a run's files."""
+
+    label: str
+    files: RunFiles
+    folder: str
+
+    def benchmarks(self) -> list[str]:
+        return self.files.stems(self.folder)
+
+    def result(self, benchmark: str) -> dict:
+        path = f"{self.folder}/{benchmark}.json"
+        if not self.files.exists(path):
+            raise FileNotFoundError(2, f"no result for benchmark {benchmark!r} at {self.files.label}; "
+                                       "run its evaluate stage first", path)
+        return self.files.read_json(path)
+
+
+def side(spec: str, repo: str | Path = ".", eval_dir: str = EVAL_DIR) -> Side:
+    """``VARIANT`` (the workspace's ``eval_dir``/VARIANT), ``EXP:VARIANT`` (a DVC experiment or
+    git revision of ``repo``) or a folder holding result files."""
+    if Path(spec).is_dir():
+        return Side(spec, RunFiles(spec), ".")
+    rev, sep, variant = spec.rpartition(":")
+    if sep and not (rev and variant):
+        raise UserError(f"{spec!r}: expected VARIANT, EXP:VARIANT or a folder of result files")
+    files = RunFiles(repo, rev or None)
+    folder = f"{EVAL_DIR if rev else eval_dir}/{variant}"
+    if not files.stems(folder):
+        raise UserError(f"{spec!r}: no result files in {folder}/ at {files.label}")
+    return Side(spec, files, folder)
+
+
+def compare_sides(a: Side, b: Side, benchmarks: list[str] | None = None) -> list[dict]:
+    """`compare` for every benchmark both sides hold (or ``benchmarks``), those with per-task verdicts."""
+    names = benchmarks or [n for n in a.benchmarks() if n in set(b.benchmarks())]
     out = []
     for name in names:
-        fa, fb = dir_a / f"{name}.json", dir_b / f"{name}.json"
-        for f in (fa, fb):
-            if not f.exists():
-                raise FileNotFoundError(f"{f}: no result for benchmark {name!r}; run its evaluate stage first")
-        ra, rb = json.loads(fa.read_text()), json.loads(fb.read_text())
+        ra, rb = a.result(name), b.result(name)
         if "per_task" in ra and "per_task" in rb:
             out.append(compare(ra, rb))
     return out
@@ -58,17 +98,18 @@ def compare_dirs(dir_a: Path, dir_b: Path, benchmarks: list[str] | None = None) 
 @command
 def main(argv: list[str] | None = None) -> None:
     ap = ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("a", help="the baseline variant (a folder under --eval-dir, or a path)")
-    ap.add_argument("b", help="the variant compared against it")
-    ap.add_argument("--eval-dir", default="reports/eval")
+    ap.add_argument("a", help="the baseline: VARIANT, EXP:VARIANT (DVC experiment or git revision) or a folder")
+    ap.add_argument("b", help="the side compared against it, given the same way")
+    ap.add_argument("--eval-dir", default=EVAL_DIR, help="where a bare VARIANT's results are in the workspace")
+    ap.add_argument("--repo", default=".", help="the repository EXP:VARIANT is read from")
     ap.add_argument("--benchmarks", nargs="*", help="default: every benchmark both have")
     ap.add_argument("--show", type=int, default=10, help="task ids listed per side")
     ap.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = ap.parse_args(argv)
-    resolve = lambda v: Path(v) if Path(v).is_dir() else Path(args.eval_dir) / v  # noqa: E731
-    rows = compare_dirs(resolve(args.a), resolve(args.b), args.benchmarks)
+    rows = compare_sides(side(args.a, args.repo, args.eval_dir), side(args.b, args.repo, args.eval_dir),
+                         args.benchmarks)
     if not rows:
-        raise UserError(f"no benchmark has results for both {args.a} and {args.b} (under {args.eval_dir})")
+        raise UserError(f"no benchmark has per-task results for both {args.a} and {args.b}")
     if args.json:
         print(json.dumps(rows, indent=2))
         return

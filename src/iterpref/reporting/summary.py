@@ -70,6 +70,7 @@ class Inputs:
     rejected_lines: list[int] | None = None  # |D-| in lines per kept pair
     probe: dict[str, dict] = field(default_factory=dict)  # {variant: reports/probe/<variant>.json}
     missing: list[str] = field(default_factory=list)  # one line per input that was not there
+    settings: dict[str, dict] = field(default_factory=dict)  # {variant: its training settings}, `train_settings`
 
 
 def collect(eval_dir: str | Path, variants: list[str], benchmarks: list[str]) -> dict[str, dict[str, dict]]:
@@ -89,9 +90,17 @@ def rejected_line_counts(pairs_jsonl: str | Path) -> list[int]:
     return [len(span_line_indices(pair["rejected"], pair["rejected_spans"])) for _, pair in json_lines(pairs_jsonl)]
 
 
-def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment: str, model: str) -> Inputs:
+def train_settings(train_params: dict, variant: str) -> dict:
+    """A variant's training settings as params.yaml gives them: ``train.common`` with
+    ``train.variants.<variant>`` over it (its loss, mask and any key it overrides)."""
+    return {**train_params["common"], **train_params["variants"].get(variant, {})}
+
+
+def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment: str, model: str,
+         train_params: dict | None = None) -> Inputs:
     """Read a run's reports under ``root``: variant ``reference`` (the untrained student) and
-    ``trained``; what is missing is recorded in ``Inputs.missing``, never raised."""
+    ``trained``; what is missing is recorded in ``Inputs.missing``, never raised. ``train_params``
+    (params.yaml's ``train``) gives each trained variant's settings."""
     root = Path(root)
     variants = ["reference", *trained]
     table = collect(root / "reports/eval", variants, benchmarks)
@@ -123,7 +132,8 @@ def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment
         rejected = rejected_line_counts(root / "data/pairs.jsonl")
     else:
         missing.append("data/pairs.jsonl (no pairs built)")
-    return Inputs(experiment, model, benchmarks, table, train, problems, pairs, rejected, probe, missing)
+    settings = {v: train_settings(train_params, v) for v in trained} if train_params else {}
+    return Inputs(experiment, model, benchmarks, table, train, problems, pairs, rejected, probe, missing, settings)
 
 
 # The training numbers `metrics` adds per trained variant: reports/train/<variant>.json key -> name.
@@ -327,6 +337,48 @@ def _evaluation(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -
     return lines + _link("error_types", "error types by variant", figures, skipped)
 
 
+def _schedule(s: dict) -> str:
+    return f"{s['lr_scheduler']}, warmup {s['warmup_ratio']:g}"
+
+
+def _length(s: dict) -> str:
+    """What bounds the run: max_steps when set, else the epochs."""
+    return f"max_steps {s['max_steps']}" if s.get("max_steps", -1) > 0 else f"epochs {s['epochs']:g}"
+
+
+def _mask(s: dict) -> str:
+    extra = [f"{k} {v}" for k, v in (s.get("mask") or {}).items() if k != "mode"]
+    return (s.get("mask") or {}).get("mode", "-") + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _settings(inp: Inputs) -> list[str]:
+    """The run's training settings, one row per trained variant: what tells two runs of a sweep apart."""
+    lines = [f"- student: `{inp.model}`"]
+    p = inp.pairs or {}
+    if "training_pairs" in p:
+        lines.append(f"- training pairs available: {p['training_pairs']} (of {p['pairs']} kept; "
+                     f"{p['heldout_pairs']} held out)")
+    if not inp.settings:
+        return lines + ["- no training settings were given to the report (params.yaml's train)"]
+    lines += ["", "| variant | loss | mask | beta | learning rate | schedule | length | steps run | effective batch | "
+                  "max length | pairs used | seed |", "|" + "---|" * 12]
+    for v, s in inp.settings.items():
+        t = inp.train.get(v) or {}
+        processes = t.get("processes") or 1
+        batch = s["per_device_batch_size"] * s["gradient_accumulation_steps"] * processes
+        per = f"{s['per_device_batch_size']} x {s['gradient_accumulation_steps']} x {processes}"
+        pairs = f"{t['pairs']}" if "pairs" in t else "-"
+        if s.get("max_pairs"):
+            pairs += f" (max_pairs {s['max_pairs']})"
+        beta = f"{s['beta']:g}" + (f", rpo_alpha {s['rpo_alpha']:g}" if s["loss"] == "rpo" else "")
+        lines.append(f"| {v} | {s['loss']} | {_mask(s)} | {beta} | {s['learning_rate']:g} | {_schedule(s)} | "
+                     f"{_length(s)} | {t.get('steps', '-')} | {batch} ({per}) | {s['max_length']} | {pairs} | "
+                     f"{s['seed']} |")
+    lines += ["", "Effective batch = pairs per device x gradient accumulation x processes; the steps run and the "
+                  "pairs used come from reports/train/<variant>.json."]
+    return lines
+
+
 # The probe's groups and the summary's names for them, in table order.
 PROBE_COLUMNS = (("chosen", "chosen"), ("rejected_error", "D- (error lines)"), ("rejected_shared", "rejected, shared"),
                  ("focal_margin", "focal margin"), ("accuracy", "accuracy"), ("reward_margin", "reward margin"))
@@ -387,8 +439,8 @@ def _heldout(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> l
 
 
 def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[str, str] | None = None) -> str:
-    """reports/summary.md: Table 1 with published rows, significance, problems, data, training,
-    held-out pairs, evaluation.
+    """reports/summary.md: Table 1 with published rows, significance, the training settings,
+    problems, data, training, held-out pairs, evaluation.
 
     ``figures`` maps a figure name (see `iterpref.reporting.figures.render`) to its link relative to the
     summary; ``skipped`` maps the names of figures not drawn to the reason.
@@ -400,6 +452,7 @@ def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[s
              *_link("pass_at_1", "pass@1 by benchmark", figures, skipped),
              "", "## Which differences are real", "", *_significance(inp),
              *_link("gains_losses", "per-task gains and losses, target_dpo vs dpo", figures, skipped),
+             "", "## Settings", "", *_settings(inp),
              "", "## Problems", "", *_problems(inp.problems),
              "", "## Data", "", *_data(inp, figures, skipped),
              "", "## Training", "", *_training(inp, figures, skipped),

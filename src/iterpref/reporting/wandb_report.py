@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iterpref.cli import ArgumentParser, UserError, command
+from iterpref.reporting.sweep_table import varied_keys
 from iterpref.tracking.wandb_runs import OfflineRun, offline_runs
 
 TRAIN_CURVES = ("train/loss", "train/rewards/margins", "train/rewards/accuracies")
@@ -30,24 +31,15 @@ class Contents:
         groups: the experiments (W&B run groups) to show.
         variants: the variants they trained or evaluated, for the text.
         benchmarks: the benchmarks with a ``BENCH/pass@1`` metric, one bar chart each.
-        swept: config keys (``params.…``) whose values differ between the experiments' runs,
-            the parallel-coordinates axes.
+        swept: config keys (``params.…``) whose values differ between the experiments' runs
+            (`iterpref.reporting.sweep_table.varied_keys`): the parallel-coordinates axes and the
+            sweep table's columns.
     """
 
     groups: list[str]
     variants: list[str] = field(default_factory=list)
     benchmarks: list[str] = field(default_factory=list)
     swept: list[str] = field(default_factory=list)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True)
-    return out
 
 
 def contents(runs: list[OfflineRun], groups: list[str] | None = None) -> Contents:
@@ -57,12 +49,8 @@ def contents(runs: list[OfflineRun], groups: list[str] | None = None) -> Content
         raise ValueError(f"no W&B runs{' in groups ' + ', '.join(groups) if groups else ''} to compare")
     variants = sorted({r.config.get("variant") for r in runs if r.config.get("variant")})
     benchmarks = sorted({r.config.get("benchmark") for r in runs if r.job_type == "eval" and r.config.get("benchmark")})
-    values: dict[str, set] = {}
-    for r in runs:
-        for k, v in _flatten(r.config.get("params") or {}, "params.").items():
-            values.setdefault(k, set()).add(v)
-    # train.run and experiment_name differ by construction; what a sweep swept are the others
-    swept = sorted(k for k, v in values.items() if len(v) > 1 and k not in ("params.train.run",))
+    # the keys the sweep table (iterpref.reporting.sweep_table) shows as its swept columns
+    swept = [f"params.{k}" for k in varied_keys([r.config.get("params") or {} for r in runs])]
     return Contents(groups=groups or sorted({r.group for r in runs}), variants=variants, benchmarks=benchmarks,
                     swept=swept)
 
@@ -80,9 +68,9 @@ def build(c: Contents, entity: str, project: str, title: str = "IterPref: varian
     in_groups = "Group in [" + ", ".join(repr(g) for g in c.groups) + "]"
     where = {"entity": entity, "project": project} if link_runsets else {}
 
-    def runset(name: str, job_type: str | None, groupby: list[str] | None = None):
+    def runset(name: str, job_type: str | None, groupby: list[str] | None = None, **columns):
         filters = in_groups if job_type is None else f"JobType = '{job_type}' and {in_groups}"
-        return wr.Runset(name=name, filters=filters, groupby=groupby or [], **where)
+        return wr.Runset(name=name, filters=filters, groupby=groupby or [], **columns, **where)
 
     evaluation = wr.PanelGrid(
         runsets=[runset("evaluations by experiment and variant", "eval", ["group", "config.variant"])],
@@ -95,6 +83,15 @@ def build(c: Contents, entity: str, project: str, title: str = "IterPref: varian
     side_by_side = wr.PanelGrid(
         runsets=[runset("all runs", None)],
         panels=[wr.RunComparer(diff_only="split")] + ([wr.ParallelCoordinatesPlot(columns=axes)] if c.swept else []))
+    # the sweep table's rows (experiment x variant x benchmark): the evaluation runs grouped by
+    # experiment, with the variant, the benchmark, the swept keys and pass@1 as the only columns
+    table_columns = ["run:displayName", "config:variant.value", "config:benchmark.value",
+                     *[f"config:{k}.value" for k in c.swept], *[f"summary:{b}/pass@1" for b in c.benchmarks]]
+    sweep_table = wr.PanelGrid(
+        runsets=[runset("the sweep table: evaluations by experiment", "eval", ["group"],
+                        pinned_columns=table_columns, column_order=table_columns, lock_columns=True)],
+        panels=[wr.BarPlot(title=f"{b}: pass@1 by experiment", metrics=[f"{b}/pass@1"], orientation="v")
+                for b in c.benchmarks])
     intro = (f"Experiments (W&B groups): {', '.join(c.groups)}. Variants: {', '.join(c.variants) or '-'}. "
              f"Benchmarks: {', '.join(c.benchmarks) or '-'}. Each bar is one variant of one experiment "
              "(greedy pass@1); differences of a few tasks are noise (see reports/summary.md, McNemar).")
@@ -103,7 +100,13 @@ def build(c: Contents, entity: str, project: str, title: str = "IterPref: varian
     return wr.Report(entity=entity, project=project, title=title, description="Generated by iterpref.reporting.wandb_report",
                      blocks=[wr.MarkdownBlock(text=intro), wr.H2(text="pass@1 per benchmark"), evaluation,
                              wr.H2(text="Training curves"), training,
-                             wr.H2(text="Configs and summaries side by side"), side_by_side])
+                             wr.H2(text="Configs and summaries side by side"), side_by_side,
+                             wr.H2(text="The sweep table"),
+                             wr.MarkdownBlock(text="One row per evaluation run (experiment x variant x benchmark), "
+                                                   "grouped by experiment, the swept keys as columns: the rows of "
+                                                   "`iterpref-sweep-table`, which adds the tasks that differ from a "
+                                                   "baseline and McNemar's p with Holm's correction."),
+                             sweep_table])
 
 
 def definition(report) -> dict:
