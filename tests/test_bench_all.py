@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import processes
 from bench.result import Metric, read
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +44,6 @@ raise RuntimeError("the model folder models/student is missing")
 GPU = '''
 MAKE_BENCH = {"args": [], "needs": "cuda"}
 import sys
-
-import processes
 sys.exit("ran without a GPU")
 '''
 PLAIN = 'print("a bench that declares nothing")\n'

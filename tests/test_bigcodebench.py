@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 import processes
 from silent_server import silent_server
 

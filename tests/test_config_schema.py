@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 import processes
 from dvc_repo import make_repo
 

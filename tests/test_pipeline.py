@@ -8,6 +8,7 @@ import json
 import sys
 
 import pytest
+
 import processes
 from dvc_repo import ran_stages, sh
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
+
 import processes
 from dvc_repo import ran_stages, sh
 from silent_server import silent_server

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 import processes
 from chat_server import hermetic_env, user  # noqa: F401 (fixture)
 

