@@ -43,7 +43,7 @@ def test_eval_help_names_the_other_modes():
 
 def test_compare_without_results_is_one_line(tmp_path):
     err = one_line_error(tool("iterpref-compare", "dpo", "target_dpo", "--eval-dir", str(tmp_path)), "iterpref-compare")
-    assert "no benchmark has results for both dpo and target_dpo" in err
+    assert "'dpo': no result files in" in err
 
 
 def test_compare_of_different_task_sets_is_one_line(tmp_path):

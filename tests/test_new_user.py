@@ -97,7 +97,7 @@ CLI_MISTAKES = {
     "a sweep over an interval that leaves the range": (
         ["iterpref-sweep", "--multirun", "hydra/sweeper=maximize", "sweep.metric=target_dpo.average",
          "train.common.beta=interval(0,0.5)"], "train.common.beta = 0.0: expected a value > 0"),
-    "comparing variants with no results": (["iterpref-compare", "dpo", "target_dpo"], "no benchmark has results"),
+    "comparing variants with no results": (["iterpref-compare", "dpo", "target_dpo"], "'dpo': no result files in"),
     "params for an unknown key": (["iterpref-params", "train.common.betta=0.2", "--check"], "betta"),
 }
 
