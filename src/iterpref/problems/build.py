@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from iterpref.config.fields import build
+from iterpref.config.fields import build as build_config
 from iterpref.problems.base import Candidate, Drop, Dropped, Harvest, count_reasons
 from iterpref.problems.decontaminate import DecontaminateConfig, decontaminate, load_index
 from iterpref.problems.dedup import DedupConfig, deduplicate
@@ -89,9 +89,9 @@ def load_config(section: dict) -> tuple[ProblemsConfig, object]:
         section.pop(other, None)
     nested = {"validate": ValidateConfig, "dedup": DedupConfig, "decontaminate": DecontaminateConfig}
     for key, cls in nested.items():
-        section[key] = build(cls, section.get(key), f"problems.{key}")
+        section[key] = build_config(cls, section.get(key), f"problems.{key}")
     module = importlib.import_module(SOURCES[source])
-    return build(ProblemsConfig, section, "problems"), build(module.Config, own, f"problems.{source}")
+    return build_config(ProblemsConfig, section, "problems"), build_config(module.Config, own, f"problems.{source}")
 
 
 def _load_log(path: Path) -> dict[str, Validated]:
