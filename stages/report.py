@@ -1,5 +1,6 @@
 """Stage `report`: reports/summary.md (the paper's Table 1 layout, significance, data, training,
-evaluation), reports/metrics.json (DVC metrics) and reports/figures/*.png.
+evaluation), reports/metrics.json (DVC metrics), reports/figures/*.png and the probe's per-token
+picture reports/figures/probe_tokens.html.
 
 Missing inputs (a variant not trained or evaluated, an evaluation that errored) are listed in
 the summary and skipped, never fatal.
@@ -9,7 +10,7 @@ import json
 from pathlib import Path
 
 from iterpref import params as P
-from iterpref.reporting import figures, summary
+from iterpref.reporting import figures, summary, token_picture
 
 if __name__ == "__main__":
     params = P.load()
@@ -19,5 +20,10 @@ if __name__ == "__main__":
     Path("reports/metrics.json").write_text(json.dumps(summary.metrics(inp), indent=2) + "\n")
     written, skipped = figures.render(inp, "reports/figures")
     links = {name: f"figures/{path.name}" for name, path in written.items()}
+    why_not = token_picture.render(inp.probe, "reports/figures/probe_tokens.html")
+    if why_not:
+        skipped["probe_tokens"] = why_not
+    else:
+        links["probe_tokens"] = "figures/probe_tokens.html"
     Path("reports/summary.md").write_text(summary.markdown(inp, links, skipped))
     print(Path("reports/summary.md").read_text())

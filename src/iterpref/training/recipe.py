@@ -100,6 +100,14 @@ def variant_config(train_params: dict, variant: str) -> TrainConfig:
     return build(TrainConfig, {**train_params["common"], **spec, "mask": mask}, f"train.variants.{variant}")
 
 
+def training_sample(pairs: list[Pair], cfg: TrainConfig) -> list[Pair]:
+    """The pairs a variant trains on: ``cfg.max_pairs`` of them drawn at random (seeded by
+    ``cfg.seed``), or all when there are no more than that."""
+    if cfg.max_pairs is not None and cfg.max_pairs < len(pairs):
+        return random.Random(cfg.seed).sample(pairs, cfg.max_pairs)
+    return pairs
+
+
 def pairs_dataset(pairs: list[Pair]):
     """The conversational preference dataset TRL expects, plus the span columns."""
     from datasets import Dataset
@@ -218,9 +226,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
     out_dir, model_path = Path(out_dir), Path(model_path)
     state = PartialState()
     # setup
-    pairs = read_jsonl(pairs_path, Pair)
-    if cfg.max_pairs is not None and cfg.max_pairs < len(pairs):
-        pairs = random.Random(cfg.seed).sample(pairs, cfg.max_pairs)
+    pairs = training_sample(read_jsonl(pairs_path, Pair), cfg)
     if not pairs:
         raise ValueError(f"{pairs_path}: no pairs to train on")
     key = workdir.run_key({"train": asdict(cfg), "world_size": state.num_processes,
