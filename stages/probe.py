@@ -6,6 +6,9 @@ headline numbers also go to a W&B run ``VARIANT-probe``.
 The report's top level is the held-out summary; ``in_sample`` is the same summary on the training
 pairs (``train.common.max_pairs`` drawn as training draws them); ``tokens`` holds every completion
 token's shift for the first `SHOWN` held-out pairs that have D- lines (the report's per-token picture).
+The reference's log-probs come from data/reference_logprobs/ (stage `reference_logprobs`) where
+they were computed under the variant's settings (``shared_reference`` says per pair set), else the
+reference model runs here.
 """
 
 import json
@@ -18,11 +21,12 @@ import torch
 from iterpref import params as P
 from iterpref import runtime, tracking
 from iterpref.cli import command
-from iterpref.probe import pair_sums, summarise
+from iterpref.probe import pair_sums, reference, summarise
 from iterpref.records import Pair, read_jsonl
 from iterpref.training.recipe import training_sample, variant_config
 
 SHOWN = 3  # held-out pairs whose every token the report pictures
+REFERENCE = Path("data/reference_logprobs")  # the reference's log-probs (stage reference_logprobs)
 
 
 def _brief(report: dict) -> dict:
@@ -39,13 +43,17 @@ def main(variant: str) -> None:
     heldout = read_jsonl("data/pairs_heldout.jsonl", Pair)
     trained_on = training_sample(read_jsonl("data/pairs.jsonl", Pair), cfg)
     shown = frozenset([p.pair_id for p in heldout if p.rejected_spans][:SHOWN])
+    shared = {name: reference.load(REFERENCE / f"{name}.pt", pairs, cfg)
+              for name, pairs in (("heldout", heldout), ("training", trained_on))}
     start = time.time()
-    sums, tokens = pair_sums(Path("models/trained") / variant, "models/student", heldout, cfg, use_cpu, detail=shown)
+    sums, tokens = pair_sums(Path("models/trained") / variant, "models/student", heldout, cfg, use_cpu, detail=shown,
+                             reference=shared["heldout"])
     report = summarise(sums, cfg.beta)
     heldout_s = time.time() - start
-    in_sample = summarise(pair_sums(Path("models/trained") / variant, "models/student", trained_on, cfg, use_cpu)[0],
-                          cfg.beta)
+    in_sample = summarise(pair_sums(Path("models/trained") / variant, "models/student", trained_on, cfg, use_cpu,
+                                    reference=shared["training"])[0], cfg.beta)
     report.update({"variant": variant, "heldout_pairs": len(heldout), "in_sample": in_sample, "tokens": tokens,
+                   "shared_reference": {name: lp is not None for name, lp in shared.items()},
                    "heldout_runtime_s": round(heldout_s, 2), "runtime_s": round(time.time() - start, 2),
                    "peak_rss_gib": runtime.peak_rss_gib()})
     out = Path("reports/probe") / f"{variant}.json"

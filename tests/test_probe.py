@@ -21,7 +21,7 @@ from test_tracking import offline  # noqa: F401  (a fixture)
 
 from iterpref import params as P
 from iterpref import probe, tracking
-from iterpref.probe import positions
+from iterpref.probe import positions, reference
 from iterpref.pairs.build import PairConfig, make_pair, split_by_problem
 from iterpref.records import Attempt, Outcome, Pair, Problem, Trajectory, write_jsonl
 from iterpref.tracking import wandb_runs
@@ -81,36 +81,31 @@ def expected_groups(tok, row, pair) -> dict[str, list[int]]:
 
 
 def test_position_groups_on_hand_made_pairs(tiny_model_dir):
-    """Each group holds exactly the tokens the documented rule puts there; the chosen and rejected
-    prefixes are the same tokens; D- of one_line is its changed line and nothing around it."""
+    """Each group holds exactly the tokens the documented rule puts there, on TRL's own ids; the
+    chosen and rejected prefixes are the same tokens; D- of one_line is its changed line and
+    nothing around it."""
     model, tok = load_tiny(tiny_model_dir)
     trainer = probe.probe_trainer(model, load_tiny(tiny_model_dir)[0], tok, ALL, CFG, use_cpu=True)
-    rows = list(trainer.train_dataset)
-    per_row = [positions.position_masks(r, tok) for r in rows]
-    whole, groups = probe.group_masks(trainer.data_collator, rows, per_row)
-    targets = whole["input_ids"][:, 1:]
-    n = len(rows)
-    for k, row in enumerate(rows):
-        want = expected_groups(tok, row, BY_ID[row["pair_id"]])
-        for side, offset in (("chosen", 0), ("rejected", n)):
-            ids = row[f"{side}_ids"]
-            for group in probe.SIDES[side]:
-                got = targets[offset + k][groups[group][k]].tolist()
-                assert got == [i for i, m in zip(ids, want[group]) if m], (row["pair_id"], group)
-            assert sum(int(groups[g][k].sum()) for g in probe.SIDES[side]) == len(ids)  # a partition
-        prefix = [targets[o + k][groups[g][k]].tolist() for o, g in ((0, "chosen_prefix"), (n, "rejected_prefix"))]
-        assert prefix[0] == prefix[1], row["pair_id"]
-    k = [r["pair_id"] for r in rows].index("one_line")
-    text = {g: tok.decode(targets[(n if g.startswith("rejected") else 0) + k][groups[g][k]])
-            for g in probe.GROUPS}
-    assert "out.append(x - 1)" in text["rejected_error"] and "def" not in text["rejected_error"]
-    assert "out.append(x + 1)" in text["chosen_fix"]
-    assert "def inc_all" in text["rejected_prefix"] and "return out" in text["rejected_suffix"]
-    assert "return" not in text["rejected_prefix"] and "def" not in text["rejected_suffix"]
-    k = [r["pair_id"] for r in rows].index("insert_only")  # no D-: the rejected side splits where D+ begins
-    assert not groups["rejected_error"][k].any()
-    assert "y = x" in tok.decode(targets[n + k][groups["rejected_prefix"][k]])
-    assert "return y" in tok.decode(targets[n + k][groups["rejected_suffix"][k]])
+    rows = {r["pair_id"]: r for r in trainer.train_dataset}
+    groups = {pid: positions.position_masks(row, tok) for pid, row in rows.items()}
+    for pid, row in rows.items():
+        assert groups[pid] == expected_groups(tok, row, BY_ID[pid]), pid
+        for side in probe.SIDES:  # a partition of the side's tokens
+            assert [sum(m) for m in zip(*(groups[pid][g] for g in probe.SIDES[side]))] == [1] * len(row[f"{side}_ids"])
+        prefix = [[i for i, m in zip(row[f"{side}_ids"], groups[pid][f"{side}_prefix"]) if m] for side in probe.SIDES]
+        assert prefix[0] == prefix[1], pid
+
+    def text(pid, group):
+        side = "rejected" if group.startswith("rejected") else "chosen"
+        return tok.decode([i for i, m in zip(rows[pid][f"{side}_ids"], groups[pid][group]) if m])
+
+    assert "out.append(x - 1)" in text("one_line", "rejected_error") and "def" not in text("one_line", "rejected_error")
+    assert "out.append(x + 1)" in text("one_line", "chosen_fix")
+    assert "def inc_all" in text("one_line", "rejected_prefix") and "return out" in text("one_line", "rejected_suffix")
+    assert "return" not in text("one_line", "rejected_prefix") and "def" not in text("one_line", "rejected_suffix")
+    # no D-: the rejected side splits where D+ begins
+    assert not any(groups["insert_only"]["rejected_error"])
+    assert "y = x" in text("insert_only", "rejected_prefix") and "return y" in text("insert_only", "rejected_suffix")
 
 
 def test_every_shift_is_zero_when_the_policy_is_the_reference(tiny_model_dir):
@@ -232,6 +227,21 @@ def test_target_dpo_on_a_pairs_rejected_side_moves_its_d_minus_tokens_down(tiny_
     assert focal["chosen_prefix"]["mean"] > 0
 
 
+def test_shared_reference_log_probs_give_the_same_sums(tiny_model_dir, trained, tmp_path):
+    """The reference's log-probs computed once (iterpref.probe.reference) and read back give the
+    sums the probe gets running the reference itself; a file of other settings or pairs is not used."""
+    pairs = focal_pairs()
+    path = tmp_path / "reference.pt"
+    reference.save(path, reference.compute(tiny_model_dir, pairs, CFG, use_cpu=True), CFG)
+    stored = reference.load(path, pairs, CFG)
+    live, shared = (probe.pair_sums(trained["dpo"], tiny_model_dir, pairs, CFG, use_cpu=True, reference=lp)[0]
+                    for lp in (None, stored))
+    assert shared == live and any(s["rejected_error_sum"] != 0 for s in live)
+    assert reference.load(path, [*pairs, BY_ID["one_line"]], CFG) is None  # a pair it lacks
+    assert reference.load(path, pairs, TrainConfig(bf16=False, max_length=512)) is None  # another cut
+    assert reference.load(tmp_path / "absent.pt", pairs, CFG) is None
+
+
 def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
     """stages/probe.py in a run folder: params.yaml, the two models, the held-out pairs."""
     params = P.compose(["experiment=smoke", "logging=disabled", "runtime.threads=1"])
@@ -240,9 +250,11 @@ def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
     shutil.copytree(trained["target_dpo"], tmp_path / "models/trained/target_dpo")
     write_jsonl(tmp_path / "data/pairs_heldout.jsonl", [BY_ID["insert_only"], *focal_pairs()])
     write_jsonl(tmp_path / "data/pairs.jsonl", focal_pairs())  # what the variant trained on
-    subprocess.run([sys.executable, str(ROOT / "stages/probe.py"), "target_dpo"], cwd=tmp_path, check=True,
-                   capture_output=True)
+    for stage in (["reference_logprobs.py"], ["probe.py", "target_dpo"]):
+        subprocess.run([sys.executable, str(ROOT / "stages" / stage[0]), *stage[1:]], cwd=tmp_path, check=True,
+                       capture_output=True)
     report = json.loads((tmp_path / "reports/probe/target_dpo.json").read_text())
+    assert report["shared_reference"] == {"heldout": True, "training": True}
     assert report["variant"] == "target_dpo" and report["pairs"] == report["heldout_pairs"] == 3
     assert report["in_sample"]["pairs"] == 2 and report["in_sample"]["rejected_error"]["mean"] < 0
     assert [r["pair_id"] for r in report["in_sample"]["per_pair"]] == [p.pair_id for p in focal_pairs()]

@@ -30,6 +30,7 @@ import tempfile
 from dataclasses import replace
 
 import numpy as np
+from tqdm import tqdm
 
 from iterpref.probe.positions import GROUPS, SIDES, position_masks, token_ranges
 from iterpref.records import Pair
@@ -56,39 +57,54 @@ def probe_trainer(policy, reference, tokenizer, pairs: list[Pair], cfg: TrainCon
                                train_dataset=pairs_dataset(pairs), processing_class=tokenizer, mask=plain.mask)
 
 
-def group_masks(collate, rows: list[dict], per_row: list[dict[str, list[int]]]) -> tuple[dict, dict]:
-    """``rows`` (prepared dataset rows) collated as training collates them, and each group's mask
-    over the batch's next-token positions (``[len(rows), seq_len - 1]``: entry ``j`` is the token
-    at ``input_ids[:, j + 1]``); the chosen rows come first in the batch, then the rejected.
-    ``per_row``: each row's `position_masks`; the collator truncates them as it truncates the ids."""
+def kept(mask: list[int], length: int, truncation_mode: str) -> list[int]:
+    """The entries of a completion's token ``mask`` for the ``length`` tokens the collator kept
+    (``keep_start`` cuts a sequence's end, ``keep_end`` its start)."""
+    return mask[:length] if truncation_mode == "keep_start" else mask[len(mask) - length:]
+
+
+def completion_log_probs(trainer, model, cfg: TrainConfig) -> dict[str, dict]:
+    """``model``'s log-prob of every completion token the collator keeps, per prepared row of
+    ``trainer`` (a `probe_trainer`): ``{pair_id: {"chosen": tensor, "rejected": tensor}}`` (fp32, in
+    completion order), batched as training batches (``cfg.per_device_batch_size``)."""
+    import torch
+
     from iterpref.training.trainer import MASK_COLUMNS
 
-    bare = [{k: v for k, v in r.items() if k not in MASK_COLUMNS} for r in rows]
-    whole = collate(bare)  # TRL's completion mask
-    n, out = len(rows), {}
-    for chosen, rejected in zip(SIDES["chosen"], SIDES["rejected"]):
-        narrowed = collate([{**r, MASK_COLUMNS[0]: m[chosen], MASK_COLUMNS[1]: m[rejected]}
-                            for r, m in zip(bare, per_row)])["completion_mask"][:, 1:].bool()
-        out[chosen], out[rejected] = narrowed[:n], narrowed[n:]
-    return whole, out
+    rows, device = trainer.train_dataset, trainer.accelerator.device
+    model = model.to(device).eval()
+    out = {}
+    for start in tqdm(range(0, len(rows), cfg.per_device_batch_size), desc="probe: log-probs", unit="batch"):
+        batch = [rows[i] for i in range(start, min(start + cfg.per_device_batch_size, len(rows)))]
+        whole = trainer.data_collator([{k: v for k, v in r.items() if k not in MASK_COLUMNS} for r in batch])
+        ids, attention = whole["input_ids"].to(device), whole["attention_mask"].to(device)
+        labels = ids.masked_fill(whole["completion_mask"].to(device) == 0, -100)
+        with torch.no_grad(), trainer.accelerator.autocast():
+            lp = model(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True,
+                       use_cache=False).log_probs.float().cpu()
+        completion = whole["completion_mask"][:, 1:].bool()
+        n = len(batch)
+        for k, row in enumerate(batch):
+            out[row["pair_id"]] = {"chosen": lp[k][completion[k]], "rejected": lp[n + k][completion[n + k]]}
+    return out
 
 
-def token_detail(row: dict, tokenizer, side: str, shifts, masks: dict, position) -> list[list]:
-    """One completion's tokens in order as ``[text, shift, group]`` (``shifts``: the side's per-
-    position shifts; ``position``: which positions hold its completion tokens, after truncation)."""
-    text = row[side][-1]["content"]
-    ids = row[f"{side}_ids"]
-    names = SIDES[side]
+def token_detail(row: dict, tokenizer, side: str, shifts: list[float], masks: dict, truncation_mode: str) -> list[list]:
+    """One completion's kept tokens in order as ``[text, shift, group]``."""
+    text, ids, names = row[side][-1]["content"], row[f"{side}_ids"], SIDES[side]
+    ranges, n = token_ranges(row, tokenizer, side), len(shifts)
+    indices = kept(list(range(len(ids))), n, truncation_mode)
     out = []
-    for i, ((start, end), shift) in enumerate(zip(token_ranges(row, tokenizer, side), shifts[position].tolist())):
+    for i, shift in zip(indices, shifts):
+        start, end = ranges[i]
         piece = text[start:min(end, len(text))] if start < len(text) else tokenizer.decode([ids[i]])
-        group = next(g for g in names if masks[g][i])
-        out.append([piece, round(shift, 5), group])
+        out.append([piece, round(shift, 5), next(g for g in names if masks[g][i])])
     return out
 
 
 def pair_sums(policy_dir: str | os.PathLike, reference_dir: str | os.PathLike, pairs: list[Pair], cfg: TrainConfig,
-              use_cpu: bool, detail: frozenset[str] = frozenset()) -> tuple[list[dict], dict]:
+              use_cpu: bool, detail: frozenset[str] = frozenset(),
+              reference: dict[str, dict] | None = None) -> tuple[list[dict], dict]:
     """Per pair: the token count and the summed shift ``log p_policy - log p_reference`` of each
     group (``<group>_tokens``, ``<group>_sum``), with ``pair_id`` and ``task_id``; and, for the
     pairs whose ids are in ``detail``, every completion token's shift (`token_detail`), by pair id
@@ -96,9 +112,10 @@ def pair_sums(policy_dir: str | os.PathLike, reference_dir: str | os.PathLike, p
 
     ``cfg`` is the variant's training config: its ``max_length`` truncates as in training, its
     ``bf16`` sets the autocast, its ``per_device_batch_size`` the batch. Pairs whose prompt alone
-    fills ``max_length`` are dropped, as TRL drops them from training.
+    fills ``max_length`` are dropped, as TRL drops them from training. ``reference``: the reference
+    model's `completion_log_probs` for these pairs under the same settings (the shared file of
+    `iterpref.probe.reference`); without it the reference model is run here.
     """
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not pairs:
@@ -106,32 +123,33 @@ def pair_sums(policy_dir: str | os.PathLike, reference_dir: str | os.PathLike, p
     tokenizer = AutoTokenizer.from_pretrained(reference_dir)
     trainer = probe_trainer(AutoModelForCausalLM.from_pretrained(policy_dir),
                             AutoModelForCausalLM.from_pretrained(reference_dir), tokenizer, pairs, cfg, use_cpu)
-    rows, device = trainer.train_dataset, trainer.accelerator.device
-    task = {p.pair_id: p.task_id for p in pairs}
-    models = [m.to(device).eval() for m in (trainer.model, trainer.ref_model)]
+    policy = completion_log_probs(trainer, trainer.model, cfg)
+    if reference is None:
+        reference = completion_log_probs(trainer, trainer.ref_model, cfg)
+    task, mode = {p.pair_id: p.task_id for p in pairs}, trainer.args.truncation_mode
     out, tokens = [], {}
-    for start in range(0, len(rows), cfg.per_device_batch_size):
-        batch = [rows[i] for i in range(start, min(start + cfg.per_device_batch_size, len(rows)))]
-        per_row = [position_masks(r, tokenizer) for r in batch]
-        whole, masks = group_masks(trainer.data_collator, batch, per_row)
-        ids, attention = whole["input_ids"].to(device), whole["attention_mask"].to(device)
-        labels = ids.masked_fill(whole["completion_mask"].to(device) == 0, -100)
-        with torch.no_grad(), trainer.accelerator.autocast():
-            policy_lp, reference_lp = (m(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True,
-                                         use_cache=False).log_probs.float().cpu() for m in models)
-        shift = dict(zip(SIDES, (policy_lp - reference_lp).chunk(2)))
-        completion = dict(zip(SIDES, whole["completion_mask"][:, 1:].bool().chunk(2)))
-        for k, row in enumerate(batch):
-            sums = {"pair_id": row["pair_id"], "task_id": task[row["pair_id"]]}
-            for side, names in SIDES.items():
-                for group in names:
-                    sums[f"{group}_tokens"] = int(masks[group][k].sum())
-                    sums[f"{group}_sum"] = float(shift[side][k][masks[group][k]].sum())
-            out.append(sums)
-            if row["pair_id"] in detail:
-                tokens[row["pair_id"]] = {side: token_detail(row, tokenizer, side, shift[side][k], per_row[k],
-                                                             completion[side][k]) for side in SIDES}
+    for row in trainer.train_dataset:
+        pid = row["pair_id"]
+        masks = position_masks(row, tokenizer)
+        sums = {"pair_id": pid, "task_id": task[pid]}
+        shifts = {}
+        for side, names in SIDES.items():
+            shifts[side] = policy[pid][side] - reference[pid][side]
+            for group in names:
+                mask = torch_bool(kept(masks[group], len(shifts[side]), mode))
+                sums[f"{group}_tokens"] = int(mask.sum())
+                sums[f"{group}_sum"] = float(shifts[side][mask].sum())
+        out.append(sums)
+        if pid in detail:
+            tokens[pid] = {side: token_detail(row, tokenizer, side, shifts[side].tolist(), masks, mode) for side in SIDES}
     return out, tokens
+
+
+def torch_bool(mask: list[int]):
+    """A 0/1 list as a boolean tensor (an empty list too)."""
+    import torch
+
+    return torch.tensor(mask, dtype=torch.bool)
 
 
 def bootstrap(values: list[float], resamples: int = BOOTSTRAP["resamples"], seed: int = BOOTSTRAP["seed"],
