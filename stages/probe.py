@@ -1,6 +1,14 @@
-"""Stage `probe@VARIANT`: the log-prob shifts of the held-out pairs' tokens, trained policy
-(models/trained/VARIANT) against the reference (models/student) -> reports/probe/VARIANT.json
-(see iterpref.probe); the headline numbers also go to a W&B run ``VARIANT-probe``.
+"""Stage `probe@VARIANT`: the log-prob shifts of each token group, trained policy
+(models/trained/VARIANT) against the reference (models/student), on the held-out pairs and on the
+pairs the variant trained on -> reports/probe/VARIANT.json (see iterpref.probe); the held-out
+headline numbers also go to a W&B run ``VARIANT-probe``.
+
+The report's top level is the held-out summary; ``in_sample`` is the same summary on the training
+pairs (``train.common.max_pairs`` drawn as training draws them); ``tokens`` holds every completion
+token's shift for the first `SHOWN` held-out pairs that have D- lines (the report's per-token picture).
+The reference's log-probs come from data/reference_logprobs/ (stage `reference_logprobs`) where
+they were computed under the variant's settings (``shared_reference`` says per pair set), else the
+reference model runs here.
 """
 
 import json
@@ -13,9 +21,17 @@ import torch
 from iterpref import params as P
 from iterpref import runtime, tracking
 from iterpref.cli import command
-from iterpref.probe import pair_sums, summarise
+from iterpref.probe import pair_sums, reference, summarise
 from iterpref.records import Pair, read_jsonl
-from iterpref.training.recipe import variant_config
+from iterpref.training.recipe import training_sample, variant_config
+
+SHOWN = 3  # held-out pairs whose every token the report pictures
+REFERENCE = Path("data/reference_logprobs")  # the reference's log-probs (stage reference_logprobs)
+
+
+def _brief(report: dict) -> dict:
+    return {k: report[k] and [round(report[k]["mean"], 4), [round(x, 4) for x in report[k]["ci"]]]
+            for k in ("rejected_prefix", "rejected_error", "rejected_suffix", "focal_margin", "accuracy")}
 
 
 @command
@@ -24,19 +40,28 @@ def main(variant: str) -> None:
     runtime.configure(params)
     cfg = variant_config(params["train"], variant)
     use_cpu = params["runtime"]["device"] == "cpu" or not torch.cuda.is_available()
-    pairs = read_jsonl("data/pairs_heldout.jsonl", Pair)
+    heldout = read_jsonl("data/pairs_heldout.jsonl", Pair)
+    trained_on = training_sample(read_jsonl("data/pairs.jsonl", Pair), cfg)
+    shown = frozenset([p.pair_id for p in heldout if p.rejected_spans][:SHOWN])
+    shared = {name: reference.load(REFERENCE / f"{name}.pt", pairs, cfg)
+              for name, pairs in (("heldout", heldout), ("training", trained_on))}
     start = time.time()
-    report = summarise(pair_sums(Path("models/trained") / variant, "models/student", pairs, cfg, use_cpu), cfg.beta)
-    report.update({"variant": variant, "heldout_pairs": len(pairs), "runtime_s": round(time.time() - start, 2),
+    sums, tokens = pair_sums(Path("models/trained") / variant, "models/student", heldout, cfg, use_cpu, detail=shown,
+                             reference=shared["heldout"])
+    report = summarise(sums, cfg.beta)
+    heldout_s = time.time() - start
+    in_sample = summarise(pair_sums(Path("models/trained") / variant, "models/student", trained_on, cfg, use_cpu,
+                                    reference=shared["training"])[0], cfg.beta)
+    report.update({"variant": variant, "heldout_pairs": len(heldout), "in_sample": in_sample, "tokens": tokens,
+                   "shared_reference": {name: lp is not None for name, lp in shared.items()},
+                   "heldout_runtime_s": round(heldout_s, 2), "runtime_s": round(time.time() - start, 2),
                    "peak_rss_gib": runtime.peak_rss_gib()})
     out = Path("reports/probe") / f"{variant}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     tracking.log_probe(params, variant, report)
-    shown = {k: report[k] and [round(report[k]["mean"], 4), [round(x, 4) for x in report[k]["ci"]]]
-             for k in ("rejected_error", "rejected_shared", "focal_margin", "accuracy")}
-    print(f"probe {variant}: {report['pairs']} held-out pairs; {shown}; {report['runtime_s']} s, "
-          f"peak RSS {report['peak_rss_gib']} GiB")
+    print(f"probe {variant}: {report['pairs']} held-out pairs {_brief(report)}; {in_sample['pairs']} training pairs "
+          f"{_brief(in_sample)}; {report['runtime_s']} s, peak RSS {report['peak_rss_gib']} GiB")
 
 
 if __name__ == "__main__":

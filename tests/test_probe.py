@@ -21,6 +21,7 @@ from test_tracking import offline  # noqa: F401  (a fixture)
 import processes
 from iterpref import params as P
 from iterpref import probe, tracking
+from iterpref.probe import positions, reference
 from iterpref.pairs.build import PairConfig, make_pair, split_by_problem
 from iterpref.records import Attempt, Outcome, Pair, Problem, Trajectory, write_jsonl
 from iterpref.tracking import wandb_runs
@@ -62,45 +63,71 @@ def test_split_keeps_one_problem_each_way(tasks, fraction, held):
 
 # --------------------------------------------------------------------------- token groups
 
-def test_token_groups_on_hand_made_pairs(tiny_model_dir):
-    """Chosen: every chosen completion token; D-: the rejected tokens that touch a D- line (the
-    documented mask rule, on pieces decoded from TRL's ids); shared: every other rejected token."""
+def expected_groups(tok, row, pair) -> dict[str, list[int]]:
+    """The six groups by the documented rule, on pieces decoded from TRL's ids: a token that starts
+    before the first changed character of either side (the sides share that text) is prefix; of
+    the others, those touching a changed line are D+ / D-, the rest suffix."""
+    boundary = min([s for s, _ in pair.chosen_spans + pair.rejected_spans], default=float("inf"))
+    prompt = [{"role": "user", "content": pair.prompt}]
+    out = {}
+    for side, code, spans in (("chosen", pair.chosen, pair.chosen_spans), ("rejected", pair.rejected, pair.rejected_spans)):
+        _, ranges = token_pieces(tok, prompt + [{"role": "assistant", "content": code}], row[f"{side}_ids"])
+        changed = expected_mask(ranges, spans)
+        prefix, middle, suffix = probe.SIDES[side]
+        out[prefix] = [int(a < boundary) for a, _ in ranges]
+        out[middle] = [int(c and a >= boundary) for c, (a, _) in zip(changed, ranges)]
+        out[suffix] = [int(not c and a >= boundary) for c, (a, _) in zip(changed, ranges)]
+    return out
+
+
+def test_position_groups_on_hand_made_pairs(tiny_model_dir):
+    """Each group holds exactly the tokens the documented rule puts there, on TRL's own ids; the
+    chosen and rejected prefixes are the same tokens; D- of one_line is its changed line and
+    nothing around it."""
     model, tok = load_tiny(tiny_model_dir)
     trainer = probe.probe_trainer(model, load_tiny(tiny_model_dir)[0], tok, ALL, CFG, use_cpu=True)
-    rows = list(trainer.train_dataset)
-    whole, groups = probe.group_masks(trainer.data_collator, rows)
-    targets = whole["input_ids"][:, 1:]
-    n = len(rows)
-    for k, row in enumerate(rows):
-        p = BY_ID[row["pair_id"]]
-        prompt = [{"role": "user", "content": p.prompt}]
-        pieces, ranges = token_pieces(tok, prompt + [{"role": "assistant", "content": p.rejected}], row["rejected_ids"])
-        in_d_minus = expected_mask(ranges, p.rejected_spans)
-        error = targets[n + k][groups["rejected_error"][k]].tolist()
-        shared = targets[n + k][groups["rejected_shared"][k]].tolist()
-        assert error == [i for i, m in zip(row["rejected_ids"], in_d_minus) if m]
-        assert shared == [i for i, m in zip(row["rejected_ids"], in_d_minus) if not m]
-        chosen = targets[k][groups["chosen"][k]].tolist()
-        assert chosen == row["chosen_ids"] and tok.decode(chosen).endswith(p.chosen + END_OF_TURN)
-    # read back: D- of one_line is its changed line, nothing of the lines around it
-    k = [r["pair_id"] for r in rows].index("one_line")
-    error_text = tok.decode(targets[n + k][groups["rejected_error"][k]])
-    assert "out.append(x - 1)" in error_text and "def" not in error_text and "return" not in error_text
-    k = [r["pair_id"] for r in rows].index("insert_only")
-    assert not groups["rejected_error"][k].any() and groups["rejected_shared"][k].sum() == len(rows[k]["rejected_ids"])
+    rows = {r["pair_id"]: r for r in trainer.train_dataset}
+    groups = {pid: positions.position_masks(row, tok) for pid, row in rows.items()}
+    for pid, row in rows.items():
+        assert groups[pid] == expected_groups(tok, row, BY_ID[pid]), pid
+        for side in probe.SIDES:  # a partition of the side's tokens
+            assert [sum(m) for m in zip(*(groups[pid][g] for g in probe.SIDES[side]))] == [1] * len(row[f"{side}_ids"])
+        prefix = [[i for i, m in zip(row[f"{side}_ids"], groups[pid][f"{side}_prefix"]) if m] for side in probe.SIDES]
+        assert prefix[0] == prefix[1], pid
+
+    def text(pid, group):
+        side = "rejected" if group.startswith("rejected") else "chosen"
+        return tok.decode([i for i, m in zip(rows[pid][f"{side}_ids"], groups[pid][group]) if m])
+
+    assert "out.append(x - 1)" in text("one_line", "rejected_error") and "def" not in text("one_line", "rejected_error")
+    assert "out.append(x + 1)" in text("one_line", "chosen_fix")
+    assert "def inc_all" in text("one_line", "rejected_prefix") and "return out" in text("one_line", "rejected_suffix")
+    assert "return" not in text("one_line", "rejected_prefix") and "def" not in text("one_line", "rejected_suffix")
+    # no D-: the rejected side splits where D+ begins
+    assert not any(groups["insert_only"]["rejected_error"])
+    assert "y = x" in text("insert_only", "rejected_prefix") and "return y" in text("insert_only", "rejected_suffix")
 
 
 def test_every_shift_is_zero_when_the_policy_is_the_reference(tiny_model_dir):
-    sums = probe.pair_sums(tiny_model_dir, tiny_model_dir, ALL, CFG, use_cpu=True)
+    sums, tokens = probe.pair_sums(tiny_model_dir, tiny_model_dir, ALL, CFG, use_cpu=True,
+                                   detail=frozenset({"one_line"}))
     assert [s["pair_id"] for s in sums] == [p.pair_id for p in ALL]
     assert all(s[f"{g}_sum"] == 0.0 for s in sums for g in probe.GROUPS)
-    assert all(s["chosen_tokens"] > 0 and s["rejected_shared_tokens"] > 0 for s in sums)
+    assert all(s["chosen_prefix_tokens"] > 0 and s["rejected_suffix_tokens"] > 0 for s in sums)
     report = probe.summarise(sums, beta=0.1)
-    for key in (*probe.GROUPS, "focal_margin", "reward_margin"):
+    for key in (*probe.SHIFTS, "focal_margin", "reward_margin"):
         assert report[key]["mean"] == 0.0 and report[key]["ci"] == [0.0, 0.0], key
     assert report["accuracy"]["mean"] == 0.0  # a zero margin prefers neither side
     assert report["rejected_error"]["pairs"] == len(ALL) - 1  # insert_only has no D- token
     assert report["chosen"]["pairs"] == report["pairs"] == len(ALL)
+    # the per-token detail: every completion token in order, its text reading back the completion
+    assert list(tokens) == ["one_line"]
+    for side, code in (("chosen", BY_ID["one_line"].chosen), ("rejected", BY_ID["one_line"].rejected)):
+        detail = tokens["one_line"][side]
+        assert "".join(t[0] for t in detail) == code + END_OF_TURN
+        assert {t[1] for t in detail} == {0.0} and {t[2] for t in detail} <= set(probe.SIDES[side])
+        assert len(detail) == sum(next(s for s in sums if s["pair_id"] == "one_line")[f"{g}_tokens"]
+                                  for g in probe.SIDES[side])
 
 
 def test_interval_contains_the_mean_and_is_seeded():
@@ -118,14 +145,24 @@ def test_interval_contains_the_mean_and_is_seeded():
     assert narrow[1] - narrow[0] < wide[1] - wide[0]
 
 
+def sums_row(pair_id: str, **groups: tuple[int, float]) -> dict:
+    """A `pair_sums` row: ``group=(tokens, sum)`` for the groups given, nothing in the others."""
+    row = {"pair_id": pair_id, "task_id": f"t/{pair_id}"}
+    for g in probe.GROUPS:
+        row[f"{g}_tokens"], row[f"{g}_sum"] = groups.get(g, (0, 0.0))
+    return row
+
+
 def test_summarise_per_pair_values():
-    sums = [{"pair_id": "a", "task_id": "t/a", "chosen_tokens": 4, "chosen_sum": 2.0, "rejected_error_tokens": 2,
-             "rejected_error_sum": -3.0, "rejected_shared_tokens": 5, "rejected_shared_sum": -1.0},
-            {"pair_id": "b", "task_id": "t/b", "chosen_tokens": 2, "chosen_sum": -4.0, "rejected_error_tokens": 0,
-             "rejected_error_sum": 0.0, "rejected_shared_tokens": 3, "rejected_shared_sum": 3.0}]
+    sums = [sums_row("a", chosen_prefix=(1, 1.0), chosen_fix=(1, 2.0), chosen_suffix=(2, -1.0),
+                     rejected_prefix=(1, 1.0), rejected_error=(2, -3.0), rejected_suffix=(4, -2.0)),
+            sums_row("b", chosen_prefix=(2, -4.0), rejected_suffix=(3, 3.0))]
     report = probe.summarise(sums, beta=0.5)
     a, b = report["per_pair"]
     assert (a["chosen_shift"], a["rejected_error_shift"], a["rejected_shared_shift"]) == (0.5, -1.5, -0.2)
+    assert (a["chosen_fix_shift"], a["chosen_suffix_shift"], a["rejected_suffix_shift"]) == (2.0, -0.5, -0.5)
+    assert b["chosen_fix_shift"] is None and report["chosen_fix"]["pairs"] == 1
+    assert report["rejected_prefix"]["mean"] == 1.0 and report["rejected_suffix"]["mean"] == pytest.approx(0.25)
     assert a["focal_margin"] == pytest.approx(1.3) and a["reward_margin"] == 0.5 * (2.0 + 3.0 + 1.0)
     assert b["rejected_error_shift"] is None and b["focal_margin"] is None and b["reward_margin"] == -3.5
     assert report["chosen"]["mean"] == pytest.approx((0.5 - 2.0) / 2)
@@ -175,13 +212,34 @@ def trained(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
 def test_target_dpo_on_a_pairs_rejected_side_moves_its_d_minus_tokens_down(tiny_model_dir, trained):
     pairs = focal_pairs()
     assert all(p.rejected_spans for p in pairs)
-    focal, plain = (probe.summarise(probe.pair_sums(trained[v], tiny_model_dir, pairs, CFG, use_cpu=True), beta=0.1)
-                    for v in ("target_dpo", "dpo"))
+    focal, plain = (probe.summarise(probe.pair_sums(trained[v], tiny_model_dir, pairs, CFG, use_cpu=True)[0],
+                                    beta=0.1) for v in ("target_dpo", "dpo"))
     assert all(r["rejected_error_shift"] < 0 for r in focal["per_pair"])
     assert focal["rejected_error"]["ci"][1] < 0 and focal["focal_margin"]["ci"][0] > 0
     assert focal["accuracy"]["mean"] == 1.0
     # plain DPO pushes the whole rejected side down, the lines the fix kept included
     assert plain["rejected_shared"]["ci"][1] < 0 < focal["rejected_shared"]["mean"]
+    # the shared prefix is the same tokens after the same context on both sides: the same shift
+    for report in (focal, plain):
+        assert all(r["chosen_prefix_shift"] == pytest.approx(r["rejected_prefix_shift"], abs=1e-5)
+                   for r in report["per_pair"])
+    # Target-DPO drops the rejected prefix from the loss, so the chosen one's push is not cancelled
+    assert focal["chosen_prefix"]["mean"] > 0
+
+
+def test_shared_reference_log_probs_give_the_same_sums(tiny_model_dir, trained, tmp_path):
+    """The reference's log-probs computed once (iterpref.probe.reference) and read back give the
+    sums the probe gets running the reference itself; a file of other settings or pairs is not used."""
+    pairs = focal_pairs()
+    path = tmp_path / "reference.pt"
+    reference.save(path, reference.compute(tiny_model_dir, pairs, CFG, use_cpu=True), CFG)
+    stored = reference.load(path, pairs, CFG)
+    live, shared = (probe.pair_sums(trained["dpo"], tiny_model_dir, pairs, CFG, use_cpu=True, reference=lp)[0]
+                    for lp in (None, stored))
+    assert shared == live and any(s["rejected_error_sum"] != 0 for s in live)
+    assert reference.load(path, [*pairs, BY_ID["one_line"]], CFG) is None  # a pair it lacks
+    assert reference.load(path, pairs, TrainConfig(bf16=False, max_length=512)) is None  # another cut
+    assert reference.load(tmp_path / "absent.pt", pairs, CFG) is None
 
 
 def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
@@ -190,11 +248,17 @@ def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
     (tmp_path / "params.yaml").write_text(P.dump(params))
     shutil.copytree(tiny_model_dir, tmp_path / "models/student")
     shutil.copytree(trained["target_dpo"], tmp_path / "models/trained/target_dpo")
-    write_jsonl(tmp_path / "data/pairs_heldout.jsonl", [*focal_pairs(), BY_ID["insert_only"]])
-    processes.run([sys.executable, str(ROOT / "stages/probe.py"), "target_dpo"], cwd=tmp_path, check=True,
-                   capture_output=True)
+    write_jsonl(tmp_path / "data/pairs_heldout.jsonl", [BY_ID["insert_only"], *focal_pairs()])
+    write_jsonl(tmp_path / "data/pairs.jsonl", focal_pairs())  # what the variant trained on
+    for stage in (["reference_logprobs.py"], ["probe.py", "target_dpo"]):
+        processes.run([sys.executable, str(ROOT / "stages" / stage[0]), *stage[1:]], cwd=tmp_path, check=True,
+                      capture_output=True)
     report = json.loads((tmp_path / "reports/probe/target_dpo.json").read_text())
+    assert report["shared_reference"] == {"heldout": True, "training": True}
     assert report["variant"] == "target_dpo" and report["pairs"] == report["heldout_pairs"] == 3
+    assert report["in_sample"]["pairs"] == 2 and report["in_sample"]["rejected_error"]["mean"] < 0
+    assert [r["pair_id"] for r in report["in_sample"]["per_pair"]] == [p.pair_id for p in focal_pairs()]
+    assert list(report["tokens"]) == [p.pair_id for p in focal_pairs()]  # the held-out pairs with D- lines
     assert report["beta"] == params["train"]["common"]["beta"]
     assert report["rejected_error"]["mean"] < 0 and report["runtime_s"] > 0 and report["peak_rss_gib"] > 0
     bad = processes.run([sys.executable, str(ROOT / "stages/probe.py"), "nope"], cwd=tmp_path, capture_output=True,
@@ -203,9 +267,8 @@ def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
 
 
 def test_probe_is_logged_to_wandb(offline):  # noqa: F811
-    report = probe.summarise([{"pair_id": "a", "task_id": "t/a", "chosen_tokens": 2, "chosen_sum": 1.0,
-                               "rejected_error_tokens": 1, "rejected_error_sum": -2.0, "rejected_shared_tokens": 1,
-                               "rejected_shared_sum": 0.5}], beta=0.1)
+    report = probe.summarise([sums_row("a", chosen_fix=(2, 1.0), rejected_error=(1, -2.0), rejected_suffix=(1, 0.5))],
+                             beta=0.1)
     params = {"experiment_name": "unit",
               "logging": {"wandb": {"mode": "offline", "project": "iterpref-test", "entity": None, "group": None}}}
     tracking.log_probe(params, "target_dpo", report)

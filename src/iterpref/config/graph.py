@@ -152,6 +152,7 @@ def data_gaps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
         body = stage.get("do", stage)
         deps = [str(d) for d in body.get("deps", [])]
         read = [str(p) for p in body.get("params", [])]
+        # a params entry reads a file key when it is that key, a section above it or a key below it
         need = {folder for key, folder in folders().items()
                 for p in read if key == p or key.startswith(p + ".") or p.startswith(key + ".")}
         gaps = sorted(f for f in need if not any(d == f or d.startswith(f + "/") for d in deps))

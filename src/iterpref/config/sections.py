@@ -89,6 +89,13 @@ def section(key: str) -> Section:
 
 
 def folders() -> dict[str, str]:
-    """Params key prefix -> the data folder the files under it stay in (``eval.data`` ->
-    data/benchmarks: each benchmark's file in its own subfolder)."""
-    return {s.key.split(".<")[0] if "<" in s.key else s.key: s.folder for s in SECTIONS if s.folder}
+    """The params key of each file a section names (its dataclass's ``FILE_FIELDS``; a section
+    that is itself a file, ``eval.data.<name>``, by its key up to the template) -> the folder the
+    file stays in (``eval.data`` -> data/benchmarks: each benchmark's file in its own subfolder)."""
+    out = {}
+    for s in SECTIONS:
+        if s.folder:
+            names = getattr(s.cls, "FILE_FIELDS", ())
+            keys = [s.key.split(".<")[0]] if s.cls is str else [f"{s.key}.{n}" for n in names]
+            out.update(dict.fromkeys(keys, s.folder))
+    return out

@@ -1,23 +1,25 @@
-"""The focal effect where it acts: how training moved each kind of token's log-prob on held-out pairs.
+"""The focal effect where it acts: how training moved each kind of token's log-prob, by position.
 
-For every held-out pair (``data/pairs_heldout.jsonl``: problems training never saw) and every
-completion token, the shift ``log p_policy - log p_reference``, split into three groups:
+For every pair and every completion token, the shift ``log p_policy - log p_reference``, in six
+groups by where the token lies relative to the fix (`iterpref.probe.positions`):
 
-- ``chosen``: every token of the chosen completion;
-- ``rejected_error``: the rejected tokens on the lines the fix changed (D-), which Target-DPO
-  pushes down;
-- ``rejected_shared``: the other rejected tokens, which Target-DPO leaves alone and plain DPO
-  pushes down with the rest.
+- chosen side: ``chosen_prefix`` (the shared code before the first changed line), ``chosen_fix``
+  (D+, the lines the fix wrote), ``chosen_suffix`` (everything after the first change that the
+  fix did not write);
+- rejected side: ``rejected_prefix``, ``rejected_error`` (D-, the lines the fix changed, which
+  Target-DPO pushes down), ``rejected_suffix``;
+
+and two unions kept from the first probe: ``chosen`` (every chosen token) and
+``rejected_shared`` (every rejected token outside D-, prefix and suffix).
 
 The pairs go through training's own path: `FocalDPOTrainer` tokenises them (TRL's chat template
-and prompt/completion split), its collator truncates and pads them, and the D- mask is training's
-line mask (`iterpref.training.masks`, mode ``line``, whatever mask the variant trained with).
-Per-token log-probs come from TRL's fused LM head under the trainer's autocast, as in a training
-step.
+and prompt/completion split) and its collator truncates and pads them; the groups are masks over
+TRL's own token ids, with training's mask rule. Per-token log-probs come from TRL's fused LM head
+under the trainer's autocast, as in a training step.
 
 `summarise` turns the per-pair sums into the report: per group the mean shift (token mean within a
 pair, then mean over pairs) with a percentile bootstrap interval over pairs; the focal margin
-(shared minus error shift, per pair); the held-out preference accuracy and the DPO reward margin
+(shared minus error shift, per pair); the preference accuracy and the DPO reward margin
 ``beta * (sum chosen log-ratio - sum rejected log-ratio)`` over whole completions.
 """
 
@@ -28,83 +30,126 @@ import tempfile
 from dataclasses import replace
 
 import numpy as np
+from tqdm import tqdm
 
+from iterpref.probe.positions import GROUPS, SIDES, position_masks, token_ranges
 from iterpref.records import Pair
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import TrainConfig
 
-GROUPS = ("chosen", "rejected_error", "rejected_shared")
-# The mask that says which rejected tokens are D-: training's Target-DPO line mask.
-D_MINUS = MaskConfig(mode="line")
+# The unions the first probe reported, built from the position groups.
+UNIONS = {"chosen": SIDES["chosen"], "rejected_shared": ("rejected_prefix", "rejected_suffix")}
+SHIFTS = (*GROUPS, *UNIONS)
 BOOTSTRAP = {"resamples": 2000, "seed": 0, "level": 0.95}
 
 
 def probe_trainer(policy, reference, tokenizer, pairs: list[Pair], cfg: TrainConfig, use_cpu: bool):
-    """A `FocalDPOTrainer` on ``pairs`` that is never trained: its dataset holds training's token ids
-    and D- masks, its collator truncates and pads as training does, its accelerator casts as
-    training does (``cfg.bf16``), and its models are ``policy`` and ``reference`` (loaded models)."""
+    """A `FocalDPOTrainer` on ``pairs`` that is never trained: its dataset holds training's token ids,
+    its collator truncates and pads as training does, its accelerator casts as training does
+    (``cfg.bf16``), and its models are ``policy`` and ``reference`` (loaded models)."""
     from iterpref.training.recipe import dpo_config, pairs_dataset
     from iterpref.training.trainer import FocalDPOTrainer
 
-    plain = replace(cfg, mask=D_MINUS, precompute_ref_log_probs=False, lora=None, deepspeed=None,
+    plain = replace(cfg, mask=MaskConfig(mode="none"), precompute_ref_log_probs=False, lora=None, deepspeed=None,
                     gradient_checkpointing=False)
     with tempfile.TemporaryDirectory(prefix="iterpref-probe-") as out:
         return FocalDPOTrainer(model=policy, ref_model=reference, args=dpo_config(plain, out, "probe", [], use_cpu),
-                               train_dataset=pairs_dataset(pairs), processing_class=tokenizer, mask=D_MINUS)
+                               train_dataset=pairs_dataset(pairs), processing_class=tokenizer, mask=plain.mask)
 
 
-def group_masks(collate, rows: list[dict]) -> tuple[dict, dict]:
-    """``rows`` (prepared dataset rows) collated as training collates them, and each group's mask
-    over the batch's next-token positions (``[len(rows), seq_len - 1]``: entry ``j`` is the token
-    at ``input_ids[:, j + 1]``); the chosen rows come first in the batch, then the rejected."""
+def kept(mask: list[int], length: int, truncation_mode: str) -> list[int]:
+    """The entries of a completion's token ``mask`` for the ``length`` tokens the collator kept
+    (``keep_start`` cuts a sequence's end, ``keep_end`` its start)."""
+    return mask[:length] if truncation_mode == "keep_start" else mask[len(mask) - length:]
+
+
+def completion_log_probs(trainer, model, cfg: TrainConfig) -> dict[str, dict]:
+    """``model``'s log-prob of every completion token the collator keeps, per prepared row of
+    ``trainer`` (a `probe_trainer`): ``{pair_id: {"chosen": tensor, "rejected": tensor}}`` (fp32, in
+    completion order), batched as training batches (``cfg.per_device_batch_size``)."""
+    import torch
+
     from iterpref.training.trainer import MASK_COLUMNS
 
-    whole = collate([{k: v for k, v in r.items() if k not in MASK_COLUMNS} for r in rows])  # TRL's completion mask
-    focal = collate(rows)["completion_mask"]  # the rejected rows narrowed to D-
-    completion, error = whole["completion_mask"][:, 1:].bool(), focal[:, 1:].bool()
-    n = len(rows)
-    return whole, {"chosen": completion[:n], "rejected_error": error[n:],
-                   "rejected_shared": completion[n:] & ~error[n:]}
-
-
-def pair_sums(policy_dir: str | os.PathLike, reference_dir: str | os.PathLike, pairs: list[Pair], cfg: TrainConfig,
-              use_cpu: bool) -> list[dict]:
-    """Per pair: the token count and the summed shift ``log p_policy - log p_reference`` of each
-    group (``<group>_tokens``, ``<group>_sum``), with ``pair_id`` and ``task_id``.
-
-    ``cfg`` is the variant's training config: its ``max_length`` truncates as in training, its
-    ``bf16`` sets the autocast, its ``per_device_batch_size`` the batch. Pairs whose prompt alone
-    fills ``max_length`` are dropped, as TRL drops them from training.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not pairs:
-        return []
-    trainer = probe_trainer(AutoModelForCausalLM.from_pretrained(policy_dir),
-                            AutoModelForCausalLM.from_pretrained(reference_dir),
-                            AutoTokenizer.from_pretrained(reference_dir), pairs, cfg, use_cpu)
     rows, device = trainer.train_dataset, trainer.accelerator.device
-    task = {p.pair_id: p.task_id for p in pairs}
-    models = [m.to(device).eval() for m in (trainer.model, trainer.ref_model)]
-    out = []
-    for start in range(0, len(rows), cfg.per_device_batch_size):
+    model = model.to(device).eval()
+    out = {}
+    for start in tqdm(range(0, len(rows), cfg.per_device_batch_size), desc="probe: log-probs", unit="batch"):
         batch = [rows[i] for i in range(start, min(start + cfg.per_device_batch_size, len(rows)))]
-        whole, masks = group_masks(trainer.data_collator, batch)
+        whole = trainer.data_collator([{k: v for k, v in r.items() if k not in MASK_COLUMNS} for r in batch])
         ids, attention = whole["input_ids"].to(device), whole["attention_mask"].to(device)
         labels = ids.masked_fill(whole["completion_mask"].to(device) == 0, -100)
         with torch.no_grad(), trainer.accelerator.autocast():
-            policy_lp, reference_lp = (m(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True,
-                                         use_cache=False).log_probs.float().cpu() for m in models)
-        chosen, rejected = (policy_lp - reference_lp).chunk(2)
+            lp = model(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True,
+                       use_cache=False).log_probs.float().cpu()
+        completion = whole["completion_mask"][:, 1:].bool()
+        n = len(batch)
         for k, row in enumerate(batch):
-            sums = {"pair_id": row["pair_id"], "task_id": task[row["pair_id"]]}
-            for group, mask in masks.items():
-                side = chosen[k] if group == "chosen" else rejected[k]
-                sums[f"{group}_tokens"] = int(mask[k].sum())
-                sums[f"{group}_sum"] = float(side[mask[k]].sum())
-            out.append(sums)
+            out[row["pair_id"]] = {"chosen": lp[k][completion[k]], "rejected": lp[n + k][completion[n + k]]}
     return out
+
+
+def token_detail(row: dict, tokenizer, side: str, shifts: list[float], masks: dict, truncation_mode: str) -> list[list]:
+    """One completion's kept tokens in order as ``[text, shift, group]``."""
+    text, ids, names = row[side][-1]["content"], row[f"{side}_ids"], SIDES[side]
+    ranges, n = token_ranges(row, tokenizer, side), len(shifts)
+    indices = kept(list(range(len(ids))), n, truncation_mode)
+    out = []
+    for i, shift in zip(indices, shifts):
+        start, end = ranges[i]
+        piece = text[start:min(end, len(text))] if start < len(text) else tokenizer.decode([ids[i]])
+        out.append([piece, round(shift, 5), next(g for g in names if masks[g][i])])
+    return out
+
+
+def pair_sums(policy_dir: str | os.PathLike, reference_dir: str | os.PathLike, pairs: list[Pair], cfg: TrainConfig,
+              use_cpu: bool, detail: frozenset[str] = frozenset(),
+              reference: dict[str, dict] | None = None) -> tuple[list[dict], dict]:
+    """Per pair: the token count and the summed shift ``log p_policy - log p_reference`` of each
+    group (``<group>_tokens``, ``<group>_sum``), with ``pair_id`` and ``task_id``; and, for the
+    pairs whose ids are in ``detail``, every completion token's shift (`token_detail`), by pair id
+    and side.
+
+    ``cfg`` is the variant's training config: its ``max_length`` truncates as in training, its
+    ``bf16`` sets the autocast, its ``per_device_batch_size`` the batch. Pairs whose prompt alone
+    fills ``max_length`` are dropped, as TRL drops them from training. ``reference``: the reference
+    model's `completion_log_probs` for these pairs under the same settings (the shared file of
+    `iterpref.probe.reference`); without it the reference model is run here.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not pairs:
+        return [], {}
+    tokenizer = AutoTokenizer.from_pretrained(reference_dir)
+    trainer = probe_trainer(AutoModelForCausalLM.from_pretrained(policy_dir),
+                            AutoModelForCausalLM.from_pretrained(reference_dir), tokenizer, pairs, cfg, use_cpu)
+    policy = completion_log_probs(trainer, trainer.model, cfg)
+    if reference is None:
+        reference = completion_log_probs(trainer, trainer.ref_model, cfg)
+    task, mode = {p.pair_id: p.task_id for p in pairs}, trainer.args.truncation_mode
+    out, tokens = [], {}
+    for row in trainer.train_dataset:
+        pid = row["pair_id"]
+        masks = position_masks(row, tokenizer)
+        sums = {"pair_id": pid, "task_id": task[pid]}
+        shifts = {}
+        for side, names in SIDES.items():
+            shifts[side] = policy[pid][side] - reference[pid][side]
+            for group in names:
+                mask = torch_bool(kept(masks[group], len(shifts[side]), mode))
+                sums[f"{group}_tokens"] = int(mask.sum())
+                sums[f"{group}_sum"] = float(shifts[side][mask].sum())
+        out.append(sums)
+        if pid in detail:
+            tokens[pid] = {side: token_detail(row, tokenizer, side, shifts[side].tolist(), masks, mode) for side in SIDES}
+    return out, tokens
+
+
+def torch_bool(mask: list[int]):
+    """A 0/1 list as a boolean tensor (an empty list too)."""
+    import torch
+
+    return torch.tensor(mask, dtype=torch.bool)
 
 
 def bootstrap(values: list[float], resamples: int = BOOTSTRAP["resamples"], seed: int = BOOTSTRAP["seed"],
@@ -120,24 +165,27 @@ def bootstrap(values: list[float], resamples: int = BOOTSTRAP["resamples"], seed
 
 
 def summarise(sums: list[dict], beta: float) -> dict:
-    """The probe report of `pair_sums`' rows: each group's mean shift, ``focal_margin`` (shared
-    minus error, over the pairs with both), ``accuracy`` (share of pairs whose reward margin is
-    positive) and ``reward_margin``, each as `bootstrap` gives it (None without pairs); and
-    ``per_pair``, the rows with their per-pair values."""
+    """The probe report of `pair_sums`' rows: each group's and union's (`SHIFTS`) mean shift,
+    ``focal_margin`` (shared minus error, over the pairs with both), ``accuracy`` (share of pairs
+    whose reward margin is positive) and ``reward_margin``, each as `bootstrap` gives it (None
+    without pairs); and ``per_pair``, the rows with their unions and per-pair values."""
     per_pair = []
     for s in sums:
         row = dict(s)
-        for group in GROUPS:
-            row[f"{group}_shift"] = s[f"{group}_sum"] / s[f"{group}_tokens"] if s[f"{group}_tokens"] else None
+        for union, parts in UNIONS.items():
+            row[f"{union}_tokens"] = sum(s[f"{g}_tokens"] for g in parts)
+            row[f"{union}_sum"] = sum(s[f"{g}_sum"] for g in parts)
+        for group in SHIFTS:
+            row[f"{group}_shift"] = row[f"{group}_sum"] / row[f"{group}_tokens"] if row[f"{group}_tokens"] else None
         error, shared = row["rejected_error_shift"], row["rejected_shared_shift"]
         row["focal_margin"] = shared - error if error is not None and shared is not None else None
-        row["reward_margin"] = beta * (s["chosen_sum"] - s["rejected_error_sum"] - s["rejected_shared_sum"])
+        row["reward_margin"] = beta * (row["chosen_sum"] - row["rejected_error_sum"] - row["rejected_shared_sum"])
         per_pair.append(row)
 
     def over_pairs(key: str, fn=lambda v: v) -> dict | None:
         return bootstrap([fn(r[key]) for r in per_pair if r[key] is not None])
 
-    report = {group: over_pairs(f"{group}_shift") for group in GROUPS}
+    report = {group: over_pairs(f"{group}_shift") for group in SHIFTS}
     report.update({"focal_margin": over_pairs("focal_margin"),
                    "accuracy": over_pairs("reward_margin", lambda m: float(m > 0)),
                    "reward_margin": over_pairs("reward_margin"),

@@ -438,6 +438,39 @@ def _heldout(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> l
     return lines + _link("heldout_shifts", "held-out log-prob shifts by token group", figures, skipped)
 
 
+# The position groups (iterpref.probe.positions) and the summary's names for them, in table order.
+POSITION_COLUMNS = (("chosen_prefix", "chosen, prefix"), ("chosen_fix", "D+ (fix lines)"),
+                    ("chosen_suffix", "chosen, suffix"), ("rejected_prefix", "rejected, prefix"),
+                    ("rejected_error", "D- (error lines)"), ("rejected_suffix", "rejected, suffix"),
+                    ("focal_margin", "focal margin"), ("accuracy", "accuracy"))
+
+
+def _positions(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
+    """The probe by position, held out and in sample, per variant, and the link to the per-token picture."""
+    probed = {v: r for v, r in inp.probe.items() if "chosen_prefix" in r}
+    if not probed:
+        return ["No reports/probe/<variant>.json holds the position groups."]
+    lines = ["The same shifts by where a token lies: prefix = the shared code before the first changed line (the "
+             "same tokens after the same context on both sides), D+ / D- = the lines the fix wrote / replaced, "
+             "suffix = the other tokens from the first change on; held out = pairs of problems no training pair "
+             "comes from, in sample = the pairs the variant trained on. "
+             "Mean shift per token, 95% bootstrap interval over pairs.", "",
+             "| variant | pairs from | pairs | " + " | ".join(title for _, title in POSITION_COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(POSITION_COLUMNS)]
+    for v, r in probed.items():
+        for label, report in (("held out", r), ("in sample", r.get("in_sample"))):
+            if report:
+                cells = [_interval(report.get(key), ".2f" if key == "accuracy" else "+.3f")
+                         for key, _ in POSITION_COLUMNS]
+                lines.append(f"| {v} | {label} | {report['pairs']} | " + " | ".join(cells) + " |")
+    if "probe_tokens" in figures:
+        lines += ["", f"Every token of a few held-out pairs, coloured by its shift, variants side by side: "
+                      f"[per-token picture]({figures['probe_tokens']})."]
+    else:
+        lines += ["", f"Per-token picture skipped: {skipped.get('probe_tokens', 'not drawn')}."]
+    return lines
+
+
 def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[str, str] | None = None) -> str:
     """reports/summary.md: Table 1 with published rows, significance, the training settings,
     problems, data, training, held-out pairs, evaluation.
@@ -457,6 +490,7 @@ def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[s
              "", "## Data", "", *_data(inp, figures, skipped),
              "", "## Training", "", *_training(inp, figures, skipped),
              "", "## Held-out pairs", "", *_heldout(inp, figures, skipped),
+             "", "## Where the loss acts, by position", "", *_positions(inp, figures, skipped),
              "", "## Evaluation", "", *_evaluation(inp, figures, skipped)]
     if inp.missing:
         lines += ["", "## Missing inputs (skipped)", "", *[f"- {m}" for m in inp.missing]]

@@ -143,7 +143,8 @@ def log_eval(params: dict, variant: str, report: dict) -> None:
 
 
 # The probe report's entries logged to W&B (iterpref.probe.summarise): mean and interval each.
-PROBE_KEYS = ("chosen", "rejected_error", "rejected_shared", "focal_margin", "accuracy", "reward_margin")
+PROBE_KEYS = ("chosen", "rejected_error", "rejected_shared", "chosen_prefix", "chosen_fix", "chosen_suffix",
+              "rejected_prefix", "rejected_suffix", "focal_margin", "accuracy", "reward_margin")
 
 
 def log_probe(params: dict, variant: str, report: dict) -> None:

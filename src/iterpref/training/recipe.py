@@ -126,6 +126,14 @@ def require_completion_tokens(pairs: list[Pair], tokenizer, max_length: int, pai
                         f"raise max_length")
 
 
+def training_sample(pairs: list[Pair], cfg: TrainConfig) -> list[Pair]:
+    """The pairs a variant trains on: ``cfg.max_pairs`` of them drawn at random (seeded by
+    ``cfg.seed``), or all when there are no more than that."""
+    if cfg.max_pairs is not None and cfg.max_pairs < len(pairs):
+        return random.Random(cfg.seed).sample(pairs, cfg.max_pairs)
+    return pairs
+
+
 def pairs_dataset(pairs: list[Pair]):
     """The conversational preference dataset TRL expects, plus the span columns."""
     from datasets import Dataset
@@ -244,9 +252,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
     out_dir, model_path = Path(out_dir), Path(model_path)
     state = PartialState()
     # setup: refuse a run that cannot change the weights before the model is loaded
-    pairs = read_jsonl(pairs_path, Pair)
-    if cfg.max_pairs is not None and cfg.max_pairs < len(pairs):
-        pairs = random.Random(cfg.seed).sample(pairs, cfg.max_pairs)
+    pairs = training_sample(read_jsonl(pairs_path, Pair), cfg)
     if not pairs:
         raise UserError(f"{pairs_path}: no pairs to train on; the pairs stage kept none (see reports/pairs.json)")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
