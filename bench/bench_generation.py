@@ -39,10 +39,10 @@ from transformers import AttentionInterface
 
 from iterpref.evaluation.humaneval import HumanEval
 from iterpref.llm.base import CLOSED_CODE_BLOCK, SamplingConfig, truncate_at_stop
+from iterpref.llm.hf import HFGenerator
 from iterpref.llm.hf.attention import batch_invariant_attention
 from iterpref.llm.hf.packed import PackedLinear
 from iterpref.llm.hf.prefixes import Prefixes
-from iterpref.llm.hf import HFGenerator
 from iterpref.prompts import extract_code
 from iterpref.sandbox import SandboxConfig
 

@@ -31,9 +31,8 @@ from iterpref.llm.hf import HFGenerator
 if not __package__:  # run as a script: the repository root, where the `bench` package is
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import result as bench_result  # noqa: E402
-from bench.result import Metric  # noqa: E402
-
 from bench.bench_generation import load_at  # noqa: E402
+from bench.result import Metric  # noqa: E402
 
 MAKE_BENCH = {"args": ["--model", "models/student", "--trajectories", "8", "--rounds", "2", "--max-new-tokens", "128",
                        "--dtype", "bfloat16"]}

@@ -73,8 +73,9 @@ if not __package__:  # run as a script: the repository root, where the `bench` p
 from bench import result as bench_result  # noqa: E402
 from bench.result import Metric  # noqa: E402
 
-# how `make bench` runs it (bench/run_all.py). The small shape: its ~0.2-0.6 s steps are compute-bound, so 2% shows through per-step jitter; the
-# tiny shape's ~20 ms steps are mostly Trainer overhead and scheduler noise (ratios 0.89-1.14 seen).
+# how `make bench` runs it (bench/run_all.py). The small shape: its ~0.2-0.6 s steps are
+# compute-bound, so 2% shows through per-step jitter; the tiny shape's ~20 ms steps are mostly
+# Trainer overhead and scheduler noise (ratios 0.89-1.14 seen).
 MAKE_BENCH = {"args": ["--device", "cpu", "--tokenizer", "tiny", "--shapes", "small", "--repeat", "3"]}
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +95,8 @@ SHAPES: dict[str, dict] = {
     "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
 }
-SHAPE_TITLES = {"tiny": "tiny random Qwen2", "small": "small random Qwen2", "0.5b": "Qwen2.5-Coder-0.5B-Instruct", "7b": "Qwen2.5-Coder-7B-Instruct"}
+SHAPE_TITLES = {"tiny": "tiny random Qwen2", "small": "small random Qwen2", "0.5b": "Qwen2.5-Coder-0.5B-Instruct",
+                "7b": "Qwen2.5-Coder-7B-Instruct"}
 COMMON_SHAPE = dict(hidden_act="silu", rms_norm_eps=1e-6, rope_theta=1_000_000.0, max_position_embeddings=32768,
                     use_sliding_window=False, attention_dropout=0.0)
 DEFAULT_BATCH = {"tiny": 2, "small": 2, "0.5b": 4, "7b": 2}
@@ -423,7 +425,8 @@ def run_variant(variant: str, shape: str, opts, tokenizer, dataset, lora: bool, 
         "rejected_tokens_per_pair": [s[2] / p for s, p in zip(timed, pairs)],
         "batch_keys": [[*shp, int(s[3])] for shp, s in zip(trainer.probe_shapes, stats)],
         "seq_len": [shp[1] for shp in trainer.probe_shapes[w:]],
-        "peak_mem_gib": peak, "peak_reserved_gib": reserved, "mem_at_start_gib": mem_at_start, "peak_mem_kind": "cuda max_memory_allocated" if cuda else (
+        "peak_mem_gib": peak, "peak_reserved_gib": reserved, "mem_at_start_gib": mem_at_start,
+        "peak_mem_kind": "cuda max_memory_allocated" if cuda else (
             "VmHWM (reset before the variant)" if rss_reset else "process peak RSS since start"),
         "model_s": model_s, "init_s": init_s, "train_s": train_s,
         "prep_s": trainer.probe_prep_s, "tokenise_s": getattr(trainer, "probe_trl_prep_s", 0.0),
@@ -460,7 +463,8 @@ def summarise(runs: list[dict]) -> dict:
         "rejected_tokens_per_pair": statistics.fmean(pool("rejected_tokens_per_pair")),
         "peak_mem_gib": max(r["peak_mem_gib"] for r in runs), "peak_mem_kind": first["peak_mem_kind"],
         "mem_at_start_gib": max(r["mem_at_start_gib"] for r in runs),
-        **{k: statistics.fmean(r[k] for r in runs) for k in ("model_s", "init_s", "prep_s", "tokenise_s", "mask_s", "precompute_s")},
+        **{k: statistics.fmean(r[k] for r in runs)
+           for k in ("model_s", "init_s", "prep_s", "tokenise_s", "mask_s", "precompute_s")},
         "loss_first": first["loss_first"], "loss_last": first["loss_last"],
     }
 
@@ -474,7 +478,8 @@ def environment(opts, tokenizer_name: str) -> dict:
     env = {
         "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
         "trl": trl.__version__, "datasets": datasets.__version__,
-        "device": opts.device, "device_name": torch.cuda.get_device_name() if opts.device == "cuda" else platform.processor() or platform.machine(),
+        "device": opts.device,
+        "device_name": torch.cuda.get_device_name() if opts.device == "cuda" else platform.processor() or platform.machine(),
         "cuda": torch.version.cuda if opts.device == "cuda" else None,
         "threads": torch.get_num_threads(), "tokenizer": tokenizer_name,
         "dtype": "bfloat16 (bf16=True)" if opts.device == "cuda" else "float32",
@@ -516,7 +521,8 @@ def markdown(report: dict) -> str:
             f"batch {sr['batch']} pairs ({2 * sr['batch']} rows), {sr['pairs']} pairs; pair set built in {sr['data_s']:.1f} s",
             "",
             "| variant | trainer | mask | median step s | median compute s | seq len | tokens/step | tokens/s | chosen tok/pair "
-            "| rejected tok/pair | peak mem GiB (at start) | tokenise s | masks s | ref precompute s | init s | loss first/last |",
+            "| rejected tok/pair | peak mem GiB (at start) | tokenise s | masks s | ref precompute s | init s "
+            "| loss first/last |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for v in VARIANTS:
@@ -530,7 +536,8 @@ def markdown(report: dict) -> str:
                 f"| {v} | {s['trainer']} | {s['mask']} | {s['step_s']:.4f} (sd {s['step_sd']:.4f}) | "
                 f"{s['compute_s']:.4f} (sd {s['compute_sd']:.4f}) | {s['seq_len']:.0f} | {s['tokens_per_step']:.0f} | "
                 f"{s['tokens_per_s']:.0f} | {s['chosen_tokens_per_pair']:.1f} | {s['rejected_tokens_per_pair']:.1f} | "
-                f"{s['peak_mem_gib']:.2f} ({s['mem_at_start_gib']:.2f}) | {s['tokenise_s']:.2f} | {s['mask_s']:.2f} | {s['precompute_s']:.2f} | "
+                f"{s['peak_mem_gib']:.2f} ({s['mem_at_start_gib']:.2f}) | {s['tokenise_s']:.2f} | {s['mask_s']:.2f} | "
+                f"{s['precompute_s']:.2f} | "
                 f"{s['init_s']:.1f} | {_f(s['loss_first'], 4)}/{_f(s['loss_last'], 4)} |")
         r = sr.get("ratios", {})
         lines += [""]
@@ -603,7 +610,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--shapes", default=None, help="comma list of tiny,small,0.5b,7b (default: tiny on cpu, 0.5b,7b on cuda)")
-    ap.add_argument("--tokenizer", default="auto", help="a tokenizer folder, 'tiny', or 'auto' (/tmp/qwen/q05 if present, else tiny)")
+    ap.add_argument("--tokenizer", default="auto",
+                    help="a tokenizer folder, 'tiny', or 'auto' (/tmp/qwen/q05 if present, else tiny)")
     ap.add_argument("--batch", type=int, default=None, help="pairs per step (default: tiny 2, 0.5b 4, 7b 2)")
     ap.add_argument("--lora", choices=("auto", "on", "off"), default="auto", help="auto: LoRA for 7b only")
     ap.add_argument("--prompt-tokens", type=int, default=None, help="default 64 on cpu, 256 on cuda")

@@ -17,9 +17,8 @@ problems had a passing one (``sample_mutation``).
 import json
 from pathlib import Path
 
-from iterpref import debugging
+from iterpref import debugging, runtime
 from iterpref import params as P
-from iterpref import runtime
 from iterpref.cli import command
 from iterpref.debugging.teachers import make_teacher
 from iterpref.debugging.teachers.sample_mutation import SampleMutationTeacher
@@ -27,6 +26,7 @@ from iterpref.llm.cache import CachedGenerator
 from iterpref.llm.served import running
 from iterpref.records import Problem, read_jsonl, to_dict, write_jsonl
 from iterpref.sandbox import SandboxConfig
+
 
 @command
 def main() -> None:

@@ -22,6 +22,7 @@ from iterpref.llm.served import ServerConfig
 from iterpref.records import write_jsonl
 from iterpref.sandbox import SandboxConfig
 
+
 @command
 def main() -> None:
     variant, benchmark = sys.argv[1], sys.argv[2]

@@ -12,6 +12,7 @@ from iterpref import runtime
 from iterpref.cli import command
 from iterpref.models import ModelConfig, materialize
 
+
 @command
 def main() -> None:
     role = sys.argv[1] if len(sys.argv) > 1 else "student"

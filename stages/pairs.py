@@ -9,6 +9,7 @@ from iterpref.cli import command
 from iterpref.pairs.build import PairConfig, build_pairs, split_by_problem
 from iterpref.records import Problem, Trajectory, read_jsonl, write_jsonl
 
+
 @command
 def main() -> None:
     cfg = P.build(PairConfig, P.load()["pairs"], "pairs")

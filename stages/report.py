@@ -14,6 +14,7 @@ from iterpref import params as P
 from iterpref.cli import command
 from iterpref.reporting import dvc_plots, figures, summary, token_picture
 
+
 @command
 def main() -> None:
     params = P.load()

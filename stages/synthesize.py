@@ -16,6 +16,7 @@ from iterpref.problems.build import build
 from iterpref.records import write_jsonl
 from iterpref.sandbox import SandboxConfig
 
+
 @command
 def main() -> None:
     params = P.load()

@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+import processes
 import pytest
 
-import processes
 from bench.result import Metric, read
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,8 @@ def test_every_bench_script_here_declares_how_make_bench_runs_it(run_all):
 
 def test_bench_sandbox_writes_its_headline(tmp_path):
     out = tmp_path / "sandbox.json"
-    done = processes.run([sys.executable, str(ROOT / "bench/bench_sandbox.py"), "--runs", "3", "--chunk", "3", "--json", str(out)],
+    done = processes.run([sys.executable, str(ROOT / "bench/bench_sandbox.py"), "--runs", "3", "--chunk", "3",
+                          "--json", str(out)],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     bench, metrics, details = read(out)

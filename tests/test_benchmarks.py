@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+import processes
 import pytest
 
-import processes
 from iterpref import params, prompts
 from iterpref.evaluation import errors, registry, sanity
 from iterpref.evaluation.benchmark import Benchmark, SetupError

@@ -12,9 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import processes
+import pytest
 from silent_server import silent_server
 
 from iterpref.evaluation import errors, registry

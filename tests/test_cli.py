@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import processes
+import pytest
 
 BIN = Path(sys.executable).parent
 TOOLS = ["iterpref-eval", "iterpref-rescore", "iterpref-compare", "iterpref-wandb-report", "iterpref-params",

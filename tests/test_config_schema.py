@@ -9,10 +9,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import processes
 import pytest
 import yaml
-
-import processes
 from dvc_repo import make_repo
 
 from iterpref import params as P

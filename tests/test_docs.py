@@ -9,10 +9,9 @@ import re
 import sys
 from pathlib import Path
 
+import processes
 import pytest
 import yaml
-
-import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 350

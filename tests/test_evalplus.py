@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+import processes
 import pytest
 
-import processes
 from iterpref.evaluation import evalplus as ep
 from iterpref.evaluation import registry
 from iterpref.evaluation.benchmark import SetupError

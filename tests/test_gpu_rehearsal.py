@@ -14,8 +14,7 @@ SCRIPT = ROOT / "bench" / "gpu_rehearsal.py"
 sys.path.insert(0, str(ROOT / "bench"))
 
 import gpu_rehearsal  # noqa: E402
-
-import processes
+import processes  # noqa: E402
 
 
 def rehearsal(*args: str) -> subprocess.CompletedProcess:

@@ -10,9 +10,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from iterpref.llm.hf import attention, drafts, generator, kv_cache, prefixes
 from iterpref.llm.base import SamplingConfig, stop_position
-from iterpref.llm.hf import HFGenerator
+from iterpref.llm.hf import HFGenerator, attention, drafts, generator, kv_cache, prefixes
 from iterpref.llm.hf.packed import PackedLinear, can_pack, pack_linears
 from iterpref.llm.hf.sampling import probabilities
 

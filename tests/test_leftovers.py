@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from processes import run, started
 
 LEFTOVERS = Path(__file__).with_name("leftovers.py")

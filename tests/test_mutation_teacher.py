@@ -12,7 +12,6 @@ from iterpref.debugging.teachers.operators import OPERATORS, apply_mutations, fi
 from iterpref.records import Attempt, Outcome, Problem
 from iterpref.sandbox import SandboxConfig, run_unittest
 
-
 # -----------------------------------------------------------------------------
 # Hand-written problems
 

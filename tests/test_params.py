@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import processes
 import pytest
 import yaml
 
-import processes
 from iterpref import params as P
 from iterpref.debugging import DebugConfig
 from iterpref.debugging.teachers import MutationTeacher, make_teacher

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
-import pytest
-
 import processes
+import pytest
 from dvc_repo import ran_stages, sh
 
 from iterpref import params as P

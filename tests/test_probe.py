@@ -14,15 +14,15 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
-from test_training import ALL, BY_ID, END_OF_TURN, expected_mask, load_tiny, token_pieces
-from test_tracking import offline  # noqa: F401  (a fixture)
-
 import processes
+import pytest
+from test_tracking import offline  # noqa: F401  (a fixture)
+from test_training import ALL, BY_ID, END_OF_TURN, expected_mask, load_tiny, token_pieces
+
 from iterpref import params as P
 from iterpref import probe, tracking
-from iterpref.probe import positions, reference
 from iterpref.pairs.build import PairConfig, make_pair, split_by_problem
+from iterpref.probe import positions, reference
 from iterpref.records import Attempt, Outcome, Pair, Problem, Trajectory, write_jsonl
 from iterpref.tracking import wandb_runs
 from iterpref.training import recipe

@@ -3,8 +3,8 @@ are built by the same function, and TRL renders the training prompt exactly as t
 renders the evaluation prompt."""
 
 from iterpref import prompts
-from iterpref.evaluation.benchmark import Task
 from iterpref.evaluation import registry
+from iterpref.evaluation.benchmark import Task
 from iterpref.pairs.build import PairConfig, make_pair
 from iterpref.records import Attempt, Outcome, Problem, Trajectory
 from iterpref.training.recipe import pairs_dataset

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import processes
 import pytest
 import yaml
-
-import processes
 from dvc_repo import ran_stages, sh
 from silent_server import silent_server
 from test_pipeline import changed_stages

@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
+import processes
 import pytest
 import yaml
 
-import processes
 from iterpref import params as P
-from iterpref.reporting import figures, summary as reporting
+from iterpref.reporting import figures
+from iterpref.reporting import summary as reporting
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ["humaneval", "mbpp"]
@@ -407,7 +408,8 @@ def test_missing_inputs_are_skipped_with_a_line(tmp_path):
                            "reports/eval/rpo/mbpp.json (not evaluated)",
                            "reports/train/dpo.json (not trained)", "reports/train/rpo.json (not trained)",
                            "reports/probe/dpo.json (not probed)", "reports/probe/rpo.json (not probed)",
-                           "reports/problems.json (no problems built)", "reports/pairs.json (no pairs built)", "data/pairs.jsonl (no pairs built)"]
+                           "reports/problems.json (no problems built)", "reports/pairs.json (no pairs built)",
+                           "data/pairs.jsonl (no pairs built)"]
     written, skipped = figures.render(inp, tmp_path / "figures")
     assert set(skipped) == {"cumulative_pass_rate", "rejected_lines", "training_curves"}
     assert set(written) == {"pass_at_1", "error_types", "gains_losses", "heldout_shifts"}  # gains on HumanEval alone

@@ -12,11 +12,11 @@ import uuid
 import warnings
 from pathlib import Path
 
+import processes
 import pytest
 
-import processes
-from iterpref.sandbox import SandboxConfig, bwrap_usable, resolve_backend, run_python, run_unittest, run_unittest_many
-from iterpref.sandbox import backend as sandbox_backend, unittests
+from iterpref.sandbox import SandboxConfig, bwrap_usable, resolve_backend, run_python, run_unittest, run_unittest_many, unittests
+from iterpref.sandbox import backend as sandbox_backend
 
 BWRAP_OK, BWRAP_WHY = bwrap_usable()
 needs_bwrap = pytest.mark.skipif(not BWRAP_OK, reason=f"bwrap not usable: {BWRAP_WHY}")
@@ -213,7 +213,8 @@ def test_code_that_sleeps_meets_the_wall_clock_net_and_says_so(backend):
     out = run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=2.0, cpu_s=5))
     assert (out.status, out.error_type) == ("timeout", "TimeoutError")
     assert out.traceback == ("TimeoutError: the tests did not finish within the wall-clock net of 2 s without using "
-                             "up the CPU time limit of 5 s: the code sleeps or waits, while running test_solution.TestAdd.test_small")
+                             "up the CPU time limit of 5 s: the code sleeps or waits, while running "
+                             "test_solution.TestAdd.test_small")
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_leftover_thread_does_not_hang(backend):

@@ -12,13 +12,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import processes
 import pytest
 
-import processes
 from iterpref import sandbox
 from iterpref.evaluation import bigcodebench
-from iterpref.sandbox import SandboxConfig, bwrap_usable, run_python, run_unittest
-from iterpref.sandbox import backend as sandbox_backend, unittests
+from iterpref.sandbox import SandboxConfig, bwrap_usable, run_python, run_unittest, unittests
+from iterpref.sandbox import backend as sandbox_backend
 
 BWRAP_OK, BWRAP_WHY = bwrap_usable()
 pytestmark = pytest.mark.skipif(not BWRAP_OK, reason=f"bwrap not usable: {BWRAP_WHY}")

@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import processes
+import pytest
 from chat_server import hermetic_env, user  # noqa: F401 (fixture)
 
 from iterpref import params as P

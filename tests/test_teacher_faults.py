@@ -17,13 +17,12 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import processes
+import pytest
 from chat_server import hermetic_env, last_user, serving  # noqa: F401 (fixtures)
 
-from iterpref import params as P
 from iterpref import debugging
+from iterpref import params as P
 from iterpref.debugging.teachers import make_teacher
 from iterpref.llm.openai_api import OpenAIRequestError
 from iterpref.problems import load_seed

@@ -4,9 +4,9 @@ them is built offline (iterpref.reporting.wandb_report)."""
 
 import json
 
+import processes
 import pytest
 
-import processes
 from iterpref import tracking
 from iterpref.reporting import wandb_report
 from iterpref.tracking import wandb_runs

@@ -6,7 +6,8 @@ data/pairs.jsonl), as DVC runs it.
 Tolerances. 2 processes and one see the same pairs in the same steps (the global batch is the
 same; accelerate's seeded sampler shards each global batch), but the arithmetic differs: each
 rank pads its half of the batch to its own length and the gradients are averaged by an
-all-reduce (FSDP, ZeRO-3: a reduce-scatter onto each rank's shard) instead of inside one mean. In fp32 that moves a loss by about 1e-7; the weights, after
+all-reduce (FSDP, ZeRO-3: a reduce-scatter onto each rank's shard) instead of inside one mean.
+In fp32 that moves a loss by about 1e-7; the weights, after
 AdamW (whose update m / sqrt(v) turns a tiny gradient difference on a near-zero gradient into a
 visible one), agree to far less than one step's size: we allow 1e-2 * lr * steps per weight.
 """
@@ -22,12 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+import processes
 import pytest
 import torch
 from safetensors.torch import load_file
 from test_training import ALL, CASES, build_trainer, load_tiny, make_pair
 
-import processes
 from iterpref import params as P
 from iterpref.llm.served import free_port
 from iterpref.records import write_jsonl
@@ -105,7 +106,8 @@ def three_steps(tiny_model_dir, tmp_path_factory):
                 settings += ["train.common.per_device_batch_size=4"]
             else:
                 settings += ["train.common.per_device_batch_size=2", "train.launcher=accelerate",
-                             f"train.accelerate={launch}", "train.num_processes=2", f"train.main_process_port={free_port('127.0.0.1')}"]
+                             f"train.accelerate={launch}", "train.num_processes=2",
+                             f"train.main_process_port={free_port('127.0.0.1')}"]
             folder = workdir(tmp_path_factory.mktemp(launch), tiny_model_dir, 12, settings)
             proc = run_stage(folder, "target_dpo")
             runs[launch] = folder, proc.stdout + proc.stderr
@@ -207,7 +209,8 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tiny_model_dir, tmp_path)
     deadline = time.time() + 300
     found = None
     while proc.poll() is None and time.time() < deadline and found is None:
-        found = next((c for k in (cache.iterdir() if cache.exists() else []) if (c := last_checkpoint(k / "checkpoints", 1))), None)
+        keys = cache.iterdir() if cache.exists() else []
+        found = next((c for k in keys if (c := last_checkpoint(k / "checkpoints", 1))), None)
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the stage ended before it could be killed"

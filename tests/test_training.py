@@ -88,7 +88,8 @@ def test_cases_are_what_they_claim():
     for p in ALL:
         lines = diff.span_lines(p.rejected, p.rejected_spans)
         assert all(not ln.startswith("```") for ln in lines)
-    assert [ln.strip() for ln in diff.span_lines(BY_ID["one_line"].rejected, BY_ID["one_line"].rejected_spans)] == ["out.append(x - 1)"]
+    one = BY_ID["one_line"]
+    assert [ln.strip() for ln in diff.span_lines(one.rejected, one.rejected_spans)] == ["out.append(x - 1)"]
     assert len(BY_ID["two_lines"].rejected_spans) == 2
     assert BY_ID["insert_only"].rejected_spans == [] and BY_ID["insert_only"].chosen_spans
 

@@ -22,9 +22,8 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Literal
 from pathlib import Path
-from iterpref.config.fields import spec
+from typing import Literal
 
 # ChatML, as SmolLM2 uses it, minus its default system line.
 CHATML_TEMPLATE = (

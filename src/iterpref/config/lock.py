@@ -20,7 +20,6 @@ from iterpref.cli import ArgumentParser, command
 from iterpref.config.paths import ROOT
 
 
-
 def tracked(root: Path) -> set[str]:
     """The files git tracks under ``root``."""
     out = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout

@@ -36,18 +36,25 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Literal, get_args
 from pathlib import Path
+from typing import Literal, get_args
 
 from tqdm import tqdm
 
-from iterpref.records import Attempt, Problem, RecordError, TeacherFault, Trajectory, append_jsonl, from_dict
-from iterpref.records import config_hash  # noqa: F401 (public here too: stages/debug.py keys its resume log)
-from iterpref.sandbox import SandboxConfig, run_unittest
+from iterpref.config.fields import spec
 from iterpref.debugging.teachers import MutationTeacher, Teacher, TeacherError, TeacherUnavailable
 from iterpref.debugging.teachers.sample_mutation import SampleMutationTeacher
-from iterpref.config.fields import spec
-
+from iterpref.records import (
+    Attempt,
+    Problem,
+    RecordError,
+    TeacherFault,
+    Trajectory,
+    append_jsonl,
+    config_hash,  # noqa: F401 (public here too: stages/debug.py keys its resume log)
+    from_dict,
+)
+from iterpref.sandbox import SandboxConfig, run_unittest
 
 Mode = Literal["debugging", "sampling", "mutate_samples"]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from iterpref.cli import ArgumentParser, UserError, at_least_one, command
 from iterpref.evaluation import registry
-from iterpref.records import write_jsonl
 from iterpref.evaluation.run import evaluate, generator_for
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.served import ENGINES, ServerConfig
+from iterpref.records import write_jsonl
 from iterpref.sandbox import SandboxConfig
 
 

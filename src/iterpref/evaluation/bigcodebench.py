@@ -65,8 +65,16 @@ from importlib import metadata
 from pathlib import Path
 
 from iterpref.evaluation import errors
-from iterpref.evaluation.benchmark import (Benchmark, SetupError, Task, Verdict, defines, numbered_jsonl, json_objects,
-                                           run_official)
+from iterpref.evaluation.benchmark import (
+    Benchmark,
+    SetupError,
+    Task,
+    Verdict,
+    defines,
+    json_objects,
+    numbered_jsonl,
+    run_official,
+)
 from iterpref.sandbox import PROGRAMS, SandboxConfig
 
 SUBSETS = ("full", "hard")

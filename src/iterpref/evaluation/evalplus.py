@@ -156,7 +156,8 @@ class EvalPlus(Benchmark):
             urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
         except (OSError, ValueError) as e:
             raise SetupError(f"{self.name}: {path} is absent and {url} cannot be reached ({e}); {hint}") from None
-        from evalplus.data import humaneval as he_data, mbpp as mbpp_data
+        from evalplus.data import humaneval as he_data
+        from evalplus.data import mbpp as mbpp_data
         from evalplus.data.utils import get_dataset_metadata, make_cache
 
         pinned = he_data.HUMANEVAL_PLUS_VERSION if self.dataset == "humaneval" else mbpp_data.MBPP_PLUS_VERSION

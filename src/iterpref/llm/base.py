@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Protocol
+
 from iterpref.config.fields import spec
 
 Message = dict[str, str]

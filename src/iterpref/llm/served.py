@@ -34,11 +34,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Literal
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from tqdm import tqdm
 

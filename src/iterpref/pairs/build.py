@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from iterpref import prompts
+from iterpref.config.fields import spec
 from iterpref.pairs.diff import changed_lines, lines_to_spans, shift_spans, split_lines
 from iterpref.records import Attempt, Pair, Problem, Trajectory
-from iterpref.config.fields import spec
 
 __all__ = ["SELECTIONS", "DIFF_METHODS", "FILTERS", "PairConfig", "build_pairs", "make_pair", "split_by_problem"]
 

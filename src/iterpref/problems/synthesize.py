@@ -23,11 +23,10 @@ from dataclasses import dataclass, replace
 from tqdm import tqdm
 
 from iterpref.config.fields import spec
-
 from iterpref.llm.cache import CachedGenerator
 from iterpref.llm.openai_api import CONFIG_ERRORS, OpenAIRequestError
-from iterpref.prompts import code_blocks
 from iterpref.problems.base import Candidate, Dropped, Harvest, signature_of
+from iterpref.prompts import code_blocks
 from iterpref.records import Problem
 
 INSTRUCTION = re.compile(r"Instruction:\s*(.*?)\n\s*Entry point:", re.DOTALL | re.IGNORECASE)

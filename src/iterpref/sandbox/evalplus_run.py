@@ -15,10 +15,12 @@ import traceback
 
 def main(mode, dataset, workers):
     if dataset == "humaneval":
-        from evalplus.data import get_human_eval_plus as problems, get_human_eval_plus_hash as digest
+        from evalplus.data import get_human_eval_plus as problems
+        from evalplus.data import get_human_eval_plus_hash as digest
         not_none = []
     else:
-        from evalplus.data import get_mbpp_plus as problems, get_mbpp_plus_hash as digest
+        from evalplus.data import get_mbpp_plus as problems
+        from evalplus.data import get_mbpp_plus_hash as digest
         from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS as not_none
     from evalplus.data.utils import CACHE_DIR
     from evalplus.evaluate import evaluate, get_groundtruth

@@ -17,8 +17,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from iterpref.sandbox.backend import (ETC_HOSTS, JUDGE_UID, SANDBOX_GID, bwrap_argv, clean_env, resolve_backend,
-                                      sandbox_uid, shared_workdir)
+from iterpref.sandbox.backend import (
+    ETC_HOSTS,
+    JUDGE_UID,
+    SANDBOX_GID,
+    bwrap_argv,
+    clean_env,
+    resolve_backend,
+    sandbox_uid,
+    shared_workdir,
+)
 from iterpref.sandbox.config import SandboxConfig
 
 # The programs run inside the sandbox by path: judge.py and the official evaluators' wrappers.

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -71,7 +71,8 @@ class LaunchConfig:
 
     def config_file(self) -> Path:
         """The accelerate config file ``accelerate`` names; an error lists the shipped ones."""
-        path = Path(self.accelerate) if self.accelerate.endswith((".yaml", ".yml")) else ACCELERATE_DIR / f"{self.accelerate}.yaml"
+        own = self.accelerate.endswith((".yaml", ".yml"))
+        path = Path(self.accelerate) if own else ACCELERATE_DIR / f"{self.accelerate}.yaml"
         if not path.is_file():
             shipped = sorted(p.stem for p in ACCELERATE_DIR.glob("*.yaml"))
             raise FileNotFoundError(f"train.accelerate={self.accelerate!r}: no file {path}; shipped: {shipped}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-
 from typing import Literal, get_args
 
 from iterpref.config.fields import spec

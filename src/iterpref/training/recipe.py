@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 from iterpref.cli import UserError
+from iterpref.config.fields import build, spec
 from iterpref.records import Pair, read_jsonl
 from iterpref.training import launch, schedule, workdir
-from iterpref.config.fields import build, spec
 from iterpref.training.masks import MaskConfig
 
 # TRL loss types per variant loss: "sigmoid" is DPO's -logsigmoid(beta * margin), "sft" the mean
@@ -160,7 +160,8 @@ def dpo_config(cfg: TrainConfig, output_dir: Path, run_name: str, report_to: lis
         raise ValueError(f"train.loss: unknown {cfg.loss!r}; expected one of {sorted(LOSSES)}")
     loss_type = LOSSES[cfg.loss]
     weights = [1.0, cfg.rpo_alpha] if cfg.loss == "rpo" else None
-    bf16 = (not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()) if cfg.bf16 == "auto" else bool(cfg.bf16)
+    gpu_bf16 = not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    bf16 = gpu_bf16 if cfg.bf16 == "auto" else bool(cfg.bf16)
     return DPOConfig(**{
         "output_dir": str(output_dir),
         "run_name": run_name,

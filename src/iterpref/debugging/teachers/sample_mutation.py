@@ -111,7 +111,8 @@ class SampleMutationTeacher:
         if sample is not None:
             name, origin, reference = self.name, f"mutated sample {sample.index + 1} of {self.writer.name}", sample.code
         elif self.fallback_to_reference:
-            name, origin, reference = "mutation:reference", "mutated the problem's reference (no sample passed)", problem.reference
+            name, origin = "mutation:reference", "mutated the problem's reference (no sample passed)"
+            reference = problem.reference
         else:
             return None
         session = self.mutation.open(replace(problem, reference=reference), seed)
