@@ -22,7 +22,8 @@ When the teacher cannot write a version (an LLM teacher's request failed for goo
 reply held no code: `iterpref.debugging.teachers.TeacherError`), the trajectory ends there, unsolved, with
 the fault recorded in ``teacher_fault``; it keeps the versions written before, and gives no pair.
 The run goes on, and its statistics count the faults by cause; when every trajectory ended so
-before its first version (the teacher does not answer at all), the run fails (`TeacherUnavailable`).
+before its first version without a reply (the teacher does not answer at all: every request failed),
+the run fails (`TeacherUnavailable`).
 
 Trajectories are appended to a resume log as they finish, so an interrupted run picks up
 where it stopped; the log is keyed by a hash of everything that shapes a trajectory.
@@ -56,6 +57,7 @@ from iterpref.records import (
 )
 from iterpref.sandbox import SandboxConfig, run_unittest
 
+REPLIED = ("empty_reply", "no_code")  # fault causes of a teacher that answered, with no code
 Mode = Literal["debugging", "sampling", "mutate_samples"]
 
 
@@ -188,7 +190,7 @@ def run(problems: list[Problem], teacher: Teacher, cfg: DebugConfig, sandbox: Sa
             append_jsonl(resume_log, traj)
             done[traj.trajectory_id] = traj
     ordered = [done[f"{p.task_id}#{k}"] for p, k in jobs if f"{p.task_id}#{k}" in done]
-    if ordered and all(t.teacher_fault and not t.attempts for t in ordered):
+    if ordered and all(t.teacher_fault and not t.attempts and t.teacher_fault.cause not in REPLIED for t in ordered):
         resume_log.unlink(missing_ok=True)  # nothing in it is worth resuming: a rerun asks again
         causes = dict(Counter(t.teacher_fault.cause for t in ordered))
         raise TeacherUnavailable(f"the teacher wrote no version in any of the {len(ordered)} trajectories "
