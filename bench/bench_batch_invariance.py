@@ -2,7 +2,7 @@
 
 The first N HumanEval tasks as the evaluate stage asks them (the `iterpref` prompt, greedy, at
 most 320 new tokens, stop after a closed code block), decoded by our `HFGenerator` at the
-reference setting (batch 32, 2 threads, no stored prompt prefixes) and again at each other
+reference setting (batch 32, --threads 2, no stored prompt prefixes) and again at each other
 setting; for each, the replies whose tokens differ from the reference's. The same for a baseline
 decoder, hf.py at a git revision (a17ec41: before batch invariance), on its own copy of the
 model. Time: ours and the baseline at the reference setting, alternately (ours, baseline,
@@ -12,6 +12,7 @@ summed generation times (the machine's load average is printed: compare ratios).
     python bench/bench_batch_invariance.py --tasks 48                      # b8, b1, t1, half, warm
     python bench/bench_batch_invariance.py --tasks 48 --settings b8,t1 --baseline-settings b8
     options: --model models/student --dtype bfloat16 --max-new-tokens 320 --vs a17ec41 --rounds 2
+             --threads 2 (the reference's; on a loaded machine 1 wastes less waiting)
 
 Settings: ``b<n>`` batch n; ``t<n>`` n threads; ``half``: only the second half of the tasks
 (what ``--limit`` or another benchmark before them changes: the batch's company and the stored
@@ -85,17 +86,17 @@ def run(gen, new_prefixes, convs, sampling, threads: int, cold: bool = True) -> 
     return replies, wall
 
 
-def differing(gen, new_prefixes, convs, sampling, reference, setting: str) -> tuple[int, int]:
+def differing(gen, new_prefixes, convs, sampling, reference, setting: str, threads: int) -> tuple[int, int]:
     """Replies at ``setting`` whose tokens differ from ``reference``'s, and how many were compared."""
     kind, value = setting[0], setting[1:]
     if setting == "half":
         half = len(convs) // 2
-        replies, _ = run(gen, new_prefixes, convs[half:], sampling, 2)
+        replies, _ = run(gen, new_prefixes, convs[half:], sampling, threads)
         return sum(a != b for a, b in zip(replies, reference[half:])), len(replies)
     if setting == "warm":
-        replies, _ = run(gen, new_prefixes, convs, sampling, 2, cold=False)
+        replies, _ = run(gen, new_prefixes, convs, sampling, threads, cold=False)
     elif kind == "b":
-        replies, _ = run(gen, new_prefixes, convs, replace(sampling, batch_size=int(value)), 2)
+        replies, _ = run(gen, new_prefixes, convs, replace(sampling, batch_size=int(value)), threads)
     elif kind == "t":
         replies, _ = run(gen, new_prefixes, convs, sampling, int(value))
     else:
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-new-tokens", type=int, default=320)
     ap.add_argument("--vs", default="a17ec41", help="the baseline: hf.py at this git revision")
     ap.add_argument("--rounds", type=int, default=2, help="timed runs of each side at the reference setting")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads at the reference setting")
     ap.add_argument("--settings", default="b8,b1,t1,half,warm", help="ours, against the reference")
     ap.add_argument("--baseline-settings", default="b8", help="the baseline's, against its reference")
     bench_result.add_json_option(ap)
@@ -120,14 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     ours = (HFGenerator(args.model, device="cpu", dtype=args.dtype), Prefixes)
     theirs = baseline_generator(args.vs, args.model, args.dtype)
     print(f"{args.tasks} HumanEval tasks, max_new_tokens {args.max_new_tokens}, {args.dtype} on "
-          f"{os.cpu_count()} CPUs; reference: batch 32, 2 threads; baseline hf.py@{args.vs}", flush=True)
+          f"{os.cpu_count()} CPUs; reference: batch 32, {args.threads} threads; baseline hf.py@{args.vs}", flush=True)
     times = {"ours": 0.0, "baseline": 0.0}
     reference = {}
     for k in range(args.rounds):
         for name in ("ours", "baseline") if k % 2 == 0 else ("baseline", "ours"):
             gen, new_prefixes = ours if name == "ours" else theirs
             load = os.getloadavg()[0]
-            replies, wall = run(gen, new_prefixes, convs, sampling, 2)
+            replies, wall = run(gen, new_prefixes, convs, sampling, args.threads)
             reference.setdefault(name, replies)
             times[name] += wall
             print(f"{name:>8} round {k + 1}: {wall:6.1f} s (load average {load:.1f} -> {os.getloadavg()[0]:.1f}); "
@@ -142,14 +144,14 @@ def main(argv: list[str] | None = None) -> None:
         gen, new_prefixes = ours if name == "ours" else theirs
         for setting in filter(None, settings.split(",")):
             start = time.perf_counter()
-            n, of = differing(gen, new_prefixes, convs, sampling, reference[name], setting)
+            n, of = differing(gen, new_prefixes, convs, sampling, reference[name], setting, args.threads)
             print(f"{name:>8} {setting:>5}: {n}/{of} replies differ from the reference "
                   f"({time.perf_counter() - start:.1f} s)", flush=True)
             metrics.append(Metric(f"{name}: replies that differ at {setting}", n, f"of {of}",
                                   "== 0" if name == "ours" else None))
     bench_result.write(args.json, "bench_batch_invariance", metrics, {
         "model": args.model, "dtype": args.dtype, "tasks": args.tasks, "max_new_tokens": args.max_new_tokens,
-        "vs": args.vs, "rounds": args.rounds, "settings": args.settings,
+        "vs": args.vs, "rounds": args.rounds, "threads": args.threads, "settings": args.settings,
         "baseline_settings": args.baseline_settings})
 
 

@@ -12,8 +12,9 @@ batch back while the trajectories of the finished replies were ready with their 
 
 Requests are grouped by their sampling settings (all but the seed); one group decodes at a
 time. Each request samples with its own seed, so a sampled (temperature > 0) reply does not
-depend on which requests decoded beside it (in bfloat16, up to the rounding their company
-changes), and a rerun asks for the same replies.
+depend on which requests decoded beside it (bit for bit in bfloat16 on CPU, where the decoder
+is batch-invariant; elsewhere up to the rounding their company changes), and a rerun asks for
+the same replies.
 """
 
 from __future__ import annotations

@@ -22,17 +22,17 @@ from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 # Prompt tokens per block of a prefill's attention (padded: a block always has this many).
-QUERY_BLOCK = 32
+QUERY_BLOCK = 64
 
 
 def attend(query, key, value, visible, scaling: float):
     """Softmax attention of ``query`` [b, kv_heads, m, dim] over all columns of ``key`` and
     ``value`` [b, kv_heads, columns, dim], where ``visible`` (broadcast to [b, kv_heads, m,
     columns]) is True. The scores are rounded to the input dtype as in transformers' eager attention."""
-    scores = torch.matmul(query, key.transpose(-1, -2)).float() * scaling
-    scores = scores.masked_fill(~visible, float("-inf"))
-    weights = (scores - scores.amax(-1, keepdim=True)).exp()
-    weights = weights / weights.double().sum(-1, keepdim=True).float()
+    weights = torch.matmul(query, key.transpose(-1, -2)).float().mul_(scaling)
+    weights.masked_fill_(~visible, float("-inf"))
+    weights.sub_(weights.amax(-1, keepdim=True)).exp_()
+    weights.div_(weights.sum(-1, keepdim=True, dtype=torch.float64).float())
     return torch.matmul(weights.to(value.dtype), value)
 
 
@@ -42,9 +42,9 @@ def decode_step_attention(query, key, value, attention_mask, scaling: float):
     rows, heads, width, dim = query.shape
     kv_heads = key.shape[1]
     out = [attend(query[:, :, j].reshape(rows, kv_heads, heads // kv_heads, dim), key, value,
-                  attention_mask[:, :, j, None], scaling).view(rows, heads, dim)
+                  attention_mask[:, :, j, None], scaling).view(rows, 1, heads, dim)
            for j in range(width)]
-    return torch.stack(out, dim=1)  # [rows, width, heads, dim]
+    return out[0] if width == 1 else torch.cat(out, dim=1)  # [rows, width, heads, dim]
 
 
 def prefill_attention(query, key, value, attention_mask, scaling: float):

@@ -4,10 +4,15 @@
 `stream`, which keeps up to ``sampling.batch_size`` rows decoding at once: when a row finishes
 (EOS, a stop string, a closed code block, ``max_new_tokens``), the next prompt is prefilled on
 its own and its keys and values are written into the freed row of the running cache. Greedy
-replies are token-for-token those of decoding each prompt alone (tests/test_hf_decode.py).
+replies are token-for-token those of decoding each prompt alone (tests/test_hf_decode.py). In
+bfloat16 on CPU (packed weights, the ``iterpref_decode`` attention) they are so bit for bit:
+every row's numbers are the same whatever the batch size, the prompts beside it, the stored
+prefixes, the drafts and the thread count (`packed`, `attention`, `kv_cache`;
+tests/test_batch_invariance.py). In float32 and on a GPU, torch's own kernels run, and a reply
+may change with its batch by rounding.
 
 Prefill runs each prompt alone with ``logits_to_keep=1`` (no padding, one vocabulary row); every
-layer's keys and values live in one buffer that a decode step writes one column of in place;
+layer's keys and values live in one buffer that a decode step writes a column of per row in place;
 freed rows are refilled at once; and only a reply's last tokens are decoded to see whether it
 can have stopped (docs: benchmarks, "The in-process decoder on CPU", says what each costs).
 
@@ -33,7 +38,7 @@ from iterpref.llm.base import Conversation, SamplingConfig, stop_position, trunc
 from iterpref.llm.hf import attention  # noqa: F401  (registers the iterpref_decode attention)
 from iterpref.llm.hf.drafts import MAX_DRAFT, Lookup, accept
 from iterpref.llm.hf.kv_cache import BatchCache
-from iterpref.llm.hf.packed import can_pack, pack_linears
+from iterpref.llm.hf.packed import PREFILL_ROWS, block_rows, can_pack, pack_linears
 from iterpref.llm.hf.prefixes import Prefixes
 from iterpref.llm.hf.sampling import next_tokens
 
@@ -52,10 +57,11 @@ class HFGenerator:
         dtype: torch dtype name; ``auto`` uses bfloat16 on GPU and float32 on CPU.
         prompt_lookup: draft tokens a decode step may check (prompt lookup decoding, at most
             `MAX_DRAFT`); 0: one token a step. Greedy replies are the model's own either way
-            (up to floating-point rounding: a step over several tokens sums in another order).
-        pack_weights: reorder the linear layers' weights once for oneDNN (`pack_linears`): the
-            same outputs bit for bit, faster on CPU in bfloat16; None: there, where the CPU has
-            oneDNN's bfloat16 kernels (`can_pack`).
+            (bit for bit in bfloat16 on CPU; elsewhere up to floating-point rounding: a step
+            over several tokens sums in another order).
+        pack_weights: reorder the linear layers' weights once for oneDNN, computed in blocks of
+            rows that make a row's output independent of its batch (`pack_linears`), faster on
+            CPU in bfloat16; None: there, where the CPU has oneDNN's bfloat16 kernels (`can_pack`).
 
     The model's weights must not change while it generates: prompts' keys and values are kept
     for reuse (`Prefixes`).
@@ -112,7 +118,8 @@ class HFGenerator:
         cache = DynamicCache(config=self.model.config)
         reused = self.prefixes.load(prompt, cache)
         ids = torch.tensor([prompt[reused:]], device=self.device)
-        logits = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        with block_rows(PREFILL_ROWS):
+            logits = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         self.prefixes.save(prompt, cache)
         return cache, next_tokens(logits, sampling, [rng])[0]
 
@@ -140,8 +147,8 @@ class HFGenerator:
         seed)``, or None when there is none now; ``idle`` says no row is decoding (it may wait
         for one). The run ends when ``take(True)`` returns None. A sampled reply draws from a
         random generator of its own, seeded with its seed: it does not depend on which prompts
-        decode beside it or came before it (in bfloat16, up to the rounding that changes: the
-        batch's company, and how much of the prompt was prefilled from a stored prefix)."""
+        decode beside it or came before it (where torch's own kernels run, float32 or a GPU, up
+        to the rounding that the batch's company changes)."""
         most = max(sampling.batch_size, 1)
         cache = BatchCache(self.model, most)
         owner: list[Hashable | None] = [None] * most  # the prompt decoding in each row
@@ -223,8 +230,8 @@ class HFGenerator:
     def chat(self, conversations: list[Conversation], sampling: SamplingConfig,
              progress: str | None = None) -> list[str]:
         """Replies for ``conversations`` (see `iterpref.llm.base.Generator`)."""
-        # Longest prompts first: a later, shorter prompt then always fits left of the cache's
-        # newest column, so the cache only grows to the right.
+        # Longest prompts first: the cache reaches its width early and a later, shorter prompt
+        # fits the columns it has.
         order = sorted(range(len(conversations)), key=lambda i: -len(str(conversations[i])))
         prompts = [self.encode(conversations[i]) for i in order]
         replies: list[str] = [""] * len(conversations)

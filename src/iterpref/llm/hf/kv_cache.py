@@ -26,9 +26,9 @@ class _Layer(DynamicLayer):
 
     def update(self, key_states, value_states, *args, **kwargs):
         keys, values = self.cache.kv[self.index]
-        columns = self.cache.columns.expand(-1, key_states.shape[1], -1, key_states.shape[3])
-        keys.scatter_(2, columns, key_states)
-        values.scatter_(2, columns, value_states)
+        rows, columns = self.cache.rows, self.cache.columns  # [rows, 1], [rows, width]
+        keys[rows, :, columns] = key_states.transpose(1, 2)  # indexed: [rows, width, kv_heads, head_dim]
+        values[rows, :, columns] = value_states.transpose(1, 2)
         return keys, values
 
     def get_seq_length(self) -> int:
@@ -56,7 +56,8 @@ class BatchCache(Cache):
                               dtype=model.dtype, device=model.device)
         self.buffers = [self.kv.new_empty(0), self.kv.new_empty(0)]  # flat storage: kv's, spare
         self.lengths: list[int | None] = [None] * rows  # None: a free row
-        self.columns = torch.zeros((rows, 1, 0, 1), dtype=torch.long, device=model.device)  # the step's
+        self.rows = torch.arange(rows, device=model.device)[:, None]
+        self.columns = torch.zeros((rows, 0), dtype=torch.long, device=model.device)  # the step's, per row
         super().__init__(layers=[_Layer(self, i) for i in range(len(kinds))])
 
     def _resize(self, rows: list[int | None], columns: int) -> None:
@@ -109,7 +110,8 @@ class BatchCache(Cache):
         lengths = torch.tensor([n or 0 for n in self.lengths], device=self.kv.device)
         self._fit(int(lengths.max()) + width)
         positions = lengths[:, None] + torch.arange(width, device=self.kv.device)
-        self.columns = positions[:, None, :, None]
+        self.rows = torch.arange(len(self.lengths), device=self.kv.device)[:, None]
+        self.columns = positions
         mask = torch.arange(self.kv.shape[4], device=self.kv.device) <= positions[:, :, None]
         return mask[:, None], positions
 

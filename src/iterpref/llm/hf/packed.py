@@ -3,6 +3,10 @@ output independent of the rows computed beside it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 import torch.nn.functional as F
 
@@ -10,15 +14,29 @@ import torch.nn.functional as F
 # has (another kernel, or the reduction split over threads), so a reply would depend on its
 # batch. Every call gets exactly this many rows (the last block padded with zeros): at a fixed
 # row count a row's output is a function of that row alone, whatever the other rows, its place
-# among them and the thread count (tests/test_hf_decode.py checks it on the model's shapes).
+# among them and the thread count (tests/test_batch_invariance.py checks it on the model's
+# shapes). A decode step has a row per reply (32: the default batch); a prompt's prefill, whose
+# rows only need to agree with other prefills', has its own larger blocks (fewer calls).
 ROWS = 32
+PREFILL_ROWS = 128
+_block_rows: ContextVar[int] = ContextVar("block_rows", default=ROWS)
+
+
+@contextmanager
+def block_rows(rows: int) -> Iterator[None]:
+    """`PackedLinear` calls in this block (and thread) compute ``rows`` rows at a time."""
+    token = _block_rows.set(rows)
+    try:
+        yield
+    finally:
+        _block_rows.reset(token)
 
 
 class PackedLinear(torch.nn.Module):
     """A bfloat16 `torch.nn.Linear` for CPU decoding, its weight reordered once into oneDNN's
     blocked layout (a plain bf16 weight is reordered inside every call, which a decode step of a
-    few rows pays for in full), computed in blocks of `ROWS` rows so that each row's output does
-    not depend on how many rows the call has."""
+    few rows pays for in full), computed in blocks of `ROWS` rows (`PREFILL_ROWS` in a prefill:
+    `block_rows`) so that each row's output does not depend on how many rows the call has."""
 
     def __init__(self, linear: torch.nn.Linear, rows: int = 16):
         super().__init__()
@@ -30,12 +48,12 @@ class PackedLinear(torch.nn.Module):
         return torch.ops.mkldnn._linear_pointwise(rows, self.weight, self.bias, "none", [], "")
 
     def forward(self, x):
-        rows = x.reshape(-1, self.in_features)
+        rows, size = x.reshape(-1, self.in_features), _block_rows.get()
         n = rows.shape[0]
-        if n == ROWS:  # a full batch's decode step
+        if n == size:  # a full batch's decode step
             return self._block(rows).view(*x.shape[:-1], self.out_features)
-        rows = F.pad(rows, (0, 0, 0, -n % ROWS))
-        out = torch.cat([self._block(block) for block in rows.split(ROWS)])
+        blocks = F.pad(rows, (0, 0, 0, -n % size)).split(size)
+        out = self._block(blocks[0]) if len(blocks) == 1 else torch.cat([self._block(b) for b in blocks])
         return out[:n].view(*x.shape[:-1], self.out_features)
 
 
