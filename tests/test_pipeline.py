@@ -51,6 +51,25 @@ def stale_with(root, env, overrides: list[str]) -> set[str]:
         params.write_text(text)
 
 
+README_WIDTH = 30  # columns the README's comparison command may print
+
+
+def readme_comparison_fits_a_terminal(root, env) -> None:
+    """The README's `dvc exp show --only-changed --drop ...` after one experiment on a committed
+    run: the changed param and the metrics, no dependency or output hashes."""
+    import csv
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    line = next(ln for ln in readme.splitlines() if ln.startswith("dvc exp show --only-changed"))
+    out = sh([sys.executable, "-m", *shlex.split(line.split(" # ")[0]), "--csv"], root, env)
+    header = next(csv.reader(out.splitlines()))
+    assert len(header) <= README_WIDTH, header
+    assert "train.common.learning_rate" in header, header
+    assert not [c for c in header if c.startswith(("data/", "models/", "reports/"))], header
+
+
 def test_smoke_experiment_end_to_end(dvc_repo):
     root, env = dvc_repo
     log = sh(["dvc", "exp", "run", "-S", "experiment=smoke"], root, env)
@@ -123,7 +142,7 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     stale = lock.stale(dvc_status(root, env), lock.tracked(root))  # what `make lock-check` reports
     judge.write_text(text)
     assert set(stale) == {"synthesize", "debug"} | evals
-    assert stale["debug"] == ["src/iterpref/sandbox modified"]  # the stage lists the sandbox package
+    assert stale["debug"] == ["src/iterpref/sandbox/judge.py modified"]  # the stage lists the sandbox's modules
     assert stale_after_edit(root, env, "src/iterpref/pairs/diff.py") == {"pairs", "train@dpo", "train@target_dpo",
                                                                           "probe@dpo", "probe@target_dpo", "report"}
     assert stale_after_edit(root, env, "src/iterpref/probe/__init__.py") == {"probe@dpo", "probe@target_dpo"}
@@ -147,8 +166,12 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     sh(["git", "checkout", "--", "data/seed/problems.jsonl"], root, env)
     assert (root / "params.yaml").read_text() == P.dump(smoke) and changed_stages(root, env) == set()
 
-    # A training parameter re-runs train, probe, evaluate and report only.
+    # A training parameter re-runs train, probe, evaluate and report only. The smoke run is committed
+    # first, as the README's comparison assumes: one experiment against a run it starts from.
+    sh(["git", "add", "-A"], root, env)
+    sh(["git", "commit", "-qm", "the smoke run"], root, env)
     log = sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "train.common.learning_rate=2e-4"], root, env)
     ran = ran_stages(log)
     assert ran == {"train@dpo", "train@target_dpo", "probe@dpo", "probe@target_dpo", "evaluate@dpo-humaneval",
                    "evaluate@target_dpo-humaneval", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp", "report"}, ran
+    readme_comparison_fits_a_terminal(root, env)

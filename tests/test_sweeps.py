@@ -11,7 +11,6 @@ import csv
 import json
 import sys
 import time
-from pathlib import Path
 
 import processes
 import pytest
@@ -22,7 +21,6 @@ from iterpref import sweep
 from iterpref.tracking import wandb_runs
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
 
 # the smoke experiment made cheaper still: 2 tasks per benchmark, one training step of 4 pairs
 CHEAP = ["experiment=smoke", "eval.limit=2", "train.common.max_pairs=4"]
@@ -121,25 +119,6 @@ def test_dvc_queue_grid(dvc_repo, queued):
         for bench in ("humaneval", "mbpp"):
             assert group[f"{variant}-{bench}"].summary[f"{bench}/pass@1"] * 100 == pytest.approx(
                 metrics(shown[name])[variant][bench], abs=0.01)
-
-
-README_WIDTH = 30  # columns the README's comparison command may print for a grid
-
-
-def test_the_readme_comparison_fits_a_terminal(dvc_repo, queued):
-    """The README's `dvc exp show --only-changed --drop ...` over the 2x2 grid: the swept params and
-    the metrics, no dependency hashes (each experiment changes data/, models/ and reports/ files)."""
-    import shlex
-
-    root, env = dvc_repo
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    line = next(ln for ln in readme.splitlines() if ln.startswith("dvc exp show --only-changed"))
-    cmd = shlex.split(line.split(" # ")[0])
-    out = sh([sys.executable, "-m", *cmd, "--csv"], root, env)
-    header = next(csv.reader(out.splitlines()))
-    assert len(header) <= README_WIDTH, header
-    assert "train.common.beta" in header and "train.run" in header
-    assert not [c for c in header if c.startswith(("data/", "models/", "reports/"))], header
 
 
 def test_hydra_multirun_with_submitit_local(dvc_repo, queued):
