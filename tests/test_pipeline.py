@@ -143,9 +143,10 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     judge.write_text(text)
     assert set(stale) == {"synthesize", "debug"} | evals
     assert stale["debug"] == ["src/iterpref/sandbox/judge.py modified"]  # the stage lists the sandbox's modules
-    assert stale_after_edit(root, env, "src/iterpref/pairs/diff.py") == {"pairs", "train@dpo", "train@target_dpo",
-                                                                          "probe@dpo", "probe@target_dpo", "report"}
-    assert stale_after_edit(root, env, "src/iterpref/probe/__init__.py") == {"probe@dpo", "probe@target_dpo"}
+    assert stale_after_edit(root, env, "src/iterpref/pairs/diff.py") == {
+        "pairs", "train@dpo", "train@target_dpo", "reference_logprobs", "probe@dpo", "probe@target_dpo", "report"}
+    assert stale_after_edit(root, env, "src/iterpref/probe/__init__.py") == {"reference_logprobs", "probe@dpo",
+                                                                             "probe@target_dpo"}
     assert stale_after_edit(root, env, "src/iterpref/reporting/summary.py") == {"report"}
     assert stale_with(root, env, ["experiment=smoke", "logging.wandb.project=renamed", "logging.wandb.group=g"]) == set()
     assert stale_with(root, env, ["experiment=smoke", "+eval.by_benchmark.mbpp.limit=4"]) == {
