@@ -155,8 +155,11 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     # and synthesize, which checks problems against every benchmark
     mbpp_evals = {"evaluate_reference@mbpp", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp"}
     assert stale_after_edit(root, env, "data/benchmarks/mbpp/.gitkeep") == {"synthesize"} | mbpp_evals
+    mine = root / "data/benchmarks/mbpp/mine.jsonl"  # a file a parameter names must exist at composition
+    mine.write_text("{}\n")
     assert stale_with(root, env, ["experiment=smoke", "eval.data.mbpp=data/benchmarks/mbpp/mine.jsonl"]) == {
         "synthesize"} | mbpp_evals
+    mine.unlink()
     # a third benchmark: its own new stages only, no existing evaluation
     assert stale_with(root, env, ["experiment=smoke", "eval.benchmarks=[humaneval,mbpp,humaneval_plus]"]) == {
         "evaluate_reference@humaneval_plus", "evaluate@dpo-humaneval_plus", "evaluate@target_dpo-humaneval_plus",
