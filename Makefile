@@ -59,26 +59,26 @@ $(PLOTS_TEMPLATE): $(STAMP) src/iterpref/reporting/plots_page.py
 		echo "WARNING: no npm or no npm registry; dvc plots pages will load vega from a CDN (fix that, then make install)"; \
 	fi
 
+# $(call os_package,COMMAND,PACKAGE,WHAT FOR,WITHOUT IT): nothing when COMMAND is on PATH; as root
+# with apt-get, install PACKAGE (updating the index only when the install fails); else warn.
+define os_package
+	@if command -v $(1) >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(2) ($(3))"; \
+		apt-get install -y -qq $(2) >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $(2); }; \
+	else \
+		echo "WARNING: $(2) is missing; $(4)."; \
+		echo "         Install it: sudo apt-get install $(2)  (Fedora: dnf install $(2))"; \
+	fi
+endef
+
 # bubblewrap isolates generated code (no network, read-only system, private /tmp).
 sandbox:
-	@if command -v bwrap >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing bubblewrap (sandbox for generated code)"; \
-		apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; \
-	else \
-		echo "WARNING: bubblewrap is missing; generated code will run with rlimits only (no isolation)."; \
-		echo "         Install it: sudo apt-get install bubblewrap  (Fedora: dnf install bubblewrap)"; \
-	fi
+	$(call os_package,bwrap,bubblewrap,sandbox for generated code,generated code will run with rlimits only (no isolation))
 
 # Chromium, headless: the test that renders `dvc plots diff` offline and checks every plot drew.
 browser:
-	@if command -v chromium >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing chromium (the headless browser of the plots test)"; \
-		apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }; \
-	else \
-		echo "WARNING: chromium is missing; the offline plots test will be skipped (sudo apt-get install chromium)"; \
-	fi
+	$(call os_package,chromium,chromium,the headless browser of the plots test,the offline plots test will be skipped)
 
 dvc-setup: install
 	@$(BIN)/dvc config core.analytics false
