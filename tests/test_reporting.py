@@ -398,6 +398,17 @@ def test_pass_at_1_figure_size(run, tmp_path):
     assert (w, h) == (round((1.5 + 1.8 * 2) * 120), round(3.2 * 120))  # inches at 120 dpi
 
 
+def test_training_figure_draws_the_learning_rate_per_variant_and_step(tmp_path):
+    warmup = [{**h, "learning_rate": 1e-5 * h["step"] / 2} for h in CURVE]
+    older = [{"step": 1, "loss": 0.7}, {"step": 2, "loss": 0.65, "learning_rate": 4e-6}]  # step 1 logged no rate
+    fig = figures.training_curves({"dpo": warmup, "target_dpo": older}, tmp_path / "curves.png")
+    panels = {ax.get_title(): ax for ax in fig.axes}
+    assert list(panels) == ["training loss", "reward margin", "reward accuracy", "learning rate"]
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in panels["learning rate"].lines}
+    assert lines == {"dpo": ([1, 2], [5e-6, 1e-5]), "target_dpo": ([2], [4e-6])}
+    assert_png(tmp_path / "curves.png")
+
+
 def test_missing_inputs_are_skipped_with_a_line(tmp_path):
     # dpo never trained (no curve anywhere), target_dpo's mbpp errored, no pairs built
     root = make_run(tmp_path, train={"target_dpo": TRAIN["target_dpo"]}, pairs=False, problems=False,
@@ -414,7 +425,7 @@ def test_missing_inputs_are_skipped_with_a_line(tmp_path):
     assert set(skipped) == {"cumulative_pass_rate", "rejected_lines", "training_curves"}
     assert set(written) == {"pass_at_1", "error_types", "gains_losses", "heldout_shifts"}  # gains on HumanEval alone
     md = reporting.markdown(inp, {n: f"figures/{p.name}" for n, p in written.items()}, skipped)
-    assert ("Figure skipped (training loss, margin and reward accuracy): "
+    assert ("Figure skipped (training loss, margin, reward accuracy and learning rate): "
             "no reports/train/<variant>.json holds a per-step curve.") in md
     assert "Figure skipped (D- size): data/pairs.jsonl is missing or holds no pairs." in md
     lines = md.splitlines()

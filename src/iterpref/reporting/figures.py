@@ -25,7 +25,7 @@ PAPER_CUMULATIVE = [36.7, 54.7, 61.5, 64.6, 66.3, 67.5]
 # The pair the per-task figure compares: the paper's focal loss against plain DPO.
 GAINS_PAIR = ("dpo", "target_dpo")
 CURVE_KEYS = (("loss", "training loss"), ("rewards/margins", "reward margin"),
-              ("rewards/accuracies", "reward accuracy"))
+              ("rewards/accuracies", "reward accuracy"), ("learning_rate", "learning rate"))
 TOP_ERROR_TYPES = 8
 # The probe entries the held-out figure draws (iterpref.probe.summarise) and their labels.
 SHIFT_GROUPS = (("chosen", "chosen"), ("rejected_error", "D- (error)"), ("rejected_shared", "rejected, shared"),
@@ -91,8 +91,9 @@ def rejected_lines(counts: list[int], path: str | Path) -> None:
     _save(fig, path)
 
 
-def training_curves(curves: dict[str, list[dict]], path: str | Path) -> None:
-    """Training loss, reward margin and reward accuracy by step, one line per variant."""
+def training_curves(curves: dict[str, list[dict]], path: str | Path) -> Figure:
+    """Training loss, reward margin, reward accuracy and the learning rate by step, one panel
+    each, one line per variant (a step without the key is left out); returns the figure."""
     fig = _figure(4 * len(CURVE_KEYS), 3.2)
     axes = fig.subplots(1, len(CURVE_KEYS), squeeze=False)
     for ax, (key, label) in zip(axes[0], CURVE_KEYS):
@@ -103,8 +104,11 @@ def training_curves(curves: dict[str, list[dict]], path: str | Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("step")
         ax.set_title(label)
+        if key == "learning_rate":  # ~1e-5: a shared exponent, not 0.00001 on every tick
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     axes[0, 0].legend(fontsize=8)
     _save(fig, path)
+    return fig
 
 
 def error_types(table: dict[str, dict[str, dict]], benchmarks: list[str], path: str | Path) -> None:

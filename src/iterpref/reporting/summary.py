@@ -322,7 +322,7 @@ def _training(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> 
             lines.append(f"| {v} | {t['pairs']} | {t['steps']} | {t['train_loss']:.4f} | "
                          f"{_num(t.get('rewards/accuracies'), '.2f')} | {_num(t.get('rewards/margins'), '.4f')} | "
                          f"{t['train_runtime_s']} | {_num(t.get('peak_rss_gib'), 'g')} |")
-    return lines + _link("training_curves", "training loss, margin and reward accuracy", figures, skipped)
+    return lines + _link("training_curves", "training loss, margin, reward accuracy and learning rate", figures, skipped)
 
 
 def _evaluation(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
