@@ -169,6 +169,18 @@ def test_every_problems_source_file_agrees_with_its_dataclass(source):
     assert not found, "\n".join(found)
 
 
+@pytest.mark.parametrize("preset", ["llm_openai", "llm_vllm"])
+def test_a_teacher_presets_client_settings_are_its_backends_defaults(preset):
+    """OpenAIGenerator's and ServedGenerator's request settings default to ClientConfig's fields and
+    SERVED_CLIENT (the evaluation's served backend uses them); the teacher presets state the same."""
+    from iterpref.llm.openai_api import ClientConfig
+    from iterpref.llm.served import SERVED_CLIENT
+
+    teacher = P.compose([f"teacher={preset}"])["teacher"]
+    default = dataclasses.asdict(ClientConfig() if teacher["backend"] == "openai" else SERVED_CLIENT)
+    assert {k: teacher[k] for k in default} == default
+
+
 def test_no_config_docstring_restates_a_value():
     """A default lives in its field (and conf/): a docstring that repeats it would drift."""
     from iterpref.config.sections import SECTIONS

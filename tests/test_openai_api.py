@@ -17,7 +17,7 @@ from iterpref import debugging
 from iterpref.debugging.teachers import make_teacher
 from iterpref.llm import make_generator
 from iterpref.llm.base import SamplingConfig
-from iterpref.llm.openai_api import OpenAIGenerator, OpenAIRequestError
+from iterpref.llm.openai_api import ClientConfig, OpenAIGenerator, OpenAIRequestError
 from iterpref.problems import load_seed
 from iterpref.sandbox import SandboxConfig
 
@@ -67,6 +67,16 @@ def test_max_concurrency_bounds_all_calls_together(server):
         t.join(timeout=20)
     assert out == {k: [f"reply to: t{k} c{i}" for i in range(4)] for k in range(2)}
     assert server.max_in_flight == 2
+
+
+def test_client_settings_left_out_are_client_configs(server):
+    """The client's defaults are stated once, in ClientConfig's fields (conf/teacher/llm_openai.yaml
+    is held equal to them in test_config_schema)."""
+    gen = OpenAIGenerator("m", base_url=server.url)
+    default = ClientConfig()
+    assert (gen.max_concurrency, gen.client.timeout, gen.client.max_retries) == (
+        default.max_concurrency, default.timeout_s, default.max_retries)
+    assert gen._slots._value == default.max_concurrency  # the bound on requests in flight
 
 
 def test_request_carries_the_sampling_config(server, monkeypatch):

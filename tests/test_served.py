@@ -23,7 +23,7 @@ from iterpref.debugging.teachers import make_teacher
 from iterpref.llm import make_generator
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.cache import CachedGenerator
-from iterpref.llm.served import ServedGenerator, ServerConfig, ServerStartError, running
+from iterpref.llm.served import SERVED_CLIENT, ServedGenerator, ServerConfig, ServerStartError, running
 from iterpref.problems import load_seed
 from iterpref.records import write_jsonl
 
@@ -190,6 +190,9 @@ def test_running_finds_the_server_inside_wrappers_and_leaves_others_alone(tmp_pa
     with running(cached) as same:
         assert same is cached and gen.launched is not None
         pid = gen.launched["pid"]
+        client = gen._client  # no client settings given: SERVED_CLIENT's, their one statement
+        assert (client.max_concurrency, client.client.timeout, client.client.max_retries) == (
+            SERVED_CLIENT.max_concurrency, SERVED_CLIENT.timeout_s, SERVED_CLIENT.max_retries)
         assert cached.chat([user("x")], SamplingConfig()) == ["reply to: x"]
     assert gen.launched is None and not alive(pid)
     with running(None) as nothing:

@@ -24,6 +24,7 @@ import json
 import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
@@ -35,6 +36,23 @@ DUMMY_KEY = "EMPTY"  # what a local server without --api-key accepts (vLLM's con
 # causes that are a configuration mistake (bad key, no access, wrong model or URL): the teachers and
 # the synthesizer raise them as they are, and the stage stops
 CONFIG_ERRORS = ("http_401", "http_403", "http_404")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How a client sends requests: `OpenAIGenerator`'s defaults (a generator section states its
+    own, `iterpref.llm.GeneratorConfig`; conf/teacher/llm_openai.yaml states these, and a test
+    holds the two equal). `iterpref.llm.served.SERVED_CLIENT` is a served backend's.
+
+    Attributes:
+        max_concurrency: requests in flight at once.
+        timeout_s: seconds one request may take before it is retried.
+        max_retries: retries per request of 408/409/429/5xx answers, timeouts and connection errors.
+    """
+
+    max_concurrency: int = 16
+    timeout_s: float = 120
+    max_retries: int = 5
 
 
 class OpenAIRequestError(RuntimeError, UserError):
@@ -86,13 +104,15 @@ class OpenAIGenerator:
         timeout_s: seconds one request may take before it is retried.
         max_retries: retries per request of 408/409/429/5xx answers, timeouts and connection
             errors, with exponential backoff (the openai client's).
+            The three default to `ClientConfig`'s fields.
         max_stop_strings: stop strings sent with a request (the official API takes at most
             `MAX_STOP_STRINGS`); the rest are applied to the reply here, after the server has
             generated past them. None: send all (vLLM, SGLang and llama.cpp take any number).
     """
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 max_concurrency: int = 8, timeout_s: float = 120, max_retries: int = 5,
+                 max_concurrency: int = ClientConfig.max_concurrency, timeout_s: float = ClientConfig.timeout_s,
+                 max_retries: int = ClientConfig.max_retries,
                  max_stop_strings: int | None = MAX_STOP_STRINGS):
         import openai
 

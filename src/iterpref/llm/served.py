@@ -45,6 +45,7 @@ from tqdm import tqdm
 from iterpref.cli import UserError
 from iterpref.config.fields import build, spec
 from iterpref.llm.base import Conversation, Generator, SamplingConfig
+from iterpref.llm.openai_api import ClientConfig, OpenAIGenerator
 
 # The command each engine starts with, before `ServerConfig.extra_args`. Placeholders: {model},
 # {host}, {port}, {dtype}, {tensor_parallel_size}, {python} (the interpreter of
@@ -58,6 +59,10 @@ ENGINES: dict[Engine, list[str]] = {
     # llama.cpp serves one GGUF file (model: the .gguf path); dtype and tensor parallelism do not apply.
     "llama_cpp": ["llama-server", "--model", "{model}", "--host", "{host}", "--port", "{port}"],
 }
+# How the client talks to a server the stage started: it batches what is in flight, so many
+# requests at once, long time-outs, few retries (conf/teacher/llm_vllm.yaml states the same; a
+# test holds them equal).
+SERVED_CLIENT = ClientConfig(max_concurrency=64, timeout_s=600, max_retries=2)
 HEALTH_ROUTES = ("/health", "/v1/models")  # the first the server has decides readiness
 LOG_TAIL_LINES = 40
 # A server started without --api-key takes any key; the client sends a dummy unless this is set.
@@ -114,8 +119,8 @@ class ServedGenerator:
         engine: ``vllm``, ``sglang`` or ``llama_cpp``: the default command and the name.
         dtype: the weights' dtype as the server takes it (``auto``, ``bfloat16``, ...).
         server: a `ServerConfig`, or a params section to build one from.
-        max_concurrency, timeout_s, max_retries: the client's (see `OpenAIGenerator`); a
-            server batches the requests in flight, so allow many.
+        max_concurrency, timeout_s, max_retries: the client's (see `OpenAIGenerator`); they
+            default to `SERVED_CLIENT`'s.
 
     Attributes:
         base_url: None: the port differs at each start, so a response cache keys on the
@@ -127,8 +132,8 @@ class ServedGenerator:
     base_url = None
 
     def __init__(self, model: str, engine: str = "vllm", dtype: str = "auto",
-                 server: ServerConfig | dict | None = None, max_concurrency: int = 64,
-                 timeout_s: float = 600, max_retries: int = 2):
+                 server: ServerConfig | dict | None = None, max_concurrency: int = SERVED_CLIENT.max_concurrency,
+                 timeout_s: float = SERVED_CLIENT.timeout_s, max_retries: int = SERVED_CLIENT.max_retries):
         if engine not in ENGINES:
             raise ValueError(f"unknown server engine {engine!r}; expected one of {sorted(ENGINES)}")
         self.model, self.engine, self.dtype = str(model), engine, dtype
@@ -183,8 +188,6 @@ class ServedGenerator:
             except BaseException:
                 self._stop()
                 raise
-            from iterpref.llm.openai_api import OpenAIGenerator
-
             self._client = OpenAIGenerator(served, base_url=f"{root}/v1", api_key_env=API_KEY_ENV,
                                            max_stop_strings=None, **self.client_options)
             self.launched = {"engine": self.engine, "command": argv, "pid": self._process.pid,
