@@ -19,7 +19,7 @@ from iterpref.reporting import dvc_plots, figures, summary, token_picture
 def main() -> None:
     params = P.load()
     inp = summary.load(".", list(params["train"]["run"]), list(params["eval"]["benchmarks"]),
-                         params["experiment_name"], params["model"]["name"], params["train"])
+                         params["experiment_name"], params["model"]["name"], params["train"], summary.swept_values(params))
     Path("reports").mkdir(exist_ok=True)
     Path("reports/metrics.json").write_text(json.dumps(summary.metrics(inp), indent=2) + "\n")
     dvc_plots.write(inp, "reports/plots")

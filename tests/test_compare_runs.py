@@ -14,6 +14,7 @@ import pytest
 import yaml
 from dvc_repo import bare_repo, sh
 
+from iterpref import params as P
 from iterpref.reporting import compare, sweep_table
 
 
@@ -138,9 +139,10 @@ def test_holm_adjustment_by_hand():
 
 
 def test_varied_keys_are_the_swept_parameters():
-    a = {"train": {"common": {"beta": 0.1, "lr": 1}, "run": ["dpo"]}, "experiment_name": "x"}
-    b = {"train": {"common": {"beta": 0.2, "lr": 1}, "run": ["target_dpo"]}, "experiment_name": "y", "new": [1]}
-    assert sweep_table.varied_keys([a, b]) == ["new", "train.common.beta"]
+    a = {"train": {"common": {"beta": 0.1, "lr": 1}, "run": ["dpo"]}, "experiment_name": "x", "swept_keys": []}
+    b = {"train": {"common": {"beta": 0.2, "lr": 1}, "run": ["target_dpo"]}, "experiment_name": "y", "new": [1],
+         "swept_keys": ["train.common.beta"]}
+    assert P.varied_keys([a, b]) == ["new", "train.common.beta"]
 
 
 def test_sweep_table_against_a_baseline(sweep_repo, tmp_path):

@@ -48,6 +48,8 @@ def compose_error(overrides: list[str], conf_dir: Path | None = None) -> str:
     ("eval.data.mbpp_plus=data/benchmarks/humaneval_plus/MbppPlus.jsonl",  # another benchmark's folder
      "eval.data.mbpp_plus: 'data/benchmarks/humaneval_plus/MbppPlus.jsonl' is outside data/benchmarks/mbpp_plus/"),
     ("+eval.data.bigcodebench_full=data/benchmarks/x.jsonl", "eval.data.bigcodebench_full"),
+    ("swept_keys=[train.common.beta,train.common.betta]",
+     "swept_keys[1] = 'train.common.betta': expected a dotted key of the params"),
 ])
 def test_a_bad_value_fails_composition_naming_key_value_and_expectation(override, line):
     msg = compose_error([override])

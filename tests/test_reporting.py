@@ -304,6 +304,24 @@ def test_settings_section_names_each_variants_training(run):
         reporting.markdown(load(run)), "Settings")
 
 
+def test_settings_name_the_sweeps_keys_with_this_runs_values(run):
+    """A point of a sweep (params.yaml's swept_keys, as iterpref-sweep sets it) says what the sweep
+    varies and the values here; a run outside a sweep says nothing about sweeps."""
+    def settings(overrides):
+        params = P.compose(overrides)
+        inp = reporting.load(run, ["dpo", "target_dpo"], BENCHMARKS, "embedded", "smollm2-135m-instruct",
+                             params["train"], reporting.swept_values(params))
+        return reporting.markdown(inp), section(reporting.markdown(inp), "Settings")
+
+    _, lines = settings(["train.common.beta=0.05", "eval.sampling.max_new_tokens=256",
+                         "swept_keys=[train.common.beta,eval.sampling.max_new_tokens,train.variants.target_dpo.mask]"])
+    assert lines[2] == ("- swept: `train.common.beta` = 0.05, `eval.sampling.max_new_tokens` = 256, "
+                        '`train.variants.target_dpo.mask` = {"mode": "line"} (this run is one point of a sweep over '
+                        "these keys, params.yaml's `swept_keys`)")
+    md, lines = settings(["train.common.beta=0.05"])
+    assert lines[2].startswith("- training pairs available:") and "sweep" not in md.lower()
+
+
 def test_problems_section(run):
     lines = section(reporting.markdown(load(run)), "Problems")
     expected = [

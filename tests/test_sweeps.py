@@ -11,13 +11,16 @@ import csv
 import json
 import sys
 import time
+from pathlib import Path
 
 import processes
 import pytest
 import yaml
 from dvc_repo import ran_stages, sh
 
+from iterpref import params as P
 from iterpref import sweep
+from iterpref.reporting.runs import RunFiles
 from iterpref.tracking import wandb_runs
 
 pytestmark = pytest.mark.slow
@@ -25,6 +28,8 @@ pytestmark = pytest.mark.slow
 # the smoke experiment made cheaper still: 2 tasks per benchmark, one training step of 4 pairs
 CHEAP = ["experiment=smoke", "eval.limit=2", "train.common.max_pairs=4"]
 GRID = ["train.common.beta=0.05,0.1", "train.run=[dpo],[target_dpo]"]
+CONF = Path(__file__).resolve().parents[1] / "conf"
+SWEPT = "swept_keys=[train.common.beta]"  # what the grid varies (train.run: each point's variant)
 SHARED = {"model", "synthesize", "debug", "pairs", "evaluate_reference@humaneval", "evaluate_reference@mbpp"}
 
 
@@ -48,7 +53,7 @@ def queued(dvc_repo):
     """The 2x2 grid queued with `dvc exp run --queue` and run by `dvc queue start`; returns
     {exp name: (beta, variant)} and each experiment's log."""
     root, env = dvc_repo
-    out = sh(dvc("exp", "run", "--queue", *[a for o in CHEAP + GRID for a in ("-S", o)]), root, env)
+    out = sh(dvc("exp", "run", "--queue", *[a for o in CHEAP + GRID + [SWEPT] for a in ("-S", o)]), root, env)
     names = [line.split("'")[1] for line in out.splitlines() if line.startswith("Queued experiment")]
     assert len(names) == 4, out
     sh(dvc("queue", "start"), root, env)
@@ -69,10 +74,22 @@ def queued(dvc_repo):
     return grid, logs, shown
 
 
+def test_every_job_of_a_sweep_records_the_grids_varied_keys():
+    points = sweep.check_grid(CHEAP + GRID, CONF)
+    assert len(points) == 4
+    assert sweep.swept_override(CHEAP + GRID, points) == SWEPT
+    assert P.compose([*CHEAP, "train.common.beta=0.05", SWEPT])["swept_keys"] == ["train.common.beta"]
+    assert sweep.swept_override([*CHEAP, *GRID, "swept_keys=[]"], points) is None  # the user's own say
+    assert sweep.swept_override(CHEAP, sweep.check_grid(CHEAP, CONF)) is None  # one point
+
+
 def test_dvc_queue_grid(dvc_repo, queued):
     root, env = dvc_repo
     grid, logs, shown = queued
     assert sorted(grid.values()) == [(0.05, "dpo"), (0.05, "target_dpo"), (0.1, "dpo"), (0.1, "target_dpo")]
+    for name, (beta, _) in grid.items():  # each summary names the swept key with its value there
+        summary = RunFiles(root, name).read_text("reports/summary.md")
+        assert f"- swept: `train.common.beta` = {beta} (this run is one point of a sweep" in summary, summary
     # the shared stages ran in one experiment and came from the run cache in the three others
     for stage in SHARED:
         assert sum(stage in ran_stages(log) for log in logs.values()) == 1, stage
@@ -136,6 +153,7 @@ def test_hydra_multirun_with_submitit_local(dvc_repo, queued):
         assert ran_stages(log) == {"report"}, log[-3000:]
         params = shown[name]["params"]["params.yaml"]["data"]
         point = (params["train"]["common"]["beta"], params["train"]["run"][0])
+        assert params["swept_keys"] == ["train.common.beta"]  # iterpref-sweep passed it to every job
         [same] = [n for n, p in grid.items() if p == point]
         assert metrics(shown[name]) == metrics(shown_before[same])
 

@@ -8,6 +8,7 @@ Stage scripts never use ``@hydra.main``: they call `load` (a known DVC pitfall o
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -33,6 +34,36 @@ def compose(overrides: list[str] | None = None, conf_dir: str | os.PathLike | No
         cfg = hydra_compose(config_name="config", overrides=overrides or [])
     with schema.composing(conf_dir):
         return OmegaConf.to_container(cfg, resolve=True)
+
+
+# Keys that differ between the points of a grid by construction, never a swept setting: train.run
+# is what a point trains (a table's variant column says it), the label and the sweep's own record.
+NOT_SWEPT = ("train.run", "experiment_name", "swept_keys")
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    """Nested params as ``{dotted.key: value}`` (an empty mapping is a value)."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def varied_keys(params: list[dict], ignore: tuple[str, ...] = NOT_SWEPT) -> list[str]:
+    """The dotted keys whose values differ between the ``params`` (a key missing from one differs),
+    sorted: what a sweep over them varies."""
+    flat = [flatten(p) for p in params]
+    keys = sorted(set().union(*flat)) if flat else []
+    return [k for k in keys if k not in ignore
+            and len({json.dumps(f.get(k, "<missing>"), sort_keys=True) for f in flat}) > 1]
+
+
+def shown(value: object) -> str:
+    """A params value as a table shows it: a string as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def config_error(err: BaseException) -> str:

@@ -8,7 +8,9 @@ line before the first job runs. Each job runs
 ``dvc exp run --temp -n NAME -S OVERRIDE ...`` with its own overrides (all but ``sweep.*``):
 jobs may run in parallel (``hydra/launcher=submitit_local``, ``hydra/launcher=slurm``), DVC's
 run cache skips every stage whose inputs a job shares with an earlier one, and every job
-lands in ``dvc exp show`` as the experiment ``<sweep.name>-<job number>``. The job's output
+lands in ``dvc exp show`` as the experiment ``<sweep.name>-<job number>``. Every job also gets
+``swept_keys=[...]``: the params keys whose values differ between the grid's points
+(`swept_override`), which its summary's Settings section names with their values. The job's output
 folder (multirun/<sweep.name>/<job number>/) keeps DVC's log as ``dvc.log``. At the end, the
 callback in conf/sweep.yaml writes the sweep's table (multirun/<sweep.name>/table.md and .csv:
 every job's variants against ``sweep.baseline``, McNemar with Holm's correction).
@@ -30,6 +32,7 @@ from pathlib import Path
 from iterpref.cli import UserError, command
 
 SWEEP_KEY = "sweep"
+SWEPT_KEYS = "swept_keys"  # the params key every job's varied keys go in (conf/config.yaml)
 
 
 @dataclass
@@ -55,9 +58,14 @@ class SweepConfig:
     baseline: str | None = None
 
 
+def override_key(override: str) -> str:
+    """The dotted key an override sets: ``+train.common.beta=0.1`` -> ``train.common.beta``."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
 def dvc_overrides(task_overrides: list[str]) -> list[str]:
     """The job's overrides that configure the pipeline: every one but those of ``sweep.*``."""
-    return [o for o in task_overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] != SWEEP_KEY]
+    return [o for o in task_overrides if override_key(o).split(".", 1)[0] != SWEEP_KEY]
 
 
 def dvc_command(name: str, overrides: list[str], dvc_args: list[str]) -> list[str]:
@@ -165,22 +173,35 @@ def grid_points(overrides: list[str]) -> list[list[str]]:
     return [list(point) for point in itertools.product(*axes)]
 
 
-def check_grid(overrides: list[str], conf_dir: Path) -> int:
+def check_grid(overrides: list[str], conf_dir: Path) -> list[dict]:
     """Compose and check every grid point against ``conf_dir``; raise UserError naming the first
-    bad one. Returns how many points there are."""
+    bad one. Returns each point's params."""
     from iterpref import params as P
 
     try:
         points = grid_points(overrides)
     except Exception as err:  # Hydra's OverrideParseException: a malformed override
         raise UserError(f"cannot parse the overrides {overrides}: {err}") from None
+    composed = []
     for i, point in enumerate(points, 1):
         try:
-            P.compose(point, conf_dir)
+            composed.append(P.compose(point, conf_dir))
         except Exception as err:  # Hydra's and OmegaConf's wrappers around a ConfigError or a bad override
             raise UserError(f"grid point {i} of {len(points)} ({' '.join(point)}): {P.config_error(err)}; "
                             f"no job was started") from None
-    return len(points)
+    return composed
+
+
+def swept_override(overrides: list[str], points: list[dict]) -> str | None:
+    """The override that records the grid's varied params keys (`iterpref.params.varied_keys` of
+    its ``points``) in every job's ``swept_keys``, so each experiment's summary names them; None
+    when nothing varies or the overrides set ``swept_keys`` themselves."""
+    from iterpref import params as P
+
+    keys = P.varied_keys(points)
+    if not keys or any(override_key(o) == SWEPT_KEYS for o in overrides):
+        return None
+    return f"{SWEPT_KEYS}=[{','.join(keys)}]"
 
 
 @command
@@ -193,7 +214,12 @@ def main() -> None:
     if not (conf / "sweep.yaml").exists():
         raise UserError(f"{conf / 'sweep.yaml'} not found: run iterpref-sweep from the repository root")
     overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
-    print(f"iterpref-sweep: {check_grid(overrides, conf)} grid point(s) checked", flush=True)
+    points = check_grid(overrides, conf)
+    print(f"iterpref-sweep: {len(points)} grid point(s) checked", flush=True)
+    swept = swept_override(overrides, points)
+    if swept:  # one more override of every job, passed on to its `dvc exp run -S`
+        sys.argv.append(swept)
+        print(f"iterpref-sweep: every job records {swept}", flush=True)
     hydra.main(config_path=str(conf), config_name="sweep", version_base="1.3")(job)()
 
 

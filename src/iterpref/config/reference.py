@@ -11,9 +11,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-from typing import Any
 
-from iterpref.config.schema import describe, hints
+from iterpref.config.schema import describe, hints, value_at
 
 
 def sections() -> list[tuple[str, type, str]]:
@@ -45,14 +44,6 @@ def field_docs(cls: type) -> dict[str, str]:
     return out
 
 
-def _value(section: Any, key: str) -> Any:
-    for part in key.split("."):
-        if not isinstance(section, dict) or part not in section:
-            return None
-        section = section[part]
-    return section
-
-
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -69,7 +60,7 @@ def markdown(defaults: dict | None = None) -> str:
                   (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " "), "",
                   "| key | type | allowed | default run | description |", "|---|---|---|---|---|"]
         docs, types_ = field_docs(cls), hints(cls)
-        section = _value(defaults, key) if "<" not in key else None
+        section = value_at(defaults, key, None) if "<" not in key else None
         for f in dataclasses.fields(cls):
             bounds = ", ".join(f"{'>=' if op == 'ge' else '>' if op == 'gt' else '<=' if op == 'le' else '<'} {v}"
                                for op, v in f.metadata.get("bounds", {}).items())

@@ -273,7 +273,24 @@ def _sections(root: Path | None = None) -> dict[str, Callable[[dict, str, list],
     return {key: special.get(key) or of(registry.section(key).cls) for key in registry.TOP}
 
 
-TOP_LEVEL = {"experiment_name": str, "config_checked": bool}
+# Top-level keys beside the sections: the experiment's label, the composition's check, and the
+# dotted params keys the sweep this run is a point of varies (`iterpref.sweep` sets them on every
+# job; empty: not part of a sweep); the report names them with their values.
+TOP_LEVEL = {"experiment_name": str, "config_checked": bool, "swept_keys": list[str]}
+_ABSENT = object()
+
+
+def value_at(tree: dict, key: str, default: Any = _ABSENT) -> Any:
+    """The value at dotted ``key`` of nested mappings (``train.common.beta``); ``default`` when a
+    part is missing, else KeyError naming the first missing part."""
+    node = tree
+    for i, part in enumerate(key.split(".")):
+        if not isinstance(node, dict) or part not in node:
+            if default is not _ABSENT:
+                return default
+            raise KeyError(f"{key}: no {part!r} under {'.'.join(key.split('.')[:i]) or 'the top level'}")
+        node = node[part]
+    return node
 
 
 def check(params: dict, root: Path | None = None) -> list[tuple[str, Any, str]]:
@@ -295,6 +312,10 @@ def check(params: dict, root: Path | None = None) -> list[tuple[str, Any, str]]:
     for key, tp in TOP_LEVEL.items():
         if key in params:
             _type_errors(tp, params[key], key, out)
+    swept, absent = params.get("swept_keys"), object()
+    for i, key in enumerate(swept if isinstance(swept, list) else []):
+        if isinstance(key, str) and value_at(params, key, absent) is absent:
+            out.append((f"swept_keys[{i}]", key, "a dotted key of the params, e.g. train.common.beta"))
     if "experiment_name" not in params:
         out.append(("experiment_name", None, "a name (str); the key is missing"))
     return out

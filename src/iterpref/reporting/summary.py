@@ -14,7 +14,9 @@ from itertools import combinations
 from pathlib import Path
 
 from iterpref.cli import UserError
+from iterpref.config.schema import value_at
 from iterpref.pairs.diff import span_line_indices
+from iterpref.params import shown
 from iterpref.records import json_lines
 from iterpref.reporting.compare import compare
 
@@ -71,6 +73,7 @@ class Inputs:
     probe: dict[str, dict] = field(default_factory=dict)  # {variant: reports/probe/<variant>.json}
     missing: list[str] = field(default_factory=list)  # one line per input that was not there
     settings: dict[str, dict] = field(default_factory=dict)  # {variant: its training settings}, `train_settings`
+    swept: dict[str, object] = field(default_factory=dict)  # {params key: value} of the run's sweep, `swept_values`
 
 
 def collect(eval_dir: str | Path, variants: list[str], benchmarks: list[str]) -> dict[str, dict[str, dict]]:
@@ -96,11 +99,18 @@ def train_settings(train_params: dict, variant: str) -> dict:
     return {**train_params["common"], **train_params["variants"].get(variant, {})}
 
 
+def swept_values(params: dict) -> dict[str, object]:
+    """The value of each key params.yaml's ``swept_keys`` names (the keys the sweep this run is a
+    point of varies), in that order; empty outside a sweep."""
+    return {key: value_at(params, key) for key in params.get("swept_keys") or []}
+
+
 def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment: str, model: str,
-         train_params: dict | None = None) -> Inputs:
+         train_params: dict | None = None, swept: dict[str, object] | None = None) -> Inputs:
     """Read a run's reports under ``root``: variant ``reference`` (the untrained student) and
     ``trained``; what is missing is recorded in ``Inputs.missing``, never raised. ``train_params``
-    (params.yaml's ``train``) gives each trained variant's settings."""
+    (params.yaml's ``train``) gives each trained variant's settings, ``swept`` the values of the
+    keys the run's sweep varies (`swept_values`)."""
     root = Path(root)
     variants = ["reference", *trained]
     table = collect(root / "reports/eval", variants, benchmarks)
@@ -133,7 +143,8 @@ def load(root: str | Path, trained: list[str], benchmarks: list[str], experiment
     else:
         missing.append("data/pairs.jsonl (no pairs built)")
     settings = {v: train_settings(train_params, v) for v in trained} if train_params else {}
-    return Inputs(experiment, model, benchmarks, table, train, problems, pairs, rejected, probe, missing, settings)
+    return Inputs(experiment, model, benchmarks, table, train, problems, pairs, rejected, probe, missing, settings,
+                  dict(swept or {}))
 
 
 # The training numbers `metrics` adds per trained variant: reports/train/<variant>.json key -> name.
@@ -352,8 +363,12 @@ def _mask(s: dict) -> str:
 
 
 def _settings(inp: Inputs) -> list[str]:
-    """The run's training settings, one row per trained variant: what tells two runs of a sweep apart."""
+    """The run's training settings, one row per trained variant: what tells two runs of a sweep
+    apart; first, when the run is a point of a sweep, the keys it varies and their values here."""
     lines = [f"- student: `{inp.model}`"]
+    if inp.swept:
+        lines.append("- swept: " + ", ".join(f"`{k}` = {shown(v)}" for k, v in inp.swept.items())
+                     + " (this run is one point of a sweep over these keys, params.yaml's `swept_keys`)")
     p = inp.pairs or {}
     if "training_pairs" in p:
         lines.append(f"- training pairs available: {p['training_pairs']} (of {p['pairs']} kept; "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import subprocess
 import sys
@@ -28,12 +27,9 @@ from pathlib import Path
 import yaml
 
 from iterpref.cli import ArgumentParser, UserError, command
+from iterpref.params import flatten, shown, varied_keys
 from iterpref.reporting.compare import EVAL_DIR, compare
 from iterpref.reporting.runs import RunFiles
-
-# Keys that differ between the points of a grid by construction, never a swept setting: the variant
-# column already says what train.run does.
-NOT_SWEPT = ("train.run", "experiment_name")
 
 
 @dataclass
@@ -62,25 +58,6 @@ class Experiment:
         """The evaluation report, or None when that evaluation is not there."""
         path = f"{EVAL_DIR}/{variant}/{benchmark}.json"
         return self.files.read_json(path) if self.files.exists(path) else None
-
-
-def flatten(d: dict, prefix: str = "") -> dict[str, object]:
-    """Nested params as ``{dotted.key: value}``."""
-    out: dict[str, object] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def varied_keys(params: list[dict], ignore: tuple[str, ...] = NOT_SWEPT) -> list[str]:
-    """The dotted keys whose values differ between the ``params`` (a key missing from one differs)."""
-    flat = [flatten(p) for p in params]
-    keys = sorted(set().union(*flat)) if flat else []
-    return [k for k in keys if k not in ignore
-            and len({json.dumps(f.get(k, "<missing>"), sort_keys=True) for f in flat}) > 1]
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -144,13 +121,9 @@ def to_csv(table: list[dict], swept: list[str]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["experiment", "variant", "benchmark", *swept, *COLUMNS])
     for r in table:
-        cells = [r["experiment"], r["variant"], r["benchmark"], *[_value(r[k]) for k in swept], *[r[k] for k in COLUMNS]]
+        cells = [r["experiment"], r["variant"], r["benchmark"], *[shown(r[k]) for k in swept], *[r[k] for k in COLUMNS]]
         writer.writerow(["" if c is None else c for c in cells])
     return buf.getvalue()
-
-
-def _value(v) -> str:
-    return v if isinstance(v, str) else json.dumps(v)
 
 
 def _fmt(x, spec: str) -> str:
@@ -171,7 +144,7 @@ def to_markdown(table: list[dict], swept: list[str], baseline: str) -> str:
             "-" if r["gained"] is None else f"{r['gained'] + r['lost']} (+{r['gained']}/-{r['lost']})")
         score = "-" if r["pass@1"] is None else f"{r['pass@1']:.1f} ({r['passed']}/{r['tasks']})"
         lines.append(f"| {r['experiment']} | {r['variant']} | {r['benchmark']} | "
-                     + "".join(f"{_value(r[k])} | " for k in swept)
+                     + "".join(f"{shown(r[k])} | " for k in swept)
                      + f"{score} | {differ} | {_fmt(r['p'], '.3g')} | {_fmt(r['p_holm'], '.3g')} | "
                        f"{_fmt(r['focal_margin'], '+.4f')} |")
     return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iterpref.cli import ArgumentParser, UserError, command
-from iterpref.reporting.sweep_table import varied_keys
+from iterpref.params import varied_keys
 from iterpref.tracking.wandb_runs import OfflineRun, offline_runs
 
 TRAIN_CURVES = ("train/loss", "train/rewards/margins", "train/rewards/accuracies")
@@ -32,7 +32,7 @@ class Contents:
         variants: the variants they trained or evaluated, for the text.
         benchmarks: the benchmarks with a ``BENCH/pass@1`` metric, one bar chart each.
         swept: config keys (``params.…``) whose values differ between the experiments' runs
-            (`iterpref.reporting.sweep_table.varied_keys`): the parallel-coordinates axes and the
+            (`iterpref.params.varied_keys`): the parallel-coordinates axes and the
             sweep table's columns.
     """
 
