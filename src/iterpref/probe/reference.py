@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 
-from iterpref.probe import completion_log_probs, probe_trainer
+from iterpref.probe import probe_trainer
 from iterpref.records import Pair
+from iterpref.training.logprobs import completion_log_probs
 from iterpref.training.recipe import TrainConfig
 
 # The TrainConfig fields that change the reference's log-probs of a pair's kept tokens.
@@ -36,7 +37,7 @@ def compute(reference_dir: str | os.PathLike, pairs: list[Pair], cfg: TrainConfi
     trainer = probe_trainer(AutoModelForCausalLM.from_pretrained(reference_dir),
                             AutoModelForCausalLM.from_pretrained(reference_dir),
                             AutoTokenizer.from_pretrained(reference_dir), pairs, cfg, use_cpu)
-    return completion_log_probs(trainer, trainer.ref_model, cfg)
+    return completion_log_probs(trainer, trainer.ref_model, cfg.per_device_batch_size)
 
 
 def save(path: str | os.PathLike, log_probs: dict[str, dict], cfg: TrainConfig) -> None:

@@ -443,6 +443,8 @@ POSITION_COLUMNS = (("chosen_prefix", "chosen, prefix"), ("chosen_fix", "D+ (fix
                     ("chosen_suffix", "chosen, suffix"), ("rejected_prefix", "rejected, prefix"),
                     ("rejected_error", "D- (error lines)"), ("rejected_suffix", "rejected, suffix"),
                     ("focal_margin", "focal margin"), ("accuracy", "accuracy"))
+# The probe's pair sets along training (iterpref.probe.along_training) and their names.
+SPLIT_TITLES = {"heldout": "held out", "training": "in sample"}
 
 
 def _positions(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
@@ -468,6 +470,10 @@ def _positions(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) ->
                       f"[per-token picture]({figures['probe_tokens']})."]
     else:
         lines += ["", f"Per-token picture skipped: {skipped.get('probe_tokens', 'not drawn')}."]
+    lines += ["", "Along training: each group's mean shift at the steps the trainer recorded "
+                  "(`train.common.probe_points`; step 0 is the untrained model), held out (solid) and in sample "
+                  "(dashed), 95% bootstrap interval shaded; the last step is the table above.",
+              *_link("probe_along_training", "the probe along training", figures, skipped)]
     return lines
 
 
