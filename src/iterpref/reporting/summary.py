@@ -470,11 +470,15 @@ def _positions(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) ->
                       f"[per-token picture]({figures['probe_tokens']})."]
     else:
         lines += ["", f"Per-token picture skipped: {skipped.get('probe_tokens', 'not drawn')}."]
-    lines += ["", "Along training: each group's mean shift at the steps the trainer recorded "
-                  "(`train.common.probe_points`; step 0 is the untrained model), held out (solid) and in sample "
-                  "(dashed), 95% bootstrap interval shaded; the last step is the table above.",
-              *_link("probe_along_training", "the probe along training", figures, skipped)]
     return lines
+
+
+def _along_training(figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
+    """What the figure of the probe along training shows, and the figure."""
+    return ["Each position group's mean shift at the steps the trainer recorded (`train.common.probe_points`; "
+            "step 0 is the untrained model, every shift 0), held out (solid) and in sample (dashed), 95% bootstrap "
+            "interval over pairs shaded; the last step is the trained model of the table above.",
+            *_link("probe_along_training", "the probe along training", figures, skipped)]
 
 
 def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[str, str] | None = None) -> str:
@@ -497,6 +501,7 @@ def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[s
              "", "## Training", "", *_training(inp, figures, skipped),
              "", "## Held-out pairs", "", *_heldout(inp, figures, skipped),
              "", "## Where the loss acts, by position", "", *_positions(inp, figures, skipped),
+             "", "## Where the loss acts, along training", "", *_along_training(figures, skipped),
              "", "## Evaluation", "", *_evaluation(inp, figures, skipped)]
     if inp.missing:
         lines += ["", "## Missing inputs (skipped)", "", *[f"- {m}" for m in inp.missing]]
