@@ -13,7 +13,9 @@ reference model runs here.
 ``along_training`` is the probe's curve: each token group's mean shift at step 0 (the reference:
 0) and at every step the trainer recorded (``train.common.probe_points``: the policy's log-probs in
 models/trained/VARIANT/along_training.pt, iterpref.training.record), held out and in sample; empty
-when the trainer recorded none. Its last step is the final weights, so it ends on the numbers above.
+when the trainer recorded none. Its last step is the final weights: when the trainer recorded it
+under the variant's settings, those log-probs are the final weights' (``recorded_policy`` says per
+pair set) and the trained model is not run again.
 """
 
 import json
@@ -29,6 +31,7 @@ from iterpref.cli import command
 from iterpref.probe import along_training, pair_sums, reference, step_sums, summarise
 from iterpref.records import Pair, read_jsonl
 from iterpref.training import record
+from iterpref.training.logprobs import settings
 from iterpref.training.recipe import training_sample, variant_config
 
 SHOWN = 3  # held-out pairs whose every token the report pictures
@@ -51,14 +54,17 @@ def main(variant: str) -> None:
     shown = frozenset([p.pair_id for p in heldout if p.rejected_spans][:SHOWN])
     sets = {"heldout": heldout, "training": trained_on}
     shared = {name: reference.load(REFERENCE / f"{name}.pt", pairs, cfg) for name, pairs in sets.items()}
+    stored = record.load(Path("models/trained") / variant / record.FILE)
+    recorded = stored["steps"] if stored else {}
+    final = recorded[max(recorded)] if recorded and stored["settings"] == settings(cfg) else {}
     start = time.time()
     sums, tokens = pair_sums(Path("models/trained") / variant, "models/student", heldout, cfg, use_cpu, detail=shown,
-                             reference=shared["heldout"])
+                             reference=shared["heldout"], policy=final.get("heldout"))
     report = summarise(sums, cfg.beta)
     heldout_s = time.time() - start
     in_sample = summarise(pair_sums(Path("models/trained") / variant, "models/student", trained_on, cfg, use_cpu,
-                                    reference=shared["training"])[0], cfg.beta)
-    recorded, curve = record.load(Path("models/trained") / variant / record.FILE) or {}, []
+                                    reference=shared["training"], policy=final.get("training"))[0], cfg.beta)
+    curve = []
     for name, pairs in sets.items():
         if recorded and pairs:
             steps = step_sums({step: r[name] for step, r in recorded.items()}, "models/student", pairs, cfg, use_cpu,
@@ -67,6 +73,7 @@ def main(variant: str) -> None:
     report.update({"variant": variant, "heldout_pairs": len(heldout), "in_sample": in_sample, "tokens": tokens,
                    "along_training": curve,
                    "shared_reference": {name: lp is not None for name, lp in shared.items()},
+                   "recorded_policy": {name: name in final for name in sets},
                    "heldout_runtime_s": round(heldout_s, 2), "runtime_s": round(time.time() - start, 2),
                    "peak_rss_gib": runtime.peak_rss_gib()})
     out = Path("reports/probe") / f"{variant}.json"

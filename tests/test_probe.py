@@ -266,14 +266,18 @@ def test_the_curve_along_training_ends_on_the_final_probe(tiny_model_dir, traine
     """The log-probs the trainer recorded at its last step give the probe's numbers on the saved
     weights, pair by pair, held out and in sample; step 0 is the reference (every shift 0); the
     steps between move, and in sample Target-DPO's D- tokens go down as training goes on."""
-    recorded = record.load(trained["target_dpo"] / record.FILE)
+    stored = record.load(trained["target_dpo"] / record.FILE)
+    recorded = stored["steps"]
     assert sorted(recorded) == [1, 2, 3, 4] and sorted(trained["target_dpo_metrics"]["recorded_steps_s"]) == list("1234")
-    assert sorted(record.load(trained["dpo"] / record.FILE)) == [2, 4]
+    assert sorted(record.load(trained["dpo"] / record.FILE)["steps"]) == [2, 4]
     cfg = focal_config("line")  # the variant's config, as the probe stage reads it
+    assert stored["settings"] == {"max_length": 1024, "bf16": False, "per_device_batch_size": 2}
     for name, pairs in (("heldout", heldout_pairs()), ("training", focal_pairs())):
         steps = probe.step_sums({s: r[name] for s, r in recorded.items()}, tiny_model_dir, pairs, cfg, use_cpu=True)
         assert sorted(steps) == [0, 1, 2, 3, 4]
         final = probe.pair_sums(trained["target_dpo"], tiny_model_dir, pairs, cfg, use_cpu=True)[0]
+        # the last step's record stands for the trained model: the same rows without running it
+        assert probe.pair_sums(tiny_model_dir, tiny_model_dir, pairs, cfg, use_cpu=True, policy=recorded[4][name])[0] == final
         assert steps[4] == final, name
         assert all(row[f"{g}_sum"] == 0.0 for row in steps[0] for g in probe.GROUPS)
         assert steps[1] != steps[2] != steps[3] != steps[4]
@@ -301,7 +305,9 @@ def test_recording_leaves_training_unchanged(tiny_model_dir, trained, tmp_path):
 
 def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
     """stages/probe.py in a run folder: params.yaml, the two models, the held-out pairs."""
-    params = P.compose(["experiment=smoke", "logging=disabled", "runtime.threads=1"])
+    # the settings target_dpo trained under: the stage takes the record's last step as the trained model's
+    params = P.compose(["experiment=smoke", "logging=disabled", "runtime.threads=1", "train.common.bf16=false",
+                        "train.common.per_device_batch_size=2"])
     (tmp_path / "params.yaml").write_text(P.dump(params))
     shutil.copytree(tiny_model_dir, tmp_path / "models/student")
     shutil.copytree(trained["target_dpo"], tmp_path / "models/trained/target_dpo")
@@ -319,7 +325,7 @@ def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
     assert report["beta"] == params["train"]["common"]["beta"]
     assert report["rejected_error"]["mean"] < 0 and report["runtime_s"] > 0 and report["peak_rss_gib"] > 0
     # the curve the trainer recorded: steps 0 (the reference) to 4, each pair set, ending on the final probe
-    # (the stage batches 4 pairs where training batched 2: padding may move the last digits)
+    assert report["recorded_policy"] == {"heldout": True, "training": True}
     curve = report["along_training"]
     assert {(r["split"], r["step"]) for r in curve} == {(s, k) for s in ("heldout", "training") for k in range(5)}
     assert all(r["mean"] == 0.0 for r in curve if r["step"] == 0)
@@ -327,7 +333,7 @@ def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
     for split, summary in (("heldout", report), ("training", report["in_sample"])):
         for group in probe.GROUPS:
             if summary[group]:
-                assert last[split, group]["mean"] == pytest.approx(summary[group]["mean"], abs=1e-5), (split, group)
+                assert last[split, group]["mean"] == summary[group]["mean"], (split, group)
                 assert last[split, group]["pairs"] == summary[group]["pairs"]
     bad = processes.run([sys.executable, str(ROOT / "stages/probe.py"), "nope"], cwd=tmp_path, capture_output=True,
                          text=True)

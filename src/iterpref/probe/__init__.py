@@ -81,7 +81,7 @@ def token_detail(row: dict, tokenizer, side: str, shifts: list[float], masks: di
 
 def pair_sums(policy_dir: str | os.PathLike, reference_dir: str | os.PathLike, pairs: list[Pair], cfg: TrainConfig,
               use_cpu: bool, detail: frozenset[str] = frozenset(),
-              reference: dict[str, dict] | None = None) -> tuple[list[dict], dict]:
+              reference: dict[str, dict] | None = None, policy: dict[str, dict] | None = None) -> tuple[list[dict], dict]:
     """Per pair: the token count and the summed shift ``log p_policy - log p_reference`` of each
     group (``<group>_tokens``, ``<group>_sum``), with ``pair_id`` and ``task_id``; and, for the
     pairs whose ids are in ``detail``, every completion token's shift (`token_detail`), by pair id
@@ -91,7 +91,9 @@ def pair_sums(policy_dir: str | os.PathLike, reference_dir: str | os.PathLike, p
     ``bf16`` sets the autocast, its ``per_device_batch_size`` the batch. Pairs whose prompt alone
     fills ``max_length`` are dropped, as TRL drops them from training. ``reference``: the reference
     model's `completion_log_probs` for these pairs under the same settings (the shared file of
-    `iterpref.probe.reference`); without it the reference model is run here.
+    `iterpref.probe.reference`); without it the reference model is run here. ``policy``: the same for
+    the policy (the trainer's record of its last step, `iterpref.training.record`); without it the
+    model in ``policy_dir`` is run here.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -100,9 +102,11 @@ def pair_sums(policy_dir: str | os.PathLike, reference_dir: str | os.PathLike, p
     if not pairs:
         return [], {}
     tokenizer = AutoTokenizer.from_pretrained(reference_dir)
-    trainer = probe_trainer(AutoModelForCausalLM.from_pretrained(policy_dir),
+    # given the policy's log-probs, the trainer's policy is loaded, never run: the reference will do
+    trainer = probe_trainer(AutoModelForCausalLM.from_pretrained(policy_dir if policy is None else reference_dir),
                             AutoModelForCausalLM.from_pretrained(reference_dir), tokenizer, pairs, cfg, use_cpu)
-    policy = completion_log_probs(trainer, trainer.model, cfg.per_device_batch_size)
+    if policy is None:
+        policy = completion_log_probs(trainer, trainer.model, cfg.per_device_batch_size)
     if reference is None:
         reference = completion_log_probs(trainer, trainer.ref_model, cfg.per_device_batch_size)
     return shift_sums(trainer, tokenizer, pairs, {"final": policy}, reference, detail)["final"]

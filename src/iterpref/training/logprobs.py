@@ -4,12 +4,21 @@ The probe (`iterpref.probe`) runs it on the trained policy and on the reference;
 recorder (`iterpref.training.record`) on the policy at chosen steps of training. Both read the rows
 of a `FocalDPOTrainer` dataset (TRL's token ids), collate them with its collator (training's cut and
 padding) and run the model through TRL's fused LM head under its accelerator's autocast, so the
-same weights give the same numbers on either path.
+same weights give the same numbers on either path, given the same `settings`.
 """
 
 from __future__ import annotations
 
 from tqdm import tqdm
+
+# The TrainConfig fields that change a model's log-probs of a pair's kept tokens: the cut, the
+# autocast and the batch (padding).
+SETTINGS = ("max_length", "bf16", "per_device_batch_size")
+
+
+def settings(cfg) -> dict:
+    """The values of `SETTINGS` in ``cfg`` (a `TrainConfig`)."""
+    return {k: getattr(cfg, k) for k in SETTINGS}
 
 
 def completion_log_probs(trainer, model, batch_size: int, rows=None, desc: str = "probe: log-probs") -> dict[str, dict]:

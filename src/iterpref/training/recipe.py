@@ -308,7 +308,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     # save
     _save_final(trainer, tokenizer, model_path, work, out_dir)
-    recorded = record.collect(work / "along_training", out_dir / record.FILE) if state.is_main_process else {}
+    recorded = record.collect(work / "along_training", out_dir / record.FILE, cfg) if state.is_main_process else {}
     logged = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "variant": run_name,

@@ -4,10 +4,11 @@ At the optimizer steps `record_steps` picks (``train.common.probe_points``), `Lo
 the policy being trained over the held-out pairs and the training pairs in eval mode
 (`iterpref.training.logprobs`, the probe's own path) and writes each step's log-probs into the run's
 work folder, where a killed run that resumes from a checkpoint finds the steps it had recorded.
-At the end `collect` gathers them into the trained model's folder (`FILE`); the probe stage
-(`iterpref.probe.step_sums`) subtracts the reference's log-probs and sums them by token group, as
-it does for the final weights. Step 0 is not recorded: before the first step the policy is the
-reference.
+At the end `collect` gathers them into the trained model's folder (`FILE`), with the settings
+they were computed under; the probe stage (`iterpref.probe.step_sums`) subtracts the reference's
+log-probs and sums them by token group, as it does for the final weights, and takes the last step's
+as the final weights' own when the settings are its own (the same numbers: no second pass). Step
+0 is not recorded: before the first step the policy is the reference.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from iterpref.training.logprobs import completion_log_probs
+from iterpref.training.logprobs import completion_log_probs, settings
 
 FILE = "along_training.pt"  # in the trained model's folder
 
@@ -62,9 +63,10 @@ class LogProbRecorder(TrainerCallback):
             tmp.rename(self.folder / f"step-{state.global_step}.pt")
 
 
-def collect(folder: str | os.PathLike, path: str | os.PathLike) -> dict[int, float]:
+def collect(folder: str | os.PathLike, path: str | os.PathLike, cfg) -> dict[int, float]:
     """Gather the recorder's ``folder`` into one file ``path``: ``{"steps": {step: {set name:
-    log-probs}}, "seconds": {step: s}}``; returns the seconds per step (nothing recorded: no file)."""
+    log-probs}}, "seconds": {step: s}, "settings": the log-prob settings of ``cfg`` (the run's
+    `TrainConfig`)}``; returns the seconds per step (nothing recorded: no file)."""
     import torch
 
     files = {int(p.stem.split("-")[1]): p for p in Path(folder).glob("step-*.pt")} if Path(folder).is_dir() else {}
@@ -72,14 +74,15 @@ def collect(folder: str | os.PathLike, path: str | os.PathLike) -> dict[int, flo
         return {}
     stored = {step: torch.load(p, weights_only=True) for step, p in sorted(files.items())}
     seconds = {step: round(s["seconds"], 2) for step, s in stored.items()}
-    torch.save({"steps": {step: s["log_probs"] for step, s in stored.items()}, "seconds": seconds}, path)
+    torch.save({"steps": {step: s["log_probs"] for step, s in stored.items()}, "seconds": seconds,
+                "settings": settings(cfg)}, path)
     return seconds
 
 
-def load(path: str | os.PathLike) -> dict[int, dict] | None:
-    """The recorded log-probs in ``path`` by step (`collect`'s file), or None when there is none."""
+def load(path: str | os.PathLike) -> dict | None:
+    """`collect`'s file (``steps``, ``seconds``, ``settings``), or None when there is none."""
     import torch
 
     if not os.path.exists(path):
         return None
-    return torch.load(path, weights_only=True)["steps"]
+    return torch.load(path, weights_only=True)
