@@ -281,7 +281,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
         raise UserError(f"{pairs_path}: no pairs to train on; the pairs stage kept none (see reports/pairs.json)")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     require_completion_tokens(pairs, tokenizer, cfg.max_length, pairs_path)
-    probed = {"heldout": read_jsonl(heldout_path, Pair) if heldout_path else [], "training": pairs}
+    probed = {"heldout": read_jsonl(heldout_path, Pair) if heldout_path and cfg.probe_points else [], "training": pairs}
     key = workdir.run_key({"train": asdict(cfg), "world_size": state.num_processes,
                            "distributed": launch.distributed_kind(state), "use_cpu": use_cpu,
                            "probed": {k: [p.pair_id for p in v] for k, v in probed.items()} if cfg.probe_points else None},
