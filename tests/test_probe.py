@@ -343,6 +343,8 @@ def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
 def test_probe_is_logged_to_wandb(offline):  # noqa: F811
     report = probe.summarise([sums_row("a", chosen_fix=(2, 1.0), rejected_error=(1, -2.0), rejected_suffix=(1, 0.5))],
                              beta=0.1)
+    report["along_training"] = probe.along_training({0: [sums_row("a", rejected_error=(1, 0.0))],
+                                                     3: [sums_row("a", rejected_error=(1, -2.0))]}, "heldout", 0.1)
     params = {"experiment_name": "unit",
               "logging": {"wandb": {"mode": "offline", "project": "iterpref-test", "entity": None, "group": None}}}
     tracking.log_probe(params, "target_dpo", report)
@@ -352,3 +354,7 @@ def test_probe_is_logged_to_wandb(offline):  # noqa: F811
     assert run.summary["probe/rejected_error_lo"] == run.summary["probe/rejected_error_hi"] == -2.0
     table = wandb_runs.table(run, "probe/per_pair")
     assert table["columns"][0] == "pair_id" and table["data"][0][0] == "a"
+    curve = wandb_runs.table(run, "probe/along_training")
+    assert curve["columns"] == ["step", "split", "group", "mean", "lo", "hi", "pairs"]
+    assert curve["data"] == [[0, "heldout", "rejected_error", 0.0, 0.0, 0.0, 1],
+                             [3, "heldout", "rejected_error", -2.0, -2.0, -2.0, 1]]
