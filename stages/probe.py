@@ -9,6 +9,13 @@ token's shift for the first `SHOWN` held-out pairs that have D- lines (the repor
 The reference's log-probs come from data/reference_logprobs/ (stage `reference_logprobs`) where
 they were computed under the variant's settings (``shared_reference`` says per pair set), else the
 reference model runs here.
+
+``along_training`` is the probe's curve: each token group's mean shift at step 0 (the reference:
+0) and at every step the trainer recorded (``train.common.probe_points``: the policy's log-probs in
+models/trained/VARIANT/along_training.pt, iterpref.training.record), held out and in sample; empty
+when the trainer recorded none. Its last step is the final weights: when the trainer recorded it
+under the variant's settings, those log-probs are the final weights' (``recorded_policy`` says per
+pair set) and the trained model is not run again.
 """
 
 import json
@@ -21,8 +28,10 @@ import torch
 from iterpref import params as P
 from iterpref import runtime, tracking
 from iterpref.cli import command
-from iterpref.probe import pair_sums, reference, summarise
+from iterpref.probe import along_training, pair_sums, reference, step_sums, summarise
 from iterpref.records import Pair, read_jsonl
+from iterpref.training import record
+from iterpref.training.logprobs import settings
 from iterpref.training.recipe import training_sample, variant_config
 
 SHOWN = 3  # held-out pairs whose every token the report pictures
@@ -43,17 +52,28 @@ def main(variant: str) -> None:
     heldout = read_jsonl("data/pairs_heldout.jsonl", Pair)
     trained_on = training_sample(read_jsonl("data/pairs.jsonl", Pair), cfg)
     shown = frozenset([p.pair_id for p in heldout if p.rejected_spans][:SHOWN])
-    shared = {name: reference.load(REFERENCE / f"{name}.pt", pairs, cfg)
-              for name, pairs in (("heldout", heldout), ("training", trained_on))}
+    sets = {"heldout": heldout, "training": trained_on}
+    shared = {name: reference.load(REFERENCE / f"{name}.pt", pairs, cfg) for name, pairs in sets.items()}
+    stored = record.load(Path("models/trained") / variant / record.FILE)
+    recorded = stored["steps"] if stored else {}
+    final = recorded[max(recorded)] if recorded and stored["settings"] == settings(cfg) else {}
     start = time.time()
     sums, tokens = pair_sums(Path("models/trained") / variant, "models/student", heldout, cfg, use_cpu, detail=shown,
-                             reference=shared["heldout"])
+                             reference=shared["heldout"], policy=final.get("heldout"))
     report = summarise(sums, cfg.beta)
     heldout_s = time.time() - start
     in_sample = summarise(pair_sums(Path("models/trained") / variant, "models/student", trained_on, cfg, use_cpu,
-                                    reference=shared["training"])[0], cfg.beta)
+                                    reference=shared["training"], policy=final.get("training"))[0], cfg.beta)
+    curve = []
+    for name, pairs in sets.items():
+        if recorded and pairs:
+            steps = step_sums({step: r[name] for step, r in recorded.items()}, "models/student", pairs, cfg, use_cpu,
+                              reference=shared[name])
+            curve += along_training(steps, name, cfg.beta)
     report.update({"variant": variant, "heldout_pairs": len(heldout), "in_sample": in_sample, "tokens": tokens,
+                   "along_training": curve,
                    "shared_reference": {name: lp is not None for name, lp in shared.items()},
+                   "recorded_policy": {name: name in final for name in sets},
                    "heldout_runtime_s": round(heldout_s, 2), "runtime_s": round(time.time() - start, 2),
                    "peak_rss_gib": runtime.peak_rss_gib()})
     out = Path("reports/probe") / f"{variant}.json"
@@ -61,7 +81,8 @@ def main(variant: str) -> None:
     out.write_text(json.dumps(report, indent=2) + "\n")
     tracking.log_probe(params, variant, report)
     print(f"probe {variant}: {report['pairs']} held-out pairs {_brief(report)}; {in_sample['pairs']} training pairs "
-          f"{_brief(in_sample)}; {report['runtime_s']} s, peak RSS {report['peak_rss_gib']} GiB")
+          f"{_brief(in_sample)}; along training: {len({r['step'] for r in curve})} steps; {report['runtime_s']} s, "
+          f"peak RSS {report['peak_rss_gib']} GiB")
 
 
 if __name__ == "__main__":

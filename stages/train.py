@@ -1,5 +1,10 @@
 """Stage `train@VARIANT`: focal DPO / DPO / RPO / SFT on data/pairs.jsonl -> models/trained/VARIANT/.
 
+With ``train.common.probe_points``, the policy's log-probs of data/pairs_heldout.jsonl and of the
+training pairs are recorded along training into models/trained/VARIANT/along_training.pt (the probe
+stage draws its curve from them) and ``recorded_steps_s`` in reports/train/VARIANT.json says what
+each recorded step cost.
+
 With ``train.launcher=accelerate`` this script re-launches itself under ``accelerate launch``
 (see iterpref.training.launch); every rank then trains and the main one writes the outputs.
 A killed run resumes from its last checkpoint in .cache/train/VARIANT/ (``train.common.save_steps``).
@@ -34,14 +39,15 @@ def main(variant: str) -> None:
     with tracking.stage_run(params, "train", variant, variant=variant) as run:
         metrics = train(cfg, "models/student", "data/pairs.jsonl", Path("models/trained") / variant,
                         run_name=variant, cache_root=Path(".cache/train") / variant,
-                        report_to=["wandb"] if run else [], use_cpu=use_cpu)
+                        report_to=["wandb"] if run else [], use_cpu=use_cpu,
+                        heldout_path="data/pairs_heldout.jsonl")
         from accelerate import PartialState
 
         if not PartialState().is_main_process:
             return
         history = metrics["log_history"]
         summary = {k: metrics[k] for k in ("pairs", "steps", "processes", "resumed_from_step", "train_loss",
-                                           "train_runtime_s")}
+                                           "train_runtime_s", "recorded_steps_s")}
         summary.update({k: history[-1].get(k) if history else None for k in ("rewards/accuracies", "rewards/margins")})
         summary["peak_rss_gib"] = runtime.peak_rss_gib()
         tracking.log_train(run, summary)

@@ -33,13 +33,19 @@ def dvc(*args: str) -> list[str]:
 def test_plot_data_files(tmp_path):
     run = make_run(tmp_path / "run")
     counts = dvc_plots.write(load(run), tmp_path / "plots")
-    # dpo's 2-step curve (target_dpo's report has none), 3 variants' scored benchmarks, 2 probes x 4 groups, 4 rounds
-    assert counts == {"training.csv": 2, "pass_at_1.csv": 5, "heldout_shifts.csv": 8, "cumulative_pass_rate.csv": 4}
+    # dpo's 2-step curve (target_dpo's report has none), 3 variants' scored benchmarks, 2 probes x 4 groups,
+    # 2 probes x 2 steps x 2 pair sets x 6 groups along training, 4 rounds
+    assert counts == {"training.csv": 2, "pass_at_1.csv": 5, "heldout_shifts.csv": 8, "probe_along_training.csv": 48,
+                      "cumulative_pass_rate.csv": 4}
     rows = list(csv.DictReader((tmp_path / "plots/training.csv").open()))
     assert rows[1] == {"variant": "dpo", "step": "2", "loss": "0.6", "reward_margin": "0.1", "reward_accuracy": "0.75",
                        "learning_rate": ""}
     shifts = list(csv.DictReader((tmp_path / "plots/heldout_shifts.csv").open()))
     assert shifts[-1] == {"variant": "target_dpo", "group": "focal margin", "shift": "0.12", "lo": "0.07", "hi": "0.18"}
+    steps = list(csv.DictReader((tmp_path / "plots/probe_along_training.csv").open()))
+    assert {"variant": "target_dpo", "split": "in sample", "group": "D- (error lines)", "step": "4", "shift": "-0.2",
+            "lo": "-0.21000000000000002", "hi": "-0.19"} in steps
+    assert {r["shift"] for r in steps if r["step"] == "0"} == {"0.0"}
     assert {"variant": "target_dpo", "benchmark": "HumanEval", "pass_at_1": "75.0"} in list(
         csv.DictReader((tmp_path / "plots/pass_at_1.csv").open()))
     # every file exists, with its header, when the run has nothing for it

@@ -25,7 +25,7 @@ from iterpref.pairs.build import PairConfig, make_pair, split_by_problem
 from iterpref.probe import positions, reference
 from iterpref.records import Attempt, Outcome, Pair, Problem, Trajectory, write_jsonl
 from iterpref.tracking import wandb_runs
-from iterpref.training import recipe
+from iterpref.training import recipe, record
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import TrainConfig
 
@@ -194,17 +194,31 @@ def focal_pairs() -> list[Pair]:
     return pairs
 
 
+def heldout_pairs() -> list[Pair]:
+    """The held-out pairs of the stage test: one with no D- line, and the focal pairs again."""
+    return [BY_ID["insert_only"], *focal_pairs()]
+
+
+def focal_config(mode: str, probe_points: int = 0) -> TrainConfig:
+    """Four steps of 2 pairs at a high constant rate: the tiny model's D- tokens move."""
+    return TrainConfig(loss="dpo", mask=MaskConfig(mode=mode), max_steps=4, per_device_batch_size=2,
+                       learning_rate=1e-3, lr_scheduler="constant", warmup_ratio=0.0, bf16=False, seed=0,
+                       probe_points=probe_points)
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
-    """The tiny model after four real TRL steps on `focal_pairs`: Target-DPO and plain DPO."""
+    """The tiny model after four real TRL steps on `focal_pairs`: Target-DPO, recording the probe's
+    log-probs at every step (on `heldout_pairs` and the training pairs), and plain DPO at 2 evenly
+    spaced steps. ``pairs`` / ``heldout``: the pair files."""
     tmp = tmp_path_factory.mktemp("probe_train")
     write_jsonl(tmp / "pairs.jsonl", focal_pairs())
-    out = {}
-    for variant, mode in (("target_dpo", "line"), ("dpo", "none")):
-        cfg = TrainConfig(loss="dpo", mask=MaskConfig(mode=mode), max_steps=4, per_device_batch_size=2,
-                          learning_rate=1e-3, lr_scheduler="constant", warmup_ratio=0.0, bf16=False, seed=0)
-        recipe.train(cfg, tiny_model_dir, tmp / "pairs.jsonl", tmp / variant, run_name=variant,
-                     cache_root=tmp / "cache", report_to=[], use_cpu=True)
+    write_jsonl(tmp / "heldout.jsonl", heldout_pairs())
+    out = {"pairs": tmp / "pairs.jsonl", "heldout": tmp / "heldout.jsonl"}
+    for variant, mode, points in (("target_dpo", "line", -1), ("dpo", "none", 2)):
+        out[f"{variant}_metrics"] = recipe.train(focal_config(mode, points), tiny_model_dir, tmp / "pairs.jsonl",
+                                                 tmp / variant, run_name=variant, cache_root=tmp / "cache",
+                                                 report_to=[], use_cpu=True, heldout_path=tmp / "heldout.jsonl")
         out[variant] = tmp / variant
     return out
 
@@ -242,13 +256,62 @@ def test_shared_reference_log_probs_give_the_same_sums(tiny_model_dir, trained, 
     assert reference.load(tmp_path / "absent.pt", pairs, CFG) is None
 
 
+@pytest.mark.parametrize("points, total, steps", [(-1, 4, [1, 2, 3, 4]), (4, 4, [1, 2, 3, 4]), (9, 3, [1, 2, 3]),
+                                                 (2, 4, [2, 4]), (4, 25, [7, 13, 19, 25]), (1, 5, [5]), (0, 5, [])])
+def test_recorded_steps_are_evenly_spaced_and_end_on_the_last(points, total, steps):
+    assert record.record_steps(points, total) == steps
+
+
+def test_the_curve_along_training_ends_on_the_final_probe(tiny_model_dir, trained):
+    """The log-probs the trainer recorded at its last step give the probe's numbers on the saved
+    weights, pair by pair, held out and in sample; step 0 is the reference (every shift 0); the
+    steps between move, and in sample Target-DPO's D- tokens go down as training goes on."""
+    stored = record.load(trained["target_dpo"] / record.FILE)
+    recorded = stored["steps"]
+    assert sorted(recorded) == [1, 2, 3, 4] and sorted(trained["target_dpo_metrics"]["recorded_steps_s"]) == list("1234")
+    assert sorted(record.load(trained["dpo"] / record.FILE)["steps"]) == [2, 4]
+    cfg = focal_config("line")  # the variant's config, as the probe stage reads it
+    assert stored["settings"] == {"max_length": 1024, "bf16": False, "per_device_batch_size": 2}
+    for name, pairs in (("heldout", heldout_pairs()), ("training", focal_pairs())):
+        steps = probe.step_sums({s: r[name] for s, r in recorded.items()}, tiny_model_dir, pairs, cfg, use_cpu=True)
+        assert sorted(steps) == [0, 1, 2, 3, 4]
+        final = probe.pair_sums(trained["target_dpo"], tiny_model_dir, pairs, cfg, use_cpu=True)[0]
+        # the last step's record stands for the trained model: the same rows without running it
+        assert probe.pair_sums(tiny_model_dir, tiny_model_dir, pairs, cfg, use_cpu=True, policy=recorded[4][name])[0] == final
+        assert steps[4] == final, name
+        assert all(row[f"{g}_sum"] == 0.0 for row in steps[0] for g in probe.GROUPS)
+        assert steps[1] != steps[2] != steps[3] != steps[4]
+    curve = probe.along_training(steps, "training", beta=0.1)
+    d_minus = {r["step"]: r["mean"] for r in curve if r["group"] == "rejected_error"}
+    assert d_minus[0] == 0.0 and d_minus[4] < d_minus[1] < 0
+    final_report = probe.summarise(final, beta=0.1)
+    last = {r["group"]: r for r in curve if r["step"] == 4}
+    assert set(last) == set(probe.GROUPS)
+    for group, row in last.items():
+        assert (row["mean"], [row["lo"], row["hi"]], row["pairs"]) == (
+            final_report[group]["mean"], final_report[group]["ci"], final_report[group]["pairs"]), group
+
+
+def test_recording_leaves_training_unchanged(tiny_model_dir, trained, tmp_path):
+    """The same run without the recorder writes the same weights, bit for bit, and no record."""
+    from safetensors.torch import load_file
+
+    recipe.train(focal_config("line"), tiny_model_dir, trained["pairs"], tmp_path / "plain", run_name="plain",
+                 cache_root=tmp_path / "cache", report_to=[], use_cpu=True, heldout_path=trained["heldout"])
+    with_record, without = (load_file(d / "model.safetensors") for d in (trained["target_dpo"], tmp_path / "plain"))
+    assert with_record.keys() == without.keys() and all(with_record[k].equal(without[k]) for k in without)
+    assert not (tmp_path / "plain" / record.FILE).exists()
+
+
 def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
     """stages/probe.py in a run folder: params.yaml, the two models, the held-out pairs."""
-    params = P.compose(["experiment=smoke", "logging=disabled", "runtime.threads=1"])
+    # the settings target_dpo trained under: the stage takes the record's last step as the trained model's
+    params = P.compose(["experiment=smoke", "logging=disabled", "runtime.threads=1", "train.common.bf16=false",
+                        "train.common.per_device_batch_size=2"])
     (tmp_path / "params.yaml").write_text(P.dump(params))
     shutil.copytree(tiny_model_dir, tmp_path / "models/student")
     shutil.copytree(trained["target_dpo"], tmp_path / "models/trained/target_dpo")
-    write_jsonl(tmp_path / "data/pairs_heldout.jsonl", [BY_ID["insert_only"], *focal_pairs()])
+    write_jsonl(tmp_path / "data/pairs_heldout.jsonl", heldout_pairs())
     write_jsonl(tmp_path / "data/pairs.jsonl", focal_pairs())  # what the variant trained on
     for stage in (["reference_logprobs.py"], ["probe.py", "target_dpo"]):
         processes.run([sys.executable, str(ROOT / "stages" / stage[0]), *stage[1:]], cwd=tmp_path, check=True,
@@ -261,6 +324,17 @@ def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
     assert list(report["tokens"]) == [p.pair_id for p in focal_pairs()]  # the held-out pairs with D- lines
     assert report["beta"] == params["train"]["common"]["beta"]
     assert report["rejected_error"]["mean"] < 0 and report["runtime_s"] > 0 and report["peak_rss_gib"] > 0
+    # the curve the trainer recorded: steps 0 (the reference) to 4, each pair set, ending on the final probe
+    assert report["recorded_policy"] == {"heldout": True, "training": True}
+    curve = report["along_training"]
+    assert {(r["split"], r["step"]) for r in curve} == {(s, k) for s in ("heldout", "training") for k in range(5)}
+    assert all(r["mean"] == 0.0 for r in curve if r["step"] == 0)
+    last = {(r["split"], r["group"]): r for r in curve if r["step"] == 4}
+    for split, summary in (("heldout", report), ("training", report["in_sample"])):
+        for group in probe.GROUPS:
+            if summary[group]:
+                assert last[split, group]["mean"] == summary[group]["mean"], (split, group)
+                assert last[split, group]["pairs"] == summary[group]["pairs"]
     bad = processes.run([sys.executable, str(ROOT / "stages/probe.py"), "nope"], cwd=tmp_path, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "train.variants has no 'nope'" in bad.stderr
@@ -269,6 +343,8 @@ def test_probe_stage_writes_its_report(tiny_model_dir, trained, tmp_path):
 def test_probe_is_logged_to_wandb(offline):  # noqa: F811
     report = probe.summarise([sums_row("a", chosen_fix=(2, 1.0), rejected_error=(1, -2.0), rejected_suffix=(1, 0.5))],
                              beta=0.1)
+    report["along_training"] = probe.along_training({0: [sums_row("a", rejected_error=(1, 0.0))],
+                                                     3: [sums_row("a", rejected_error=(1, -2.0))]}, "heldout", 0.1)
     params = {"experiment_name": "unit",
               "logging": {"wandb": {"mode": "offline", "project": "iterpref-test", "entity": None, "group": None}}}
     tracking.log_probe(params, "target_dpo", report)
@@ -278,3 +354,7 @@ def test_probe_is_logged_to_wandb(offline):  # noqa: F811
     assert run.summary["probe/rejected_error_lo"] == run.summary["probe/rejected_error_hi"] == -2.0
     table = wandb_runs.table(run, "probe/per_pair")
     assert table["columns"][0] == "pair_id" and table["data"][0][0] == "a"
+    curve = wandb_runs.table(run, "probe/along_training")
+    assert curve["columns"] == ["step", "split", "group", "mean", "lo", "hi", "pairs"]
+    assert curve["data"] == [[0, "heldout", "rejected_error", 0.0, 0.0, 0.0, 1],
+                             [3, "heldout", "rejected_error", -2.0, -2.0, -2.0, 1]]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 
+import matplotlib.image
 from test_reporting import PROBE, interval, load, make_run, section
 
-from iterpref.reporting import summary, token_picture
+from iterpref.reporting import figures, summary, token_picture
 
 POSITIONS = {"chosen_prefix": interval(0.001, -0.002, 0.004), "chosen_fix": interval(0.02, 0.01, 0.03),
              "chosen_suffix": interval(0.01, 0.0, 0.02), "rejected_prefix": interval(0.001, -0.002, 0.004),
@@ -60,3 +61,20 @@ def test_token_picture_needs_per_token_shifts(tmp_path):
     path = tmp_path / "probe_tokens.html"
     assert token_picture.render(PROBE, path) == "no reports/probe/<variant>.json holds per-token shifts"
     assert not path.exists()
+
+
+def test_along_training_section_shows_the_figure_or_why_not(tmp_path):
+    inp = load(make_run(tmp_path))
+    written, skipped = figures.render(inp, tmp_path / "figures")
+    lines = section(summary.markdown(inp, {n: f"figures/{p.name}" for n, p in written.items()}, skipped),
+                    "Where the loss acts, along training")
+    assert "![the probe along training](figures/probe_along_training.png)" in lines
+    h, w = matplotlib.image.imread(written["probe_along_training"]).shape[:2]
+    assert (w, h) == (12 * 120, round(6.4 * 120))  # six panels, inches at 120 dpi
+    flat = {v: {k: r for k, r in PROBE[v].items() if k != "along_training"} for v in PROBE}
+    inp = load(make_run(tmp_path / "flat", probes=flat))
+    written, skipped = figures.render(inp, tmp_path / "flat_figures")
+    assert "probe_along_training" not in written
+    lines = section(summary.markdown(inp, {}, skipped), "Where the loss acts, along training")
+    assert ("Figure skipped (the probe along training): no reports/probe/<variant>.json holds a curve along training "
+            "(train.common.probe_points: 0).") in lines

@@ -85,14 +85,25 @@ def interval(mean: float, lo: float, hi: float, pairs: int = 24) -> dict:
     return {"mean": mean, "ci": [lo, hi], "pairs": pairs}
 
 
+GROUPS = ("chosen_prefix", "chosen_fix", "chosen_suffix", "rejected_prefix", "rejected_error", "rejected_suffix")
+
+
+def along(d_minus: float) -> list[dict]:
+    """A probe's ``along_training`` rows: steps 0 and 4, both pair sets, every group 0 at step 0 and
+    at step 4 ``d_minus`` on D- (half of it held out) and a tenth of it elsewhere."""
+    return [{"step": step, "split": split, "group": g, "mean": m, "lo": m - 0.01, "hi": m + 0.01, "pairs": 16}
+            for step in (0, 4) for split, scale in (("training", 1.0), ("heldout", 0.5)) for g in GROUPS
+            for m in [0.0 if step == 0 else scale * d_minus * (1.0 if g == "rejected_error" else 0.1)]]
+
+
 # reports/probe/<variant>.json, the entries the report reads: dpo lowers everything, target_dpo
 # lowers D- and leaves the shared tokens
 PROBE = {
-    "dpo": {"pairs": 24, "beta": 0.1, "chosen": interval(-0.05, -0.08, -0.02),
+    "dpo": {"pairs": 24, "beta": 0.1, "along_training": along(-0.3), "chosen": interval(-0.05, -0.08, -0.02),
             "rejected_error": interval(-0.2, -0.3, -0.1, 22), "rejected_shared": interval(-0.18, -0.25, -0.11),
             "focal_margin": interval(0.02, -0.04, 0.08, 22), "accuracy": interval(0.5, 0.29, 0.71),
             "reward_margin": interval(0.01, -0.02, 0.04)},
-    "target_dpo": {"pairs": 24, "beta": 0.1, "chosen": interval(0.01, -0.01, 0.03),
+    "target_dpo": {"pairs": 24, "beta": 0.1, "along_training": along(-0.2), "chosen": interval(0.01, -0.01, 0.03),
                    "rejected_error": interval(-0.12, -0.17, -0.07, 22), "rejected_shared": interval(0.0, -0.02, 0.02),
                    "focal_margin": interval(0.12, 0.07, 0.18, 22), "accuracy": interval(0.75, 0.58, 0.92),
                    "reward_margin": interval(0.05, 0.02, 0.08)},
@@ -399,7 +410,7 @@ def test_every_figure_is_written_and_linked(run, tmp_path):
     inp = load(run)
     written, skipped = figures.render(inp, tmp_path / "out" / "figures")  # the folder is created
     names = ["pass_at_1", "cumulative_pass_rate", "rejected_lines", "training_curves", "error_types", "gains_losses",
-             "heldout_shifts"]
+             "heldout_shifts", "probe_along_training"]
     assert list(written) == names and skipped == {}
     for path in written.values():
         assert_png(path)
@@ -441,7 +452,8 @@ def test_missing_inputs_are_skipped_with_a_line(tmp_path):
                            "data/pairs.jsonl (no pairs built)"]
     written, skipped = figures.render(inp, tmp_path / "figures")
     assert set(skipped) == {"cumulative_pass_rate", "rejected_lines", "training_curves"}
-    assert set(written) == {"pass_at_1", "error_types", "gains_losses", "heldout_shifts"}  # gains on HumanEval alone
+    assert set(written) == {"pass_at_1", "error_types", "gains_losses", "heldout_shifts",  # gains on HumanEval alone
+                            "probe_along_training"}
     md = reporting.markdown(inp, {n: f"figures/{p.name}" for n, p in written.items()}, skipped)
     assert ("Figure skipped (training loss, margin, reward accuracy and learning rate): "
             "no reports/train/<variant>.json holds a per-step curve.") in md
@@ -456,7 +468,9 @@ def test_missing_inputs_are_skipped_with_a_line(tmp_path):
     assert skipped["gains_losses"] == "needs scored results of both dpo and target_dpo on the same tasks"
     empty = load(tmp_path / "nothing")
     written, skipped = figures.render(empty, tmp_path / "f3")
-    assert written == {} and len(skipped) == 7
+    assert written == {} and len(skipped) == 8
+    assert skipped["probe_along_training"] == ("no reports/probe/<variant>.json holds a curve along training "
+                                               "(train.common.probe_points: 0)")
     assert "No pair of variants has scored results" in reporting.markdown(empty, {}, skipped)
     assert "No reports/probe/<variant>.json: no variant has been probed." in reporting.markdown(empty, {}, skipped)
 
@@ -477,7 +491,7 @@ def test_report_stage_writes_summary_metrics_and_figures(run):
     for png in sorted((run / "reports/figures").iterdir()):
         assert f"](figures/{png.name})" in md
         assert_png(png)
-    assert len(list((run / "reports/figures").iterdir())) == 7
+    assert len(list((run / "reports/figures").iterdir())) == 8
     assert metrics["target_dpo"]["focal_margin"] == 0.12 and metrics["dpo"]["d_minus_shift"] == -0.2
     assert metrics["data"] == {"problems": 12, "pairs": 120, "heldout_pairs": 24}
     assert "| dpo | dpo | none | 0.1 | 1e-05 | cosine, warmup 0.03 | epochs 1 | 16 | 4 (4 x 1 x 1) |" in md

@@ -32,6 +32,7 @@ from test_training import ALL, CASES, build_trainer, load_tiny, make_pair
 from iterpref import params as P
 from iterpref.llm.served import free_port
 from iterpref.records import write_jsonl
+from iterpref.training import record
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "stages" / "train.py"
@@ -55,6 +56,7 @@ def workdir(tmp: Path, model_dir: Path, n_pairs: int, overrides: list[str]) -> P
     (tmp / "models").mkdir(exist_ok=True)
     os.symlink(model_dir, tmp / "models" / "student")
     write_jsonl(tmp / "data" / "pairs.jsonl", pairs(n_pairs))
+    write_jsonl(tmp / "data" / "pairs_heldout.jsonl", pairs(n_pairs + 4)[n_pairs:])  # the probe's, along training
     base = ["experiment=smoke", "logging=disabled", "runtime.threads=1", "train.common.max_pairs=null",
             "train.common.lr_scheduler=constant", "train.common.warmup_ratio=0.0", "train.common.bf16=false",
             "train.common.learning_rate=1e-3"]
@@ -101,7 +103,7 @@ def three_steps(tiny_model_dir, tmp_path_factory):
 
     def run(launch: str) -> tuple[Path, str]:
         if launch not in runs:
-            settings = ["train.common.max_steps=3"] + QUICK_EVAL
+            settings = ["train.common.max_steps=3", "train.common.probe_points=-1"] + QUICK_EVAL
             if launch == "one":
                 settings += ["train.common.per_device_batch_size=4"]
             else:
@@ -153,6 +155,17 @@ def test_two_processes_match_one(launch, three_steps, tiny_model_dir):
     assert ref_bars and {b for b in ref_bars} == {("3", "3")}, ref_bars
     assert not (two / ".cache" / "train" / "target_dpo").exists() or not any((two / ".cache" / "train" / "target_dpo").iterdir())
 
+    # every rank ran the policy over the probe's pairs at each step (sharded weights need them all), the main
+    # one recorded them: the log-probs one process recorded, to the weights' agreement
+    recorded = [record.load(run / "models" / "trained" / "target_dpo" / record.FILE)["steps"] for run in (one, two)]
+    assert sorted(recorded[0]) == sorted(recorded[1]) == [1, 2, 3]
+    for step, sets in recorded[0].items():
+        assert {name: len(lp) for name, lp in sets.items()} == {"heldout": 4, "training": 12}
+        for name, by_pair in sets.items():
+            for pid, sides in by_pair.items():
+                for side, lp in sides.items():
+                    assert torch.allclose(lp, recorded[1][step][name][pid][side], atol=1e-4), (step, name, pid, side)
+
 
 @pytest.mark.slow
 def test_fsdp_model_loads_scores_and_evaluates(three_steps):
@@ -196,8 +209,9 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tiny_model_dir, tmp_path)
     """SIGKILL the stage after its first checkpoint; the re-run resumes there and ends with the
     weights of an uninterrupted run. Resuming restores weights, optimizer, scheduler, RNG and the
     data position, so on one CPU process the arithmetic is the same: we expect equality to 1e-7."""
-    settings = ["train.common.per_device_batch_size=2", "train.common.save_steps=2", "train.common.max_steps=-1"]
-    whole = workdir(tmp_path / "whole", tiny_model_dir, 24, settings)  # 12 steps
+    settings = ["train.common.per_device_batch_size=2", "train.common.save_steps=2", "train.common.max_steps=-1",
+                "train.common.probe_points=4"]
+    whole = workdir(tmp_path / "whole", tiny_model_dir, 24, settings)  # 12 steps, the probe recorded at 3, 6, 9, 12
     cut = workdir(tmp_path / "cut", tiny_model_dir, 24, settings)
     run_stage(whole, "target_dpo")
 
@@ -221,7 +235,7 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tiny_model_dir, tmp_path)
     log = again.stdout + again.stderr
     assert "resuming from" in log
     # the prepared data (tokens, masks, reference log-probs) came from the work folder's cache
-    assert "Computing reference log probs" not in log and "Error-token masks" not in log
+    assert "Computing reference log probs" not in log and "Error-token masks for train" not in log
     report = json.loads((cut / "reports" / "train" / "target_dpo.json").read_text())
     assert 2 <= report["resumed_from_step"] < 12 and report["steps"] == 12
     a, b = curve(whole, "target_dpo"), curve(cut, "target_dpo")
@@ -229,6 +243,14 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tiny_model_dir, tmp_path)
     assert [h["loss"] for h in a] == pytest.approx([h["loss"] for h in b], abs=1e-7)
     assert max_weight_diff(weights(whole, "target_dpo"), weights(cut, "target_dpo")) <= 1e-7
     assert not any(cache.iterdir())  # the work folder is removed once training finished
+    # the probe's record along training: every point, whether recorded before the kill (kept in the work folder) or after
+    recorded = [record.load(run / "models" / "trained" / "target_dpo" / record.FILE)["steps"] for run in (whole, cut)]
+    assert sorted(recorded[0]) == sorted(recorded[1]) == [3, 6, 9, 12]
+    for step, sets in recorded[0].items():
+        for name, by_pair in sets.items():
+            for pid, sides in by_pair.items():
+                for side, lp in sides.items():
+                    assert torch.allclose(lp, recorded[1][step][name][pid][side], atol=1e-6), (step, name, pid, side)
 
 
 # --------------------------------------------------------------------------- LoRA, merged, evaluated

@@ -12,6 +12,10 @@ groups by where the token lies relative to the fix (`iterpref.probe.positions`):
 and two unions kept from the first probe: ``chosen`` (every chosen token) and
 ``rejected_shared`` (every rejected token outside D-, prefix and suffix).
 
+`pair_sums` measures the trained weights; `step_sums` the policy at the steps the trainer recorded
+along training (`iterpref.training.record`), on the same tokens and groups, and `along_training`
+lays those out as the curve the report draws.
+
 The pairs go through training's own path: `FocalDPOTrainer` tokenises them (TRL's chat template
 and prompt/completion split) and its collator truncates and pads them; the groups are masks over
 TRL's own token ids, with training's mask rule. Per-token log-probs come from TRL's fused LM head
@@ -30,7 +34,6 @@ import tempfile
 from dataclasses import replace
 
 import numpy as np
-from tqdm import tqdm
 
 from iterpref.probe.positions import GROUPS, SIDES, position_masks, token_ranges
 from iterpref.records import Pair
@@ -63,32 +66,6 @@ def kept(mask: list[int], length: int, truncation_mode: str) -> list[int]:
     return mask[:length] if truncation_mode == "keep_start" else mask[len(mask) - length:]
 
 
-def completion_log_probs(trainer, model, cfg: TrainConfig) -> dict[str, dict]:
-    """``model``'s log-prob of every completion token the collator keeps, per prepared row of
-    ``trainer`` (a `probe_trainer`): ``{pair_id: {"chosen": tensor, "rejected": tensor}}`` (fp32, in
-    completion order), batched as training batches (``cfg.per_device_batch_size``)."""
-    import torch
-
-    from iterpref.training.trainer import MASK_COLUMNS
-
-    rows, device = trainer.train_dataset, trainer.accelerator.device
-    model = model.to(device).eval()
-    out = {}
-    for start in tqdm(range(0, len(rows), cfg.per_device_batch_size), desc="probe: log-probs", unit="batch"):
-        batch = [rows[i] for i in range(start, min(start + cfg.per_device_batch_size, len(rows)))]
-        whole = trainer.data_collator([{k: v for k, v in r.items() if k not in MASK_COLUMNS} for r in batch])
-        ids, attention = whole["input_ids"].to(device), whole["attention_mask"].to(device)
-        labels = ids.masked_fill(whole["completion_mask"].to(device) == 0, -100)
-        with torch.no_grad(), trainer.accelerator.autocast():
-            lp = model(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True,
-                       use_cache=False).log_probs.float().cpu()
-        completion = whole["completion_mask"][:, 1:].bool()
-        n = len(batch)
-        for k, row in enumerate(batch):
-            out[row["pair_id"]] = {"chosen": lp[k][completion[k]], "rejected": lp[n + k][completion[n + k]]}
-    return out
-
-
 def token_detail(row: dict, tokenizer, side: str, shifts: list[float], masks: dict, truncation_mode: str) -> list[list]:
     """One completion's kept tokens in order as ``[text, shift, group]``."""
     text, ids, names = row[side][-1]["content"], row[f"{side}_ids"], SIDES[side]
@@ -104,7 +81,7 @@ def token_detail(row: dict, tokenizer, side: str, shifts: list[float], masks: di
 
 def pair_sums(policy_dir: str | os.PathLike, reference_dir: str | os.PathLike, pairs: list[Pair], cfg: TrainConfig,
               use_cpu: bool, detail: frozenset[str] = frozenset(),
-              reference: dict[str, dict] | None = None) -> tuple[list[dict], dict]:
+              reference: dict[str, dict] | None = None, policy: dict[str, dict] | None = None) -> tuple[list[dict], dict]:
     """Per pair: the token count and the summed shift ``log p_policy - log p_reference`` of each
     group (``<group>_tokens``, ``<group>_sum``), with ``pair_id`` and ``task_id``; and, for the
     pairs whose ids are in ``detail``, every completion token's shift (`token_detail`), by pair id
@@ -114,35 +91,73 @@ def pair_sums(policy_dir: str | os.PathLike, reference_dir: str | os.PathLike, p
     ``bf16`` sets the autocast, its ``per_device_batch_size`` the batch. Pairs whose prompt alone
     fills ``max_length`` are dropped, as TRL drops them from training. ``reference``: the reference
     model's `completion_log_probs` for these pairs under the same settings (the shared file of
-    `iterpref.probe.reference`); without it the reference model is run here.
+    `iterpref.probe.reference`); without it the reference model is run here. ``policy``: the same for
+    the policy (the trainer's record of its last step, `iterpref.training.record`); without it the
+    model in ``policy_dir`` is run here.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from iterpref.training.logprobs import completion_log_probs
 
     if not pairs:
         return [], {}
     tokenizer = AutoTokenizer.from_pretrained(reference_dir)
-    trainer = probe_trainer(AutoModelForCausalLM.from_pretrained(policy_dir),
+    # given the policy's log-probs, the trainer's policy is loaded, never run: the reference will do
+    trainer = probe_trainer(AutoModelForCausalLM.from_pretrained(policy_dir if policy is None else reference_dir),
                             AutoModelForCausalLM.from_pretrained(reference_dir), tokenizer, pairs, cfg, use_cpu)
-    policy = completion_log_probs(trainer, trainer.model, cfg)
+    if policy is None:
+        policy = completion_log_probs(trainer, trainer.model, cfg.per_device_batch_size)
     if reference is None:
-        reference = completion_log_probs(trainer, trainer.ref_model, cfg)
+        reference = completion_log_probs(trainer, trainer.ref_model, cfg.per_device_batch_size)
+    return shift_sums(trainer, tokenizer, pairs, {"final": policy}, reference, detail)["final"]
+
+
+def step_sums(recorded: dict[int, dict], reference_dir: str | os.PathLike, pairs: list[Pair], cfg: TrainConfig,
+              use_cpu: bool, reference: dict[str, dict] | None = None) -> dict[int, list[dict]]:
+    """`pair_sums`' rows at each step of training: ``recorded`` holds the policy's log-probs of
+    ``pairs`` by optimizer step (`iterpref.training.record`, taken on the same path as the final
+    probe's), and step 0 is the reference itself (every shift 0). ``reference`` as for `pair_sums`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from iterpref.training.logprobs import completion_log_probs
+
+    if not pairs:
+        return {}
+    tokenizer = AutoTokenizer.from_pretrained(reference_dir)
+    # the trainer wants a policy beside the reference; it is loaded, never run
+    trainer = probe_trainer(AutoModelForCausalLM.from_pretrained(reference_dir),
+                            AutoModelForCausalLM.from_pretrained(reference_dir), tokenizer, pairs, cfg, use_cpu)
+    if reference is None:
+        reference = completion_log_probs(trainer, trainer.ref_model, cfg.per_device_batch_size)
+    policies = {0: reference, **dict(sorted(recorded.items()))}
+    return {step: sums for step, (sums, _) in shift_sums(trainer, tokenizer, pairs, policies, reference).items()}
+
+
+def shift_sums(trainer, tokenizer, pairs: list[Pair], policies: dict, reference: dict[str, dict],
+               detail: frozenset[str] = frozenset()) -> dict:
+    """`pair_sums`' ``(rows, token detail)`` for each policy's log-probs in ``policies`` (by any key)
+    against ``reference``, over the prepared rows of ``trainer`` (a `probe_trainer` on ``pairs``);
+    each row's group masks are computed once."""
     task, mode = {p.pair_id: p.task_id for p in pairs}, trainer.args.truncation_mode
-    out, tokens = [], {}
+    out = {key: ([], {}) for key in policies}
     for row in trainer.train_dataset:
         pid = row["pair_id"]
         masks = position_masks(row, tokenizer)
-        sums = {"pair_id": pid, "task_id": task[pid]}
-        shifts = {}
-        for side, names in SIDES.items():
-            shifts[side] = policy[pid][side] - reference[pid][side]
-            for group in names:
-                mask = torch_bool(kept(masks[group], len(shifts[side]), mode))
-                sums[f"{group}_tokens"] = int(mask.sum())
-                sums[f"{group}_sum"] = float(shifts[side][mask].sum())
-        out.append(sums)
-        if pid in detail:
-            tokens[pid] = {side: token_detail(row, tokenizer, side, shifts[side].tolist(), masks, mode) for side in SIDES}
-    return out, tokens
+        kept_masks = {side: {group: torch_bool(kept(masks[group], len(reference[pid][side]), mode)) for group in names}
+                      for side, names in SIDES.items()}
+        for key, policy in policies.items():
+            sums, shifts = {"pair_id": pid, "task_id": task[pid]}, {}
+            for side, names in SIDES.items():
+                shifts[side] = policy[pid][side] - reference[pid][side]
+                for group in names:
+                    mask = kept_masks[side][group]
+                    sums[f"{group}_tokens"] = int(mask.sum())
+                    sums[f"{group}_sum"] = float(shifts[side][mask].sum())
+            out[key][0].append(sums)
+            if pid in detail:
+                out[key][1][pid] = {side: token_detail(row, tokenizer, side, shifts[side].tolist(), masks, mode)
+                                    for side in SIDES}
+    return out
 
 
 def torch_bool(mask: list[int]):
@@ -191,3 +206,16 @@ def summarise(sums: list[dict], beta: float) -> dict:
                    "reward_margin": over_pairs("reward_margin"),
                    "pairs": len(per_pair), "beta": beta, "bootstrap": dict(BOOTSTRAP), "per_pair": per_pair})
     return report
+
+
+def along_training(steps: dict[int, list[dict]], split: str, beta: float) -> list[dict]:
+    """The curve of one pair set (``split``) from `step_sums`' rows: per step and token group
+    (`GROUPS`), the mean shift with its bootstrap interval and the pairs that have tokens in the group
+    (``{"step", "split", "group", "mean", "lo", "hi", "pairs"}``; a group no pair has is left out)."""
+    rows = []
+    for step, sums in steps.items():
+        report = summarise(sums, beta)
+        rows += [{"step": step, "split": split, "group": group, "mean": report[group]["mean"],
+                  "lo": report[group]["ci"][0], "hi": report[group]["ci"][1], "pairs": report[group]["pairs"]}
+                 for group in GROUPS if report[group]]
+    return rows

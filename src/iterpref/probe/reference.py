@@ -1,7 +1,8 @@
 """The reference model's log-probs of a set of pairs, computed once and shared by every variant's probe.
 
 The reference (models/student) is the same for every variant, and so are its log-probs of a pair's
-completion tokens, given the settings that change them (`settings`: the cut at ``max_length``, the
+completion tokens, given the settings that change them (`iterpref.training.logprobs.settings`: the
+cut at ``max_length``, the
 autocast, the batch). The `reference_logprobs` stage writes them per pair set
 (data/reference_logprobs/{heldout,training}.pt); each `probe@VARIANT` reads them and runs only its
 policy. A file whose settings differ from the variant's, or that lacks one of its pairs, is not
@@ -12,17 +13,10 @@ from __future__ import annotations
 
 import os
 
-from iterpref.probe import completion_log_probs, probe_trainer
+from iterpref.probe import probe_trainer
 from iterpref.records import Pair
+from iterpref.training.logprobs import completion_log_probs, settings
 from iterpref.training.recipe import TrainConfig
-
-# The TrainConfig fields that change the reference's log-probs of a pair's kept tokens.
-SETTINGS = ("max_length", "bf16", "per_device_batch_size")
-
-
-def settings(cfg: TrainConfig) -> dict:
-    """The values of `SETTINGS` in ``cfg``."""
-    return {k: getattr(cfg, k) for k in SETTINGS}
 
 
 def compute(reference_dir: str | os.PathLike, pairs: list[Pair], cfg: TrainConfig, use_cpu: bool) -> dict[str, dict]:
@@ -36,7 +30,7 @@ def compute(reference_dir: str | os.PathLike, pairs: list[Pair], cfg: TrainConfi
     trainer = probe_trainer(AutoModelForCausalLM.from_pretrained(reference_dir),
                             AutoModelForCausalLM.from_pretrained(reference_dir),
                             AutoTokenizer.from_pretrained(reference_dir), pairs, cfg, use_cpu)
-    return completion_log_probs(trainer, trainer.ref_model, cfg)
+    return completion_log_probs(trainer, trainer.ref_model, cfg.per_device_batch_size)
 
 
 def save(path: str | os.PathLike, log_probs: dict[str, dict], cfg: TrainConfig) -> None:

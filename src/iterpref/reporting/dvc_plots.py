@@ -5,6 +5,7 @@ by side (a line style or a panel per revision, a colour per variant).
     training.csv              variant, step, loss, reward_margin, reward_accuracy, learning_rate
     pass_at_1.csv             variant, benchmark, pass_at_1 (%)
     heldout_shifts.csv        variant, group, shift, lo, hi (95% bootstrap interval)
+    probe_along_training.csv  variant, split (held out / in sample), group, step, shift, lo, hi
     cumulative_pass_rate.csv  round, pass_rate (%)
 
 Every file is written, with its header only when the run has nothing for it yet.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from iterpref.reporting.summary import BENCH_TITLES, PROBE_COLUMNS, Inputs, scores
+from iterpref.reporting.summary import BENCH_TITLES, POSITION_COLUMNS, PROBE_COLUMNS, SPLIT_TITLES, Inputs, scores
 
 # reports/train/<variant>.json curve key -> column (the per-step learning rate when training logs it)
 CURVE_COLUMNS = {"loss": "loss", "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy",
@@ -40,6 +41,13 @@ def heldout_shifts(inp: Inputs) -> list[dict]:
             for v, r in inp.probe.items() for key in SHIFT_KEYS if r.get(key)]
 
 
+def probe_along_training(inp: Inputs) -> list[dict]:
+    titles = dict(POSITION_COLUMNS)
+    return [{"variant": v, "split": SPLIT_TITLES[row["split"]], "group": titles[row["group"]], "step": row["step"],
+             "shift": row["mean"], "lo": row["lo"], "hi": row["hi"]}
+            for v, r in inp.probe.items() for row in r.get("along_training") or []]
+
+
 def cumulative_pass_rate(inp: Inputs) -> list[dict]:
     rates = (inp.pairs or {}).get("cumulative_pass_rate") or {}
     return [{"round": int(r), "pass_rate": round(100 * x, 2)} for r, x in sorted(rates.items(), key=lambda kv: int(kv[0]))]
@@ -48,6 +56,7 @@ def cumulative_pass_rate(inp: Inputs) -> list[dict]:
 FILES = {"training.csv": (training, ["variant", "step", *CURVE_COLUMNS.values()]),
          "pass_at_1.csv": (pass_at_1, ["variant", "benchmark", "pass_at_1"]),
          "heldout_shifts.csv": (heldout_shifts, ["variant", "group", "shift", "lo", "hi"]),
+         "probe_along_training.csv": (probe_along_training, ["variant", "split", "group", "step", "shift", "lo", "hi"]),
          "cumulative_pass_rate.csv": (cumulative_pass_rate, ["round", "pass_rate"])}
 
 

@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from iterpref.cli import UserError
 from iterpref.reporting.compare import compare
-from iterpref.reporting.summary import BENCH_TITLES, Inputs, scores
+from iterpref.reporting.summary import BENCH_TITLES, POSITION_COLUMNS, SPLIT_TITLES, Inputs, scores
 
 # The paper's figure 6: cumulative pass rate (%) of CodeFlow's debugging by round (shared/PAPER.md section 4).
 PAPER_CUMULATIVE = [36.7, 54.7, 61.5, 64.6, 66.3, 67.5]
@@ -30,6 +30,10 @@ TOP_ERROR_TYPES = 8
 # The probe entries the held-out figure draws (iterpref.probe.summarise) and their labels.
 SHIFT_GROUPS = (("chosen", "chosen"), ("rejected_error", "D- (error)"), ("rejected_shared", "rejected, shared"),
                 ("focal_margin", "focal margin\n(shared - D-)"))
+# The along-training figure's panels: the six position groups (chosen side, then rejected), and the
+# line style of each pair set (iterpref.probe.along_training).
+POSITION_GROUPS = POSITION_COLUMNS[:6]
+SPLITS = {"heldout": "o-", "training": "s--"}
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -185,6 +189,34 @@ def heldout_shifts(probes: dict[str, dict], path: str | Path) -> None:
     _save(fig, path)
 
 
+def probe_along_training(curves: dict[str, list[dict]], path: str | Path) -> None:
+    """The probe along training: a panel per token group (`POSITION_GROUPS`, chosen side above,
+    rejected below), the mean shift against the optimizer step, a colour per variant, held out solid
+    and in sample dashed, the 95% bootstrap interval shaded (``curves``: {variant: the
+    ``along_training`` rows of reports/probe/<variant>.json})."""
+    fig = _figure(12, 6.4)
+    axes = fig.subplots(2, 3, sharex=True, squeeze=False)
+    colours = dict(zip(curves, colormaps["tab10"].colors))
+    for ax, (group, label) in zip(axes.flat, POSITION_GROUPS):
+        for v, rows in curves.items():
+            for split, style in SPLITS.items():
+                points = sorted((r["step"], r["mean"], r["lo"], r["hi"]) for r in rows
+                                if r["group"] == group and r["split"] == split)
+                if points:
+                    steps, means, los, his = zip(*points)
+                    ax.plot(steps, means, style, color=colours[v], label=f"{v}, {SPLIT_TITLES[split]}")
+                    ax.fill_between(steps, los, his, color=colours[v], alpha=0.12, linewidth=0)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(label, fontsize=9)
+    for ax in axes[1]:
+        ax.set_xlabel("optimizer step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("log-prob shift per token")
+    axes[0, 0].legend(fontsize=7)
+    _save(fig, path)
+
+
 def render(inp: Inputs, out_dir: str | Path) -> tuple[dict[str, Path], dict[str, str]]:
     """Draw every figure the inputs allow into ``out_dir``.
 
@@ -205,6 +237,7 @@ def render(inp: Inputs, out_dir: str | Path) -> tuple[dict[str, Path], dict[str,
     curves = {v: t["curve"] for v, t in inp.train.items() if t.get("curve")}
     rates = (inp.pairs or {}).get("cumulative_pass_rate")
     probes = {v: r for v, r in inp.probe.items() if r.get("pairs")}
+    steps = {v: r["along_training"] for v, r in inp.probe.items() if r.get("along_training")}
     # name: (why it cannot be drawn, or None; how to draw it)
     jobs = {
         "pass_at_1": (None if scored else "no scored evaluation results",
@@ -221,6 +254,9 @@ def render(inp: Inputs, out_dir: str | Path) -> tuple[dict[str, Path], dict[str,
                          lambda p: gains_losses(comparisons, GAINS_PAIR, p)),
         "heldout_shifts": (None if probes else "no reports/probe/<variant>.json holds a probed pair",
                            lambda p: heldout_shifts(probes, p)),
+        "probe_along_training": (None if steps else "no reports/probe/<variant>.json holds a curve along training "
+                                                    "(train.common.probe_points: 0)",
+                                 lambda p: probe_along_training(steps, p)),
     }
     written, skipped = {}, {}
     for name, (reason, draw) in jobs.items():

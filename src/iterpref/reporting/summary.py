@@ -458,6 +458,8 @@ POSITION_COLUMNS = (("chosen_prefix", "chosen, prefix"), ("chosen_fix", "D+ (fix
                     ("chosen_suffix", "chosen, suffix"), ("rejected_prefix", "rejected, prefix"),
                     ("rejected_error", "D- (error lines)"), ("rejected_suffix", "rejected, suffix"),
                     ("focal_margin", "focal margin"), ("accuracy", "accuracy"))
+# The probe's pair sets along training (iterpref.probe.along_training) and their names.
+SPLIT_TITLES = {"heldout": "held out", "training": "in sample"}
 
 
 def _positions(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
@@ -486,6 +488,14 @@ def _positions(inp: Inputs, figures: dict[str, str], skipped: dict[str, str]) ->
     return lines
 
 
+def _along_training(figures: dict[str, str], skipped: dict[str, str]) -> list[str]:
+    """What the figure of the probe along training shows, and the figure."""
+    return ["Each position group's mean shift at the steps the trainer recorded (`train.common.probe_points`; "
+            "step 0 is the untrained model, every shift 0), held out (solid) and in sample (dashed), 95% bootstrap "
+            "interval over pairs shaded; the last step is the trained model of the table above.",
+            *_link("probe_along_training", "the probe along training", figures, skipped)]
+
+
 def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[str, str] | None = None) -> str:
     """reports/summary.md: Table 1 with published rows, significance, the training settings,
     problems, data, training, held-out pairs, evaluation.
@@ -506,6 +516,7 @@ def markdown(inp: Inputs, figures: dict[str, str] | None = None, skipped: dict[s
              "", "## Training", "", *_training(inp, figures, skipped),
              "", "## Held-out pairs", "", *_heldout(inp, figures, skipped),
              "", "## Where the loss acts, by position", "", *_positions(inp, figures, skipped),
+             "", "## Where the loss acts, along training", "", *_along_training(figures, skipped),
              "", "## Evaluation", "", *_evaluation(inp, figures, skipped)]
     if inp.missing:
         lines += ["", "## Missing inputs (skipped)", "", *[f"- {m}" for m in inp.missing]]

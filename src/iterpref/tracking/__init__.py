@@ -149,8 +149,8 @@ PROBE_KEYS = ("chosen", "rejected_error", "rejected_shared", "chosen_prefix", "c
 
 def log_probe(params: dict, variant: str, report: dict) -> None:
     """Log one variant's held-out probe (each group's mean shift and interval, focal margin,
-    accuracy, reward margin, and the per-pair rows) as a run of job type ``probe``, named
-    ``VARIANT-probe``, in the variant's group."""
+    accuracy, reward margin, the per-pair rows and the curve along training when there is one) as a
+    run of job type ``probe``, named ``VARIANT-probe``, in the variant's group."""
     with stage_run(params, "probe", f"{variant}-probe", variant=variant) as run:
         if run is None:
             return
@@ -164,4 +164,8 @@ def log_probe(params: dict, variant: str, report: dict) -> None:
         rows = report["per_pair"]
         columns = list(rows[0]) if rows else ["pair_id"]
         run.log({"probe/per_pair": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])})
+        if report.get("along_training"):
+            columns = ["step", "split", "group", "mean", "lo", "hi", "pairs"]
+            run.log({"probe/along_training": wandb.Table(columns=columns,
+                                                         data=[[r[c] for c in columns] for r in report["along_training"]])})
         run.summary.update(summary)

@@ -68,6 +68,10 @@ class TrainConfig:
         save_steps: write a checkpoint (weights, optimizer, scheduler, RNG, data position) every
             this many optimizer steps into the work folder; a killed run resumes from the newest
             complete one (0: no checkpoints). Only the newest is kept.
+        probe_points: record the policy's log-probs of the held-out and training pairs at this many
+            evenly spaced optimizer steps, the last included, for the probe's curve along training
+            (`iterpref.training.record`; -1: every step; 0: none). Each point costs a forward pass
+            over those pairs.
     """
 
     loss: Literal["dpo", "rpo", "sft"] = "dpo"
@@ -91,6 +95,7 @@ class TrainConfig:
     seed: int = 0
     deepspeed: str | None = None
     save_steps: int = spec(0, ge=0)
+    probe_points: int = spec(0, ge=-1)
 
     FILE_FIELDS = ("deepspeed",)  # inside conf/accelerate/ (checked at composition: a train dependency)
 
@@ -232,9 +237,21 @@ def _save_final(trainer, tokenizer, model_path: Path, work: Path, out_dir: Path)
     trainer.accelerator.wait_for_everyone()
 
 
+def _recorder(trainer, cfg: TrainConfig, args, sets: dict[str, list[Pair]], folder: Path):
+    """The callback (`iterpref.training.record.LogProbRecorder`) that records ``trainer``'s policy on
+    each non-empty pair set at ``cfg.probe_points`` steps, the sets tokenised and cut as the
+    trainer's own data is."""
+    from iterpref.training import record
+
+    prepared = {name: trainer._prepare_dataset(pairs_dataset(pairs), trainer.processing_class, args, f"probe {name}")
+                for name, pairs in sets.items() if pairs}
+    return record.LogProbRecorder(trainer, prepared, cfg.probe_points, folder, cfg.per_device_batch_size)
+
+
 def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.PathLike,
           out_dir: str | os.PathLike, run_name: str, cache_root: str | os.PathLike,
-          report_to: list[str] | None = None, use_cpu: bool = False) -> dict:
+          report_to: list[str] | None = None, use_cpu: bool = False,
+          heldout_path: str | os.PathLike | None = None) -> dict:
     """Train one variant from ``model_path`` on ``pairs_path``; save the model to ``out_dir``.
 
     Runs as one process or as every rank of an ``accelerate launch``. The work folder
@@ -242,12 +259,18 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
     checkpoints; a run with the same key resumes from its newest complete checkpoint, and the
     folder is removed at the end.
 
-    Returns the run's metrics: ``log_history`` (every logged step), ``resumed_from_step`` and
-    the final loss (also written to ``out_dir/train_metrics.json`` by the main process).
+    With ``cfg.probe_points``, the policy's log-probs of the held-out pairs (``heldout_path``) and of
+    the training pairs are recorded along training into ``out_dir/along_training.pt``
+    (`iterpref.training.record`).
+
+    Returns the run's metrics: ``log_history`` (every logged step), ``resumed_from_step``, the final
+    loss and the seconds each recorded step took (also written to ``out_dir/train_metrics.json`` by
+    the main process).
     """
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from iterpref.training import record
     from iterpref.training.trainer import FocalDPOTrainer
 
     out_dir, model_path = Path(out_dir), Path(model_path)
@@ -258,8 +281,11 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
         raise UserError(f"{pairs_path}: no pairs to train on; the pairs stage kept none (see reports/pairs.json)")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     require_completion_tokens(pairs, tokenizer, cfg.max_length, pairs_path)
+    probed = {"heldout": read_jsonl(heldout_path, Pair) if heldout_path and cfg.probe_points else [], "training": pairs}
     key = workdir.run_key({"train": asdict(cfg), "world_size": state.num_processes,
-                           "distributed": launch.distributed_kind(state), "use_cpu": use_cpu}, model_path, pairs_path)
+                           "distributed": launch.distributed_kind(state), "use_cpu": use_cpu,
+                           "probed": {k: [p.pair_id for p in v] for k, v in probed.items()} if cfg.probe_points else None},
+                          model_path, pairs_path)
     work = Path(cache_root) / key
     model = AutoModelForCausalLM.from_pretrained(model_path)
     peft_config = None
@@ -272,6 +298,8 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
         model=model, args=args, train_dataset=_on_disk(pairs, work / "pairs"),
         processing_class=tokenizer, peft_config=peft_config, mask=cfg.mask,
     )
+    if cfg.probe_points:
+        trainer.add_callback(_recorder(trainer, cfg, args, probed, work / "along_training"))
     # train
     resume = workdir.last_checkpoint(work / "checkpoints", state.num_processes)
     if resume and state.is_main_process:
@@ -280,6 +308,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     # save
     _save_final(trainer, tokenizer, model_path, work, out_dir)
+    recorded = record.collect(work / "along_training", out_dir / record.FILE, cfg) if state.is_main_process else {}
     logged = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "variant": run_name,
@@ -291,6 +320,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
         "train_loss": result.training_loss,
         "train_runtime_s": round(time.time() - start, 2),
         "log_history": logged,
+        "recorded_steps_s": {str(step): s for step, s in recorded.items()},
         "config": asdict(cfg),
     }
     state.wait_for_everyone()
