@@ -29,8 +29,10 @@ run: install sandbox dvc-setup
 # module's shared fixtures (a DVC repository, a scored benchmark) are built once. Three on two cores:
 # some modules mostly wait (BigCodeBench's official 240 s limit, DVC's queue, the S3 server), and a
 # third process keeps both cores busy meanwhile. TEST_WORKERS=0: one process.
+# --no-loadscope-reorder: modules go out in collection order, where tests/conftest.py puts the
+# longest first (xdist's default order, most tests first, would start them last).
 TEST_WORKERS ?= 3
-PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # ruff first (lint and import order: seconds), then the suite; tests/leftovers.py runs the suite
 # and then fails, naming them, if it left any process running.

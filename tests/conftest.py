@@ -7,6 +7,20 @@ from pathlib import Path
 import pytest
 from dvc_repo import make_repo
 
+# The longest modules, longest first (docs/benchmarks.md#make-test: each takes minutes; the rest
+# of the suite is seconds a module). `make test` hands whole modules to its processes in
+# collection order (`--dist loadscope --no-loadscope-reorder`), so these start at once, beside
+# each other, and the short modules fill the processes around them.
+LONGEST_FIRST = ("test_sweeps.py", "test_pipeline.py", "test_remote.py", "test_bigcodebench.py",
+                 "test_sweeps_optuna.py", "test_gpu_rehearsal.py", "test_train_scaleout.py",
+                 "test_batch_invariance.py", "test_debug_kill.py", "test_bench_train.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Collect the modules of LONGEST_FIRST first, in that order; the others keep their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():

@@ -1,9 +1,10 @@
-"""Sweeps end to end on the smoke experiment, in one temporary copy of the repository:
-a 2x2 grid through DVC's queue, the same grid through the Hydra app `iterpref.sweep` with
-submitit's local (parallel) executor, and 3 Optuna trials maximising a metric. Each grid point
-trains and evaluates one variant; the debugging data and the reference evaluation are computed
-once and restored from DVC's run cache everywhere else. Every train and evaluate stage writes
-an offline W&B run, grouped by its DVC experiment."""
+"""Grid sweeps end to end on the smoke experiment, in one temporary copy of the repository:
+a 2x2 grid through DVC's queue, then the same grid through the Hydra app `iterpref.sweep` with
+submitit's local (parallel) executor. Each grid point trains and evaluates one variant; the
+debugging data and the reference evaluation are computed once and restored from DVC's run cache
+everywhere else. Every train and evaluate stage writes an offline W&B run, grouped by its DVC
+experiment. The Optuna sweep is tests/test_sweeps_optuna.py, a module of its own so that a
+second test process runs it beside these."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import processes
 import pytest
-import yaml
 from dvc_repo import ran_stages, sh
 
 from iterpref import params as P
@@ -170,19 +170,3 @@ def test_hydra_multirun_with_submitit_local(dvc_repo, queued):
         assert float(r["focal_margin"]) == m["focal_margin"]
     assert "Holm's correction of it for the 6 comparisons" in (root / "multirun/grid/table.md").read_text()
 
-
-def test_optuna_maximises_a_metric(dvc_repo):
-    """Three Optuna trials over beta, each a DVC experiment whose dpo.average the job returns."""
-    root, env = dvc_repo
-    proc = processes.run([sys.executable, "-m", "iterpref.sweep", "--multirun", "hydra/sweeper=maximize",
-                           "hydra.sweeper.n_trials=3", "sweep.name=opt", "sweep.metric=dpo.average", *CHEAP,
-                           "train.run=[dpo]", "train.common.beta=interval(0.01,0.5)"],
-                          cwd=root, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    shown = experiments(root, env)
-    trials = {f"opt-{i}": shown[f"opt-{i}"] for i in range(3)}
-    betas = {d["params"]["params.yaml"]["data"]["train"]["common"]["beta"] for d in trials.values()}
-    assert len(betas) == 3 and all(0.01 <= b <= 0.5 for b in betas)
-    values = [sweep.lookup(metrics(d), "dpo.average") for d in trials.values()]
-    best = yaml.safe_load((root / "multirun/opt/optimization_results.yaml").read_text())
-    assert best["best_value"] == max(values)
