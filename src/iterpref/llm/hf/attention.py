@@ -10,8 +10,12 @@ on how many rows it has, its softmax takes another path for a row under 16 colum
 flash kernel splits keys and queries into blocks by the lengths of the call. So queries go
 through in blocks of a fixed size (one token of each row in a decode step, `QUERY_BLOCK` in a
 prefill), each block's scores and weighted values as two matmuls over all the key columns, the
-masked ones weighted exactly zero, and the softmax's denominator summed in float64 (a different
-order of that sum then still rounds to the same float32).
+masked ones weighted exactly zero. The softmax's exponentials, their sum and the division run in
+float64: torch computes ``exp`` of most elements of a tensor in vector code and of the last few
+(and, split over threads, of the last few of each thread's share) in scalar code, which differ in
+the last bit, and which elements those are depends on the tensor's size, so on the batch. In
+float64 such a difference, or another order of the sum, is about 2^-52 of the weight, which the
+weight's rounding to the values' dtype (8 bits in bfloat16) practically never sees.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ def attend(query, key, value, visible, scaling: float):
     columns]) is True. The scores are rounded to the input dtype as in transformers' eager attention."""
     weights = torch.matmul(query, key.transpose(-1, -2)).float().mul_(scaling)
     weights.masked_fill_(~visible, float("-inf"))
-    weights.sub_(weights.amax(-1, keepdim=True)).exp_()
-    weights.div_(weights.sum(-1, keepdim=True, dtype=torch.float64).float())
+    weights = weights.sub_(weights.amax(-1, keepdim=True)).double().exp_()
+    weights.div_(weights.sum(-1, keepdim=True))
     return torch.matmul(weights.to(value.dtype), value)
 
 
