@@ -148,7 +148,7 @@ def test_humaneval_attacks_are_never_passed_and_correct_code_is(he_records, tmp_
     bench, tasks, codes = benchmark_copy(HumanEval, he_records, HUMANEVAL_CASES, tmp_path / "he.jsonl")
     # 10 s, not the stage's 3: the gc-walking attack takes under a second alone but ran past 3 s
     # once under the full suite's load, and a harness timeout would bypass the judge tested here
-    verdicts = by_case(bench.score(tasks, codes, SANDBOX, timeout_s=10.0, workers=2))
+    verdicts = by_case(bench.score(tasks, codes, SANDBOX, timeout_s=20.0, workers=2))
     assert verdicts["correct"].passed and verdicts["correct_using_a_prompt_helper"].passed
     forged = {name for name, v in verdicts.items() if v.passed and not name.startswith("correct")}
     assert not forged
@@ -228,7 +228,7 @@ MBPP_CASES = {
 
 def test_mbpp_attacks_are_never_passed_and_every_test_shape_still_passes(mbpp_records, tmp_path):
     bench, tasks, codes = benchmark_copy(MBPP, mbpp_records, MBPP_CASES, tmp_path / "mbpp.jsonl")
-    verdicts = by_case(bench.score(tasks, codes, SANDBOX, timeout_s=3.0, workers=2))
+    verdicts = by_case(bench.score(tasks, codes, SANDBOX, timeout_s=20.0, workers=2))
     assert {n for n, v in verdicts.items() if v.passed} == {n for n in MBPP_CASES if n.startswith("correct")}
     for name in ("always_equal_object", "always_equal_tree_node", "result_list_found_with_gc"):
         assert verdicts[name].status == "unconfirmed", (name, verdicts[name])
