@@ -146,7 +146,7 @@ HUMANEVAL_CASES = {
 
 def test_humaneval_attacks_are_never_passed_and_correct_code_is(he_records, tmp_path):
     bench, tasks, codes = benchmark_copy(HumanEval, he_records, HUMANEVAL_CASES, tmp_path / "he.jsonl")
-    # 10 s, not the stage's 3: the gc-walking attack takes under a second alone but ran past 3 s
+    # 20 s, not the stage's 3: the gc-walking attack takes under a second alone but ran past 3 s
     # once under the full suite's load, and a harness timeout would bypass the judge tested here
     verdicts = by_case(bench.score(tasks, codes, SANDBOX, timeout_s=20.0, workers=2))
     assert verdicts["correct"].passed and verdicts["correct_using_a_prompt_helper"].passed
