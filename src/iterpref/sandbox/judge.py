@@ -249,7 +249,7 @@ class SolutionServer:
                 os._exit(0)
             try:
                 reply = self.dumps("ok", self.answer(*self.parse(line)))
-            except BaseException as exc:  # noqa: B902 - everything the candidate raises goes back
+            except BaseException as exc:  # everything the candidate raises goes back
                 reply = self.dumps("raise", exc)
             self.wfile.write(reply)
             self.wfile.flush()
@@ -288,7 +288,7 @@ def solution_main(fds: tuple[int, int], cfg: dict) -> None:
     sys.modules["solution"] = module
     try:
         exec(code, module.__dict__)
-    except BaseException as e:  # noqa: B902
+    except BaseException as e:
         send(server.wfile, ["import_error", server.describe(e), _format_exception(e, work)])
         os._exit(0)
     server.serve(module)
@@ -663,7 +663,7 @@ def judge_main(cfg: dict) -> None:
         module = importlib.util.module_from_spec(spec)
         sys.modules["test_solution"] = module
         spec.loader.exec_module(module)
-    except BaseException as e:  # noqa: B902
+    except BaseException as e:
         name, tb = describe(type(e), e, e.__traceback__, root)
         report("memory" if isinstance(e, MemoryError) else "import_error", error_type=name, tb=tb)
     result = run_tests(module, announce)
