@@ -1,5 +1,5 @@
 """An Optuna sweep end to end on the smoke experiment, in its own temporary copy of the
-repository: 3 trials over beta maximising a metric, each a DVC experiment. The first trial
+repository: 2 trials over beta maximising a metric, each a DVC experiment. The first trial
 computes the debugging data and the reference evaluation, the others restore them from DVC's
 run cache. Apart from tests/test_sweeps.py so that the two run in separate test processes."""
 
@@ -18,17 +18,17 @@ pytestmark = pytest.mark.slow
 
 
 def test_optuna_maximises_a_metric(dvc_repo):
-    """Three Optuna trials over beta, each a DVC experiment whose dpo.average the job returns."""
+    """Two Optuna trials over beta, each a DVC experiment whose dpo.average the job returns."""
     root, env = dvc_repo
     proc = processes.run([sys.executable, "-m", "iterpref.sweep", "--multirun", "hydra/sweeper=maximize",
-                           "hydra.sweeper.n_trials=3", "sweep.name=opt", "sweep.metric=dpo.average", *CHEAP,
+                           "hydra.sweeper.n_trials=2", "sweep.name=opt", "sweep.metric=dpo.average", *CHEAP,
                            "train.run=[dpo]", "train.common.beta=interval(0.01,0.5)"],
                           cwd=root, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     shown = experiments(root, env)
-    trials = {f"opt-{i}": shown[f"opt-{i}"] for i in range(3)}
+    trials = {f"opt-{i}": shown[f"opt-{i}"] for i in range(2)}
     betas = {d["params"]["params.yaml"]["data"]["train"]["common"]["beta"] for d in trials.values()}
-    assert len(betas) == 3 and all(0.01 <= b <= 0.5 for b in betas)
+    assert len(betas) == 2 and all(0.01 <= b <= 0.5 for b in betas)
     values = [sweep.lookup(metrics(d), "dpo.average") for d in trials.values()]
     best = yaml.safe_load((root / "multirun/opt/optimization_results.yaml").read_text())
     assert best["best_value"] == max(values)
