@@ -42,6 +42,8 @@ FAIL_FAST_OPTIONS = {"connect_timeout": "2", "read_timeout": "1"}
 FAIL_FAST_ENV = {"AWS_MAX_ATTEMPTS": "1"}
 # a failing push or pull must end within this (with DVC's defaults a silent server holds it for minutes)
 FAILURE_BOUND_S = 45
+# the run pushed: the smoke experiment, one variant on one benchmark
+PUBLISHED = ["experiment=smoke", "train.run=[dpo]", "eval.benchmarks=[humaneval]"]
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,8 @@ def timed_failure(cmd: list[str], cwd: Path, env: dict) -> tuple[str, float]:
 
 @pytest.fixture(scope="module")
 def published(dvc_repo, s3, tmp_path_factory) -> Published:
-    """The smoke pipeline run in one clone, committed, pushed to a bare git repository and to the S3 remote."""
+    """The smoke pipeline (its dpo variant on HumanEval: fewer stages to run, the same kinds of outputs) run
+    in one clone, committed, pushed to a bare git repository and to the S3 remote."""
     root, env = dvc_repo
     # what docs/remote.md says to run once per project, and once per clone for a non-AWS endpoint
     sh(dvc("remote", "add", "-d", "store", REMOTE_URL), root, env)
@@ -159,7 +162,7 @@ def published(dvc_repo, s3, tmp_path_factory) -> Published:
     assert "endpointurl" not in (root / ".dvc/config").read_text()
     sh(["git", "check-ignore", "-q", ".dvc/config.local"], root, env)
 
-    sh(dvc("exp", "run", "-S", "experiment=smoke"), root, env)
+    sh(dvc("exp", "run", *[a for o in PUBLISHED for a in ("-S", o)]), root, env)
     sh(["git", "add", "-A"], root, env)
     sh(["git", "commit", "-qm", "smoke run"], root, env)
     origin = tmp_path_factory.mktemp("origin") / "iterpref.git"
@@ -199,8 +202,7 @@ def test_exp_push_and_pull_carry_a_sweep_through_the_remote(published, s3, tmp_p
     root, env = published.root, with_credentials(published.env, s3)
     betas = {"beta-low": 0.05, "beta-high": 0.2}
     for name, beta in betas.items():
-        overrides = ["experiment=smoke", "train.run=[dpo]", "eval.benchmarks=[humaneval]", "train.common.max_pairs=4",
-                     f"train.common.beta={beta}"]
+        overrides = [*PUBLISHED, "train.common.max_pairs=4", f"train.common.beta={beta}"]
         log = sh(dvc("exp", "run", "-n", name, *[a for o in overrides for a in ("-S", o)]), root, env)
         # max_pairs=4 is another training sample: the reference's log-probs of it run once, then come from DVC's cache
         assert ran_stages(log) - {"reference_logprobs"} == {"train@dpo", "probe@dpo", "evaluate@dpo-humaneval", "report"}, log
