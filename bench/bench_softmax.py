@@ -42,21 +42,17 @@ def scores(query, key, value, visible, scaling: float):
     return weights.sub_(weights.amax(-1, keepdim=True))
 
 
-def attend_sum64(query, key, value, visible, scaling: float):
-    """float32 exponentials, their sum in float64, the division in float32."""
-    weights = scores(query, key, value, visible, scaling).exp_()
-    weights.div_(weights.sum(-1, keepdim=True, dtype=torch.float64).float())
-    return torch.matmul(weights.to(value.dtype), value)
+def float32_exp_attention(sum_dtype: torch.dtype):
+    """`attention.attend` with float32 exponentials summed in ``sum_dtype``, the division in float32."""
+    def attend(query, key, value, visible, scaling: float):
+        weights = scores(query, key, value, visible, scaling).exp_()
+        weights.div_(weights.sum(-1, keepdim=True, dtype=sum_dtype).float())
+        return torch.matmul(weights.to(value.dtype), value)
+    return attend
 
 
-def attend_float32(query, key, value, visible, scaling: float):
-    """float32 throughout."""
-    weights = scores(query, key, value, visible, scaling).exp_()
-    weights.div_(weights.sum(-1, keepdim=True))
-    return torch.matmul(weights.to(value.dtype), value)
-
-
-VARIANTS = {"float64": attention.attend, "sum64": attend_sum64, "float32": attend_float32}
+VARIANTS = {"float64": attention.attend, "sum64": float32_exp_attention(torch.float64),
+            "float32": float32_exp_attention(torch.float32)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,10 +17,9 @@ LONGEST_FIRST = ("test_sweeps.py", "test_pipeline.py", "test_remote.py", "test_b
                  "test_batch_invariance.py", "test_debug_kill.py", "test_bench_train.py")
 
 # The suite runs more processes than cores, and torch's OpenMP threads spin at every barrier while
-# their partner waits for a core: libgomp's default spin (300,000 rounds) made a 2-thread decode
-# 8x slower beside two busy processes. 100,000 rounds cost nothing idle and 2.8x less under that
-# load (docs/benchmarks.md#make-test). Set before torch loads libgomp; the DVC stages the
-# end-to-end tests start inherit it.
+# their partner waits for a core; a shorter spin than libgomp's default costs nothing idle and much
+# less under load (measured: docs/benchmarks.md#make-test). Set before torch loads libgomp; the DVC
+# stages the end-to-end tests start inherit it.
 os.environ.setdefault("GOMP_SPINCOUNT", "100000")
 
 

@@ -31,7 +31,7 @@ CHEAP = ["experiment=smoke", "eval.limit=2", "train.common.max_pairs=4"]
 # own experiment and W&B group, the shared stages computed once, a table against the first point)
 GRID = ["train.common.beta=0.05,0.1", "train.run=[dpo]"]
 CONF = Path(__file__).resolve().parents[1] / "conf"
-SWEPT = "swept_keys=[train.common.beta]"  # what the grid varies (train.run: each point's variant)
+SWEPT = "swept_keys=[train.common.beta]"  # what the grid varies
 SHARED = {"model", "synthesize", "debug", "pairs", "evaluate_reference@humaneval", "evaluate_reference@mbpp"}
 
 
