@@ -35,17 +35,10 @@ from bench.result import Metric  # noqa: E402
 MAKE_BENCH = {"args": ["--tasks", "16", "--max-new-tokens", "64"]}
 
 
-def scores(query, key, value, visible, scaling: float):
-    """The masked scores, float32, less each row's maximum (as `attention.attend` computes them)."""
-    weights = torch.matmul(query, key.transpose(-1, -2)).float().mul_(scaling)
-    weights.masked_fill_(~visible, float("-inf"))
-    return weights.sub_(weights.amax(-1, keepdim=True))
-
-
 def float32_exp_attention(sum_dtype: torch.dtype):
     """`attention.attend` with float32 exponentials summed in ``sum_dtype``, the division in float32."""
     def attend(query, key, value, visible, scaling: float):
-        weights = scores(query, key, value, visible, scaling).exp_()
+        weights = attention.scores(query, key, visible, scaling).exp_()
         weights.div_(weights.sum(-1, keepdim=True, dtype=sum_dtype).float())
         return torch.matmul(weights.to(value.dtype), value)
     return attend

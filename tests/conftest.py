@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from dvc_repo import make_repo
+
+# First, before any test module imports torch: the package shortens OpenMP's spin (GOMP_SPINCOUNT),
+# which matters here, where the suite runs more processes than cores.
+import iterpref
 
 # The longest modules, longest first (docs/benchmarks.md#make-test: each takes minutes; the rest
 # of the suite is seconds a module). `make test` hands whole modules to its processes in
@@ -15,12 +18,6 @@ from dvc_repo import make_repo
 LONGEST_FIRST = ("test_sweeps.py", "test_pipeline.py", "test_remote.py", "test_bigcodebench.py",
                  "test_sweeps_optuna.py", "test_gpu_rehearsal.py", "test_train_scaleout.py",
                  "test_batch_invariance.py", "test_debug_kill.py", "test_bench_train.py")
-
-# The suite runs more processes than cores, and torch's OpenMP threads spin at every barrier while
-# their partner waits for a core; a shorter spin than libgomp's default costs nothing idle and much
-# less under load (measured: docs/benchmarks.md#make-test). Set before torch loads libgomp; the DVC
-# stages the end-to-end tests start inherit it.
-os.environ.setdefault("GOMP_SPINCOUNT", "100000")
 
 
 def pytest_collection_modifyitems(items):

@@ -4,6 +4,7 @@ line on stderr and exit status 2 (a traceback only for bugs)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,15 @@ def test_eval_defaults_are_the_evaluate_stages():
     assert ap.get_default("batch_size") == ecfg["sampling"]["batch_size"]
     assert ap.get_default("threads") == P.compose()["runtime"]["threads"]
     assert ap.get_default("prompt") == ecfg["prompt"] and ap.get_default("limit") == ecfg["limit"]
+
+
+@pytest.mark.parametrize("outside, expected", [(None, "100000"), ("7", "7")])
+def test_the_package_sets_openmps_spin_before_torch_loads(outside, expected):
+    """Every stage imports iterpref before torch: the package shortens libgomp's spin, which
+    libgomp reads when torch loads it; a value set outside wins."""
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    if outside is not None:
+        env["GOMP_SPINCOUNT"] = outside
+    code = "import sys, os, iterpref; assert 'torch' not in sys.modules; print(os.environ['GOMP_SPINCOUNT'])"
+    proc = processes.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == expected, proc.stderr

@@ -29,13 +29,20 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 QUERY_BLOCK = 64
 
 
-def attend(query, key, value, visible, scaling: float):
-    """Softmax attention of ``query`` [b, kv_heads, m, dim] over all columns of ``key`` and
-    ``value`` [b, kv_heads, columns, dim], where ``visible`` (broadcast to [b, kv_heads, m,
-    columns]) is True. The scores are rounded to the input dtype as in transformers' eager attention."""
+def scores(query, key, visible, scaling: float):
+    """The scaled scores of ``query`` [b, kv_heads, m, dim] against all columns of ``key``
+    [b, kv_heads, columns, dim] in float32, -inf where ``visible`` (broadcast to [b, kv_heads, m,
+    columns]) is False, less each row's maximum. The products are rounded to the input dtype as in
+    transformers' eager attention."""
     weights = torch.matmul(query, key.transpose(-1, -2)).float().mul_(scaling)
     weights.masked_fill_(~visible, float("-inf"))
-    weights = weights.sub_(weights.amax(-1, keepdim=True)).double().exp_()
+    return weights.sub_(weights.amax(-1, keepdim=True))
+
+
+def attend(query, key, value, visible, scaling: float):
+    """Softmax attention of ``query`` over all columns of ``key`` and ``value`` [b, kv_heads,
+    columns, dim] where ``visible`` is True (`scores`), the softmax in float64."""
+    weights = scores(query, key, visible, scaling).double().exp_()
     weights.div_(weights.sum(-1, keepdim=True))
     return torch.matmul(weights.to(value.dtype), value)
 
