@@ -168,3 +168,26 @@ def test_the_metric_check_reads_prose_and_code_comments():
     text = "Intro. `reports/x.json` is a DVC metric.\n\n```bash\ndvc metrics diff A B   # pass@1 (reports/eval/*)\n```\n"
     found = [c for c in claims(text) if METRIC_CLAIM.search(c)]
     assert [REPORT_PATH.findall(c) for c in found] == [["reports/x.json"], ["reports/eval/*"]]
+
+
+PROSE = re.compile(r"<!-- numbers from: (.+?) -->(.*?)<!-- /numbers -->", re.S)
+SIGNED = re.compile(r"[+-]\d+\.\d{3}\b")
+
+
+def test_prose_numbers_said_to_be_the_runs_are_in_its_summary():
+    """Prose between ``<!-- numbers from: SECTION -->`` and ``<!-- /numbers -->`` reads a run's
+    table in words: every signed number it quotes (``+0.019``) must be in that section's table of
+    the committed reports/summary.md, so a new run that changes the table fails here until the
+    words are rewritten."""
+    from iterpref.reporting import excerpts
+
+    summary = (ROOT / "reports/summary.md").read_text(encoding="utf-8")
+    found = 0
+    for page in pages():
+        for heading, prose in PROSE.findall(page.read_text(encoding="utf-8")):
+            table = set(SIGNED.findall(excerpts.section_table(summary, heading)))
+            quoted = SIGNED.findall(prose)
+            assert quoted, (page.name, heading)
+            assert [n for n in quoted if n not in table] == [], (page.name, heading)
+            found += 1
+    assert found, "no page marks prose as a run's numbers"
