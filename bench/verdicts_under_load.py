@@ -1,12 +1,13 @@
 """Does a stage's result depend on machine load? Run it idle and with every core saturated, compare.
 
     python bench/verdicts_under_load.py debug data/trajectories.jsonl
-    python bench/verdicts_under_load.py evaluate_reference@humaneval reports/eval/reference/humaneval.samples.jsonl
+    python bench/verdicts_under_load.py evaluate_reference@humaneval reports/eval/reference/humaneval.json
 
 Runs ``dvc repro -f -s STAGE`` twice in the current DVC project: once as the machine is, once
 with ``--hogs`` busy-looping processes (default: one per core) started beside it, each in a
-session of its own and killed as a group afterwards. Then compares OUTPUT (a JSON-lines file) of
-the two runs record by record, ignoring every field whose name ends in ``duration_s`` or is
+session of its own and killed as a group afterwards. Then compares OUTPUT of the two runs record
+by record (a JSON-lines file's lines, or an evaluation report's ``per_task`` rows: reply, verdict,
+error type and detail of each task), ignoring every field whose name ends in ``duration_s`` or is
 ``seconds`` (timings differ by nature), and prints the records, how many differ, the fields that
 differ, and each run's wall time and status counts. Exit status 1 when any record differs.
 """
@@ -65,7 +66,11 @@ def statuses(records: list[dict]) -> collections.Counter:
 
 
 def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The records of a JSON-lines file, or the ``per_task`` rows of an evaluation report (.json)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        return json.loads(text)["per_task"]
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 @contextlib.contextmanager
@@ -91,13 +96,13 @@ def run(stage: str, output: Path, keep: Path) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("stage")
-    ap.add_argument("output", type=Path, help="the stage's JSON-lines output to compare")
+    ap.add_argument("output", type=Path, help="the stage's JSON-lines output, or its evaluation report, to compare")
     ap.add_argument("--hogs", type=int, default=os.cpu_count(), help="busy processes in the loaded run")
     ap.add_argument("--keep", type=Path, default=Path("bench/results/load"), help="where both outputs are kept")
     args = ap.parse_args()
     args.keep.mkdir(parents=True, exist_ok=True)
     name = args.stage.replace("@", "_")
-    idle, loaded = args.keep / f"{name}.idle.jsonl", args.keep / f"{name}.loaded.jsonl"
+    idle, loaded = (args.keep / f"{name}.{run}{args.output.suffix}" for run in ("idle", "loaded"))
     with open("/proc/loadavg") as fh:
         before = fh.read().split()[0]
     idle_s = run(args.stage, args.output, idle)

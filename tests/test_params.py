@@ -74,8 +74,9 @@ def test_smoke_experiment(default, smoke):
     assert smoke["train"]["common"]["learning_rate"] == pytest.approx(1e-4)
     # the tiny model inherits the rest of the model group from smollm2
     assert smoke["model"]["tiny_hidden_size"] == default["model"]["tiny_hidden_size"]
+    assert smoke["runtime"] == {**default["runtime"], "threads": 1}  # a 1M-parameter model: one thread
     # what the experiment does not touch stays as in the default
-    for section in ("sandbox", "teacher", "pairs", "runtime"):
+    for section in ("sandbox", "teacher", "pairs"):
         assert smoke[section] == default[section], section
     assert smoke["train"]["variants"] == default["train"]["variants"]
 
