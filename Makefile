@@ -26,12 +26,12 @@ run: install sandbox dvc-setup
 	PATH="$(BIN):$$PATH" dvc repro
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), each taking whole test modules, so a
-# module's shared fixtures (a DVC repository, a scored benchmark) are built once. Three on two cores:
-# some modules mostly wait (BigCodeBench's official 240 s limit, DVC's queue, the S3 server), and a
-# third process keeps both cores busy meanwhile. TEST_WORKERS=0: one process.
+# module's shared fixtures (a DVC repository, a scored benchmark) are built once. Four on two cores:
+# some modules mostly wait (BigCodeBench's official 240 s limit, DVC's queue, the S3 server's
+# timeouts), and the other processes keep both cores busy meanwhile. TEST_WORKERS=0: one process.
 # --no-loadscope-reorder: modules go out in collection order, where tests/conftest.py puts the
 # longest first (xdist's default order, most tests first, would start them last).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # ruff first (lint and import order: seconds), then the suite; tests/leftovers.py runs the suite

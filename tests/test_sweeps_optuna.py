@@ -16,13 +16,18 @@ from iterpref import sweep
 
 pytestmark = pytest.mark.slow
 
+# What this module tests is the sweeper, not the benchmarks or W&B (tests/test_sweeps.py and
+# tests/test_pipeline.py cover those): one benchmark and no W&B runs make each trial several
+# stage start-ups cheaper.
+ONE_BENCHMARK_UNLOGGED = ["eval.benchmarks=[humaneval]", "logging=disabled"]
+
 
 def test_optuna_maximises_a_metric(dvc_repo):
     """Two Optuna trials over beta, each a DVC experiment whose dpo.average the job returns."""
     root, env = dvc_repo
     proc = processes.run([sys.executable, "-m", "iterpref.sweep", "--multirun", "hydra/sweeper=maximize",
                            "hydra.sweeper.n_trials=2", "sweep.name=opt", "sweep.metric=dpo.average", *CHEAP,
-                           "train.run=[dpo]", "train.common.beta=interval(0.01,0.5)"],
+                           *ONE_BENCHMARK_UNLOGGED, "train.run=[dpo]", "train.common.beta=interval(0.01,0.5)"],
                           cwd=root, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     shown = experiments(root, env)
