@@ -102,7 +102,7 @@ def main() -> int:
     args = ap.parse_args()
     args.keep.mkdir(parents=True, exist_ok=True)
     name = args.stage.replace("@", "_")
-    idle, loaded = (args.keep / f"{name}.{run}{args.output.suffix}" for run in ("idle", "loaded"))
+    idle, loaded = (args.keep / f"{name}.{load}{args.output.suffix}" for load in ("idle", "loaded"))
     with open("/proc/loadavg") as fh:
         before = fh.read().split()[0]
     idle_s = run(args.stage, args.output, idle)
