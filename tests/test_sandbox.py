@@ -200,6 +200,47 @@ def test_code_that_ignores_sigxcpu_is_a_timeout_at_the_hard_limit(backend):
     assert "CPU time limit of 1 s" in out.traceback
 
 
+SPIN = "import time\ndef spin(s):\n    end = time.process_time() + s\n    while time.process_time() < end:\n        pass\n"
+THREE_TESTS = ("import unittest\nfrom solution import spin\nclass T(unittest.TestCase):\n"
+               + "".join(f"    def test_{i}(self):\n        spin({{s{i}}})\n" for i in range(3)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_test_has_its_own_cpu_time(backend):
+    """Three tests of 0.7 s of CPU each pass under a 1 s limit per test (2.1 s in all: the limit is
+    not cumulative); a loop in the third is stopped there, whatever the first two used."""
+    tests = THREE_TESTS.format(s0=0.7, s1=0.7, s2=0.7)
+    out = run_unittest(SPIN, tests, cfg(backend, timeout_s=30.0, cpu_s=1, total_cpu_s=5))
+    assert (out.status, out.tests_run) == ("passed", 3), out.traceback
+    out = run_unittest(SPIN, THREE_TESTS.format(s0=0.7, s1=0.7, s2=100), cfg(backend, timeout_s=30.0, cpu_s=1, total_cpu_s=5))
+    assert (out.status, out.traceback) == (
+        "timeout", "TimeoutError: the code used up its CPU time limit of 1 s, while running test_solution.T.test_2")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_runs_total_cpu_time_names_no_test(backend):
+    """Tests that each stay under the per-test limit but together pass the run's cap, or code that
+    ignores the per-test timer's SIGPROF, meet the cap: a timeout whose text names no test."""
+    out = run_unittest(SPIN, THREE_TESTS.format(s0=0.8, s1=0.8, s2=0.8), cfg(backend, timeout_s=30.0, cpu_s=1, total_cpu_s=2))
+    assert (out.status, out.traceback) == ("timeout", "TimeoutError: the code used up the run's total CPU time limit of 2 s")
+    code = "import signal\nsignal.signal(signal.SIGPROF, signal.SIG_IGN)\n" + SPIN
+    out = run_unittest(code, THREE_TESTS.format(s0=100, s1=0, s2=0), cfg(backend, timeout_s=30.0, cpu_s=1, total_cpu_s=2))
+    assert (out.status, out.traceback) == ("timeout", "TimeoutError: the code used up the run's total CPU time limit of 2 s")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tests_that_loop_themselves_meet_the_runs_cap(backend):
+    """The judge's own limit is the run's cap: tests whose own code loops are a timeout naming no test."""
+    out = run_unittest(GOOD, one_test("while True:\n    pass"), cfg(backend, timeout_s=30.0, cpu_s=1, total_cpu_s=2))
+    assert (out.status, out.traceback) == ("timeout", "TimeoutError: the tests used up the run's total CPU time limit of 2 s")
+
+
+def test_total_cpu_time_is_at_least_the_per_test_limit():
+    with pytest.raises(ValueError, match=r"total_cpu_s \(2\) must be at least cpu_s \(3\)"):
+        SandboxConfig(cpu_s=3, total_cpu_s=2)
+    assert SandboxConfig(cpu_s=3, total_cpu_s=4).with_cpu_s(7).total_cpu_s == 7
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_loop_at_import_is_a_timeout_before_any_test(backend):
     out = run_unittest("while True:\n    pass\n", ADD_TESTS, cfg(backend, timeout_s=30.0, cpu_s=1))
@@ -213,7 +254,7 @@ def test_code_that_sleeps_meets_the_wall_clock_net_and_says_so(backend):
     out = run_unittest(code, ADD_TESTS, cfg(backend, timeout_s=2.0, cpu_s=5))
     assert (out.status, out.error_type) == ("timeout", "TimeoutError")
     assert out.traceback == ("TimeoutError: the tests did not finish within the wall-clock net of 2 s without using "
-                             "up the CPU time limit of 5 s: the code sleeps or waits, while running "
+                             "up a CPU time limit (5 s per test, 10 s in all): the code sleeps or waits, while running "
                              "test_solution.TestAdd.test_small")
 
 @pytest.mark.parametrize("backend", BACKENDS)

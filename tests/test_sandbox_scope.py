@@ -23,7 +23,7 @@ from iterpref.sandbox import backend as sandbox_backend
 BWRAP_OK, BWRAP_WHY = bwrap_usable()
 pytestmark = pytest.mark.skipif(not BWRAP_OK, reason=f"bwrap not usable: {BWRAP_WHY}")
 REPO = Path(__file__).resolve().parents[1]
-CFG = SandboxConfig(backend="bwrap", timeout_s=30, cpu_s=20)
+CFG = SandboxConfig(backend="bwrap", timeout_s=30, cpu_s=20, total_cpu_s=20)
 
 # Reports what each path gives the code: "read" (a file's bytes), the names in a folder,
 # "missing", "denied" or "error <errno>"; never a file's content. Also its cwd, and the
@@ -62,7 +62,7 @@ from iterpref.sandbox import SandboxConfig, run_python, run_unittest
 sys.path.insert(0, sys.argv[1])
 from test_sandbox_scope import PROBE, solution_and_tests, parse_failure
 paths = json.loads(sys.argv[2])
-cfg = SandboxConfig(backend="bwrap", timeout_s=30, cpu_s=20, traceback_chars=100_000)
+cfg = SandboxConfig(backend="bwrap", timeout_s=30, cpu_s=20, total_cpu_s=20, traceback_chars=100_000)
 res = run_python(["-c", PROBE + f"\nprint(probe({paths!r}))"], config=cfg)
 out = run_unittest(*solution_and_tests(paths), cfg)
 print(json.dumps({"run_python": [res.returncode, res.stdout, res.stderr[-2000:]],

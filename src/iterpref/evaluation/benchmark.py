@@ -17,7 +17,7 @@ import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -218,8 +218,7 @@ def run_official(args: list[str], files: dict[str, str | os.PathLike], results: 
             sandbox's default (BigCodeBench's tasks import pandas, torch, ...).
         parse: reads the results file.
     """
-    budget = replace(sandbox, timeout_s=budget_s, cpu_s=int(budget_s),
-                     memory_mb=max(sandbox.memory_mb, memory_mb or 0))
+    budget = sandbox.with_cpu_s(int(budget_s), timeout_s=budget_s, memory_mb=max(sandbox.memory_mb, memory_mb or 0))
     with tempfile.TemporaryDirectory(prefix="iterpref-eval-") as tmp:
         work = Path(tmp)
         for name, content in files.items():

@@ -240,12 +240,12 @@ def free_names(source: str) -> set[str]:
 
 
 def judge_config(sandbox: SandboxConfig, timeout_s: float) -> SandboxConfig:
-    """The limits of one confirmation run: the sandbox's, with a CPU time limit of at least twice
-    the official per-task time plus a second (interpreter start-up and each call crossing the
-    pipes), and a wall-clock net of at least `NET_FACTOR` times that (only code that sleeps or
-    waits reaches it: a loaded machine does not change a confirmation)."""
-    cpu = max(sandbox.cpu_s, math.ceil(2 * timeout_s + 1))
-    return replace(sandbox, cpu_s=cpu, timeout_s=max(sandbox.timeout_s, NET_FACTOR * cpu))
+    """The limits of one confirmation run: the sandbox's, with a CPU time limit (per test and for
+    the run) of at least twice the official per-task time plus a second (interpreter start-up and
+    each call crossing the pipes), and a wall-clock net of at least `NET_FACTOR` times the run's
+    (only code that sleeps or waits reaches it: a loaded machine does not change a confirmation)."""
+    limits = sandbox.with_cpu_s(max(sandbox.cpu_s, math.ceil(2 * timeout_s + 1)))
+    return replace(limits, timeout_s=max(sandbox.timeout_s, NET_FACTOR * limits.total_cpu_s))
 
 
 NET_FACTOR = 4

@@ -283,7 +283,7 @@ def prepare(candidate: Candidate, sandbox: SandboxConfig, cfg: Config) -> Proble
             "seed": cfg.seed * 1_000_003 + candidate.payload["line"], "attempts": cfg.attempts,
             "cases": cfg.cases, "call_timeout_s": cfg.call_timeout_s, "max_case_chars": cfg.max_case_chars,
             "mark": MARK}
-    limits = replace(sandbox, timeout_s=cfg.timeout_s, cpu_s=math.ceil(cfg.timeout_s))
+    limits = sandbox.with_cpu_s(math.ceil(cfg.timeout_s), timeout_s=cfg.timeout_s)
     res = run_python(["gen.py"], files={"gen.py": GENERATE, "task.json": json.dumps(task)}, config=limits)
     if res.timed_out:
         raise Drop("timeout", f"generating tests took over {cfg.timeout_s:g} s")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 from iterpref.config.fields import spec
@@ -20,11 +20,16 @@ class SandboxConfig:
         timeout_s (`float`):
             Wall-clock net of one run, interpreter start-up included: the whole process tree is
             killed when it is reached. Only code that sleeps or waits should reach it, so it is
-            generous: the time limit a verdict depends on is `cpu_s`, which a loaded machine
-            does not shorten.
+            generous (keep it a few times `total_cpu_s`): the time limits a verdict depends on
+            are CPU time, which a loaded machine does not shorten.
         cpu_s (`int`):
-            CPU-time limit (RLIMIT_CPU) of each process of the run: the code under test's time
-            limit. A test that reaches it is a ``timeout`` naming the test, not the line.
+            CPU time the code under test may use in one test of `run_unittest` (and in its
+            import), counted afresh for each test, so a test that loops is stopped in that test
+            whatever ran before it: a ``timeout`` naming the test, not the line. For
+            `run_python`, the CPU-time limit (RLIMIT_CPU) of each process.
+        total_cpu_s (`int`):
+            CPU-time limit (RLIMIT_CPU) of each process of a `run_unittest` run over all its
+            tests, at least `cpu_s`: a run that reaches it is a ``timeout`` naming no test.
         memory_mb (`int`):
             Address-space limit (RLIMIT_AS) of each process, in MiB.
         max_processes (`int`):
@@ -49,6 +54,7 @@ class SandboxConfig:
 
     timeout_s: float = spec(30.0, gt=0)
     cpu_s: int = spec(5, ge=1)
+    total_cpu_s: int = spec(10, ge=1)
     memory_mb: int = 1024
     max_processes: int = 32
     max_output_bytes: int = 1_000_000
@@ -64,6 +70,12 @@ class SandboxConfig:
         relative = [p for p in self.read_only if not os.path.isabs(p)]
         if relative:
             raise ValueError(f"SandboxConfig.read_only must hold absolute paths, got {relative!r}")
-        for name in ("timeout_s", "cpu_s", "memory_mb", "max_processes", "max_file_mb", "workers"):
+        for name in ("timeout_s", "cpu_s", "total_cpu_s", "memory_mb", "max_processes", "max_file_mb", "workers"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SandboxConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if self.total_cpu_s < self.cpu_s:
+            raise ValueError(f"SandboxConfig.total_cpu_s ({self.total_cpu_s}) must be at least cpu_s ({self.cpu_s})")
+
+    def with_cpu_s(self, cpu_s: int, **changes) -> SandboxConfig:
+        """These limits with ``cpu_s`` (``total_cpu_s`` raised to it when lower) and ``changes``."""
+        return replace(self, cpu_s=cpu_s, total_cpu_s=max(self.total_cpu_s, cpu_s), **changes)

@@ -30,6 +30,13 @@ a ``map`` short).
 
 A solution that dies, closes its pipe or sends anything but well-formed answers ends its
 run as ``crashed``: that mark is sticky, whatever the tests catch afterwards.
+
+Time: the code may use ``cpu_s`` of CPU time in its import and again in each test (a profiling
+timer, ``ITIMER_PROF``, the judge has the solution process re-arm as each test starts; its
+``SIGPROF`` ends the process), so a test that loops is stopped in that test whatever CPU time the
+tests before it used, on a loaded machine as on an idle one. Each process's RLIMIT_CPU,
+``total_cpu_s``, caps the whole run (also for code that ignores ``SIGPROF``); a run stopped there
+names no test.
 """
 
 from __future__ import annotations
@@ -172,9 +179,9 @@ class SolutionServer:
            "next": next, "str": str, "repr": repr, "bool": bool, "int": int, "float": float,
            "index": lambda o: o.__index__()}
 
-    def __init__(self, rfile, wfile, work: str) -> None:
+    def __init__(self, rfile, wfile, work: str, cpu_s: float) -> None:
         self.rfile, self.wfile = rfile, wfile
-        self.work = work
+        self.work, self.cpu_s = work, cpu_s
         self.objects: dict[int, object] = {}
         self.ids: dict[int, int] = {}
 
@@ -238,6 +245,9 @@ class SolutionServer:
             return target(*args[0], **dict(args[1]))
         if op == "op":
             return self.OPS[args[0]](target, *args[1:])
+        if op == "budget":  # a test starts: its own CPU time from now
+            signal.setitimer(signal.ITIMER_PROF, self.cpu_s)
+            return None
         raise ValueError(f"unknown request {op!r}")
 
     def serve(self, module) -> None:
@@ -275,8 +285,9 @@ def solution_main(fds: tuple[int, int], cfg: dict) -> None:
     work = cfg["work"]
     os.chdir(work)
     sys.path.insert(0, work)
-    server = SolutionServer(os.fdopen(fds[0], "rb"), os.fdopen(fds[1], "wb"), work)
+    server = SolutionServer(os.fdopen(fds[0], "rb"), os.fdopen(fds[1], "wb"), work, cfg["cpu_s"])
     path = os.path.join(work, "solution.py")
+    signal.setitimer(signal.ITIMER_PROF, server.cpu_s)  # the import's CPU time
     try:
         with open(path, "rb") as fh:
             code = compile(fh.read(), path, "exec", dont_inherit=True)
@@ -399,7 +410,7 @@ class Channel:
         self.rfile, self.wfile = rfile, wfile
         self.pid, self.cfg = pid, cfg
         self.gone: str | None = None  # why the solution can no longer be trusted, once it happened
-        self.out_of_cpu = False  # it was gone because it used up its CPU time
+        self.out_of_cpu: str | None = None  # it was gone because it used up its CPU time: "test" or "total"
         self.running: str | None = None  # the test being run
         self.gone_in: str | None = None  # the test that was running when the solution went
         self.handles: dict[int, Remote] = {}
@@ -502,10 +513,20 @@ class Channel:
         self.gone, self.gone_in = why, self.running
         raise SolutionGone(why)
 
+    def start(self, test: str) -> None:
+        """``test`` starts: the solution's CPU time is counted afresh (unless it is gone)."""
+        self.running = test
+        if not self.gone:
+            try:
+                self.request("budget", {"$": "ref", "id": 0})
+            except SolutionGone:
+                pass  # recorded in `gone`; the test itself will meet it
+
     def exit_status(self) -> str:
         """Why the answers pipe closed: the solution's exit status when it is gone within
-        `EXIT_WAIT_S`. Out of CPU time (`out_of_cpu`): killed by SIGXCPU at the soft limit, or by
-        SIGKILL at the hard one (a second later, when it ignored SIGXCPU) having used the limit."""
+        `EXIT_WAIT_S`. Out of CPU time (`out_of_cpu`): in one test, killed by SIGPROF; over the
+        run, killed by SIGXCPU at RLIMIT_CPU's soft limit, or by SIGKILL at the hard one (a second
+        later, when it ignored SIGXCPU) having used the limit."""
         deadline = time.monotonic() + EXIT_WAIT_S
         while time.monotonic() < deadline:
             pid, status, usage = os.wait4(self.pid, os.WNOHANG)
@@ -513,9 +534,12 @@ class Channel:
                 if os.WIFSIGNALED(status):
                     sig = os.WTERMSIG(status)
                     used = usage.ru_utime + usage.ru_stime
-                    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and used >= self.cfg["cpu_s"]):
-                        self.out_of_cpu = True
+                    if sig == signal.SIGPROF:
+                        self.out_of_cpu = "test"
                         return f"the code used up its CPU time limit of {self.cfg['cpu_s']} s"
+                    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and used >= self.cfg["total_cpu_s"]):
+                        self.out_of_cpu = "total"
+                        return f"the code used up the run's total CPU time limit of {self.cfg['total_cpu_s']} s"
                     return f"the solution process was killed by signal {sig}"
                 return f"the solution process exited with code {os.WEXITSTATUS(status)}"
             time.sleep(0.01)
@@ -559,7 +583,7 @@ def run_tests(module, announce):
 
         def startTest(self, test):
             self.announce({"running": test.id()})
-            CHANNEL.running = test.id()
+            CHANNEL.start(test.id())
             super().startTest(test)
 
         def note(self, test, err):
@@ -613,7 +637,9 @@ def judge_main(cfg: dict) -> None:
         verdict.flush()
 
     def report(status, tests_run=0, failures=0, errors=0, error_type=None, tb=""):
-        if CHANNEL.out_of_cpu:  # whatever the tests made of it; where it happened, not when
+        if CHANNEL.out_of_cpu == "total":  # whatever the tests made of it; no test to blame
+            status, error_type, tb = "timeout", "TimeoutError", f"TimeoutError: {CHANNEL.gone}"
+        elif CHANNEL.out_of_cpu:  # in which test it happened, not when
             where = f"while running {CHANNEL.gone_in}" if CHANNEL.gone_in else "before any test started (at import)"
             status, error_type, tb = "timeout", "TimeoutError", f"TimeoutError: {CHANNEL.gone}, {where}"
         elif CHANNEL.gone and status != "crashed":

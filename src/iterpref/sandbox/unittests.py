@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from iterpref.records import Outcome
 from iterpref.sandbox.backend import JUDGE_UID, SANDBOX_GID, clean_env, resolve_backend, sandbox_uid
@@ -126,12 +127,13 @@ def _outcome(res: ProcessResult, said: bytes, config: SandboxConfig) -> Outcome:
     if res.timed_out:
         return Outcome(False, "timeout", error_type="TimeoutError", duration_s=res.duration_s,
                        traceback=trim(f"TimeoutError: the tests did not finish within the wall-clock net of "
-                                      f"{config.timeout_s:g} s without using up the CPU time limit of {config.cpu_s} s: "
-                                      f"the code sleeps or waits, {_where(running)}"))
-    if sig == "SIGXCPU":
-        return Outcome(False, "timeout", error_type="TimeoutError", duration_s=res.duration_s,
-                       traceback=trim(f"TimeoutError: the tests used up their CPU time limit of {config.cpu_s} s, "
+                                      f"{config.timeout_s:g} s without using up a CPU time limit ({config.cpu_s} s "
+                                      f"per test, {config.total_cpu_s} s in all): the code sleeps or waits, "
                                       f"{_where(running)}"))
+    if sig == "SIGXCPU":  # the judge's own limit, over the whole run: no test to blame
+        return Outcome(False, "timeout", error_type="TimeoutError", duration_s=res.duration_s,
+                       traceback=trim(f"TimeoutError: the tests used up the run's total CPU time limit of "
+                                      f"{config.total_cpu_s} s"))
     if "MemoryError" in res.stderr or "Cannot allocate memory" in res.stderr:
         return Outcome(False, "memory", error_type="MemoryError", duration_s=res.duration_s,
                        traceback=trim(f"MemoryError: memory limit of {config.memory_mb} MiB hit\n{res.stderr[-1500:]}"))
@@ -146,9 +148,10 @@ def run_unittest(code: str, tests: str, config: SandboxConfig | None = None) -> 
 
     The tests run in a judge process and call the code, which runs in a process of its own
     (another uid under bwrap as root), across pipes; see ``iterpref.sandbox.judge`` and
-    docs/sandbox.md for what this guarantees. Each process may use ``config.cpu_s`` of CPU
-    time (the limit a verdict depends on); ``config.timeout_s`` of wall clock is only a net for
-    code that sleeps or waits.
+    docs/sandbox.md for what this guarantees. The code may use ``config.cpu_s`` of CPU time in
+    each test (and in its import), each process ``config.total_cpu_s`` over the run: the limits a
+    verdict depends on; ``config.timeout_s`` of wall clock is only a net for code that sleeps or
+    waits.
 
     Args:
         code: the candidate solution source.
@@ -171,12 +174,14 @@ def run_unittest(code: str, tests: str, config: SandboxConfig | None = None) -> 
         (judge / "test_solution.py").write_text(tests, encoding="utf-8")
         (base / "judge.pyc").write_bytes(_judge_bytecode())
         read, write = os.pipe()
-        cfg = {"work": str(work), "judge": str(judge), "verdict_fd": write, "cpu_s": config.cpu_s, "gid": SANDBOX_GID,
+        cfg = {"work": str(work), "judge": str(judge), "verdict_fd": write, "cpu_s": config.cpu_s,
+               "total_cpu_s": config.total_cpu_s, "gid": SANDBOX_GID,
                "solution_uid": uid if drop else None, "judge_uid": JUDGE_UID if drop else None, **_judge_startup()}
         binds = [(str(work), True), (str(judge), True), (str(judge / "test_solution.py"), False),
                  (str(base / "judge.pyc"), False), (str(JUDGE), False)]  # the source: for tracebacks
-        res, said = execute(["-P", "-S", str(base / "judge.pyc"), json.dumps(cfg)], str(judge), binds, config, backend, None,
-                             channel=(read, write))
+        limits = replace(config, cpu_s=config.total_cpu_s)  # each process's RLIMIT_CPU; judge.py counts per test
+        res, said = execute(["-P", "-S", str(base / "judge.pyc"), json.dumps(cfg)], str(judge), binds, limits, backend,
+                            None, channel=(read, write))
         return _outcome(res, said, config)
 
 
