@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dvc_repo import make_repo
+from dvc_repo import make_repo, seed_cache
 
 # First, before any test module imports torch: the package shortens OpenMP's spin (GOMP_SPINCOUNT),
 # which matters here, where the suite runs more processes than cores.
@@ -66,3 +66,13 @@ def dvc_repo(tmp_path_factory) -> tuple[Path, dict]:
     """A git repository holding the working tree's files, as a fresh clone would, and the
     environment to run DVC in; one per test module."""
     return make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+
+
+@pytest.fixture(scope="module")
+def seeded_dvc_repo(dvc_repo, tmp_path_factory, worker_id) -> tuple[Path, dict]:
+    """`dvc_repo` whose DVC cache already holds the smoke experiment's shared stages
+    (`dvc_repo.seed_cache`), computed once for the whole suite, whichever process asks first."""
+    # under pytest-xdist each process has its own base folder inside the session's
+    session = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    seed_cache(*dvc_repo, session / "smoke_seed")
+    return dvc_repo

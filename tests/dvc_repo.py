@@ -8,8 +8,18 @@ import sys
 from pathlib import Path
 
 import processes
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# the smoke experiment made cheaper still: 2 tasks per benchmark, one training step of 4 pairs
+CHEAP = ["experiment=smoke", "eval.limit=2", "train.common.max_pairs=4"]
+# What the modules that sweep or publish the smoke experiment share before their first training
+# (tests/test_sweeps.py, tests/test_sweeps_optuna.py, tests/test_remote.py): `seed_cache` runs it
+# once per suite and they restore it from DVC's run cache. tests/test_pipeline.py and
+# tests/test_debug_kill.py run these stages themselves: that they run is what they test.
+SEED_STAGES = ["model", "synthesize", "debug", "pairs", "reference_logprobs", "evaluate_reference@humaneval",
+               "evaluate_reference@mbpp"]
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> str:
@@ -22,6 +32,12 @@ def sh(cmd: list[str], cwd: Path, env: dict) -> str:
 def ran_stages(log: str) -> set[str]:
     """The stages a `dvc repro` / `dvc exp run` log says it ran (not those restored from cache)."""
     return {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
+
+
+def restored_stages(log: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` log says it restored from the run cache instead of running."""
+    return {line.split("'")[1] for line in log.splitlines()
+            if line.startswith("Stage '") and "is cached - skipping run" in line}
 
 
 def make_repo(dst: Path) -> tuple[Path, dict]:
@@ -44,6 +60,22 @@ def make_repo(dst: Path) -> tuple[Path, dict]:
     sh(["git", "add", "-A"], dst, env)
     sh(["git", "commit", "-qm", "init"], dst, env)
     return dst, env
+
+
+def seed_cache(repo: Path, env: dict, shared: Path) -> None:
+    """Fill ``repo``'s DVC cache with the outputs and run-cache entries of `SEED_STAGES` under
+    `CHEAP`, computed once in ``shared`` (a folder all the suite's processes see; the first to
+    get its lock computes, the others wait) and hard-linked from there (DVC never writes a cache
+    file twice). A stage whose deps and params are the seed's is then restored, not run."""
+    cache = shared / "cache"
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "done").exists():
+            seed, seed_env = make_repo(shared / "repo")
+            sh([sys.executable, "-m", "dvc", "exp", "run", *[a for o in CHEAP for a in ("-S", o)], *SEED_STAGES],
+               seed, seed_env)
+            shutil.copytree(seed / ".dvc/cache", cache, copy_function=os.link)
+            (shared / "done").touch()
+    shutil.copytree(cache, repo / ".dvc/cache", copy_function=os.link, dirs_exist_ok=True)
 
 
 def bare_repo(root: Path) -> dict:

@@ -152,10 +152,10 @@ def timed_failure(cmd: list[str], cwd: Path, env: dict) -> tuple[str, float]:
 
 
 @pytest.fixture(scope="module")
-def published(dvc_repo, s3, tmp_path_factory) -> Published:
+def published(seeded_dvc_repo, s3, tmp_path_factory) -> Published:
     """The smoke pipeline (its dpo variant on HumanEval: fewer stages to run, the same kinds of outputs) run
     in one clone, committed, pushed to a bare git repository and to the S3 remote."""
-    root, env = dvc_repo
+    root, env = seeded_dvc_repo
     # what docs/remote.md says to run once per project, and once per clone for a non-AWS endpoint
     sh(dvc("remote", "add", "-d", "store", REMOTE_URL), root, env)
     sh(dvc("remote", "modify", "--local", "store", "endpointurl", s3.endpoint), root, env)

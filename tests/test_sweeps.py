@@ -16,7 +16,7 @@ from pathlib import Path
 
 import processes
 import pytest
-from dvc_repo import ran_stages, sh
+from dvc_repo import CHEAP, SEED_STAGES, ran_stages, restored_stages, sh
 
 from iterpref import params as P
 from iterpref import sweep
@@ -25,14 +25,11 @@ from iterpref.tracking import wandb_runs
 
 pytestmark = pytest.mark.slow
 
-# the smoke experiment made cheaper still: 2 tasks per benchmark, one training step of 4 pairs
-CHEAP = ["experiment=smoke", "eval.limit=2", "train.common.max_pairs=4"]
 # two points: each experiment costs minutes of the suite, and two show what a grid must (each point its
 # own experiment and W&B group, the shared stages computed once, a table against the first point)
 GRID = ["train.common.beta=0.05,0.1", "train.run=[dpo]"]
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SWEPT = "swept_keys=[train.common.beta]"  # what the grid varies
-SHARED = {"model", "synthesize", "debug", "pairs", "evaluate_reference@humaneval", "evaluate_reference@mbpp"}
 
 
 def dvc(*args: str) -> list[str]:
@@ -51,10 +48,10 @@ def metrics(data: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def queued(dvc_repo):
+def queued(seeded_dvc_repo):
     """The grid queued with `dvc exp run --queue` and run by `dvc queue start`; returns
     {exp name: (beta, variant)} and each experiment's log."""
-    root, env = dvc_repo
+    root, env = seeded_dvc_repo
     out = sh(dvc("exp", "run", "--queue", *[a for o in CHEAP + GRID + [SWEPT] for a in ("-S", o)]), root, env)
     names = [line.split("'")[1] for line in out.splitlines() if line.startswith("Queued experiment")]
     assert len(names) == 2, out
@@ -92,9 +89,10 @@ def test_dvc_queue_grid(dvc_repo, queued):
     for name, (beta, _) in grid.items():  # each summary names the swept key with its value there
         summary = RunFiles(root, name).read_text("reports/summary.md")
         assert f"- swept: `train.common.beta` = {beta} (this run is one point of a sweep" in summary, summary
-    # the shared stages ran in one experiment and came from the run cache in the other
-    for stage in SHARED:
-        assert sum(stage in ran_stages(log) for log in logs.values()) == 1, stage
+    # the stages the points share ran in neither: both restored them from the run cache (the suite
+    # computed them once, in dvc_repo.seed_cache, with the same deps and params)
+    for log in logs.values():
+        assert restored_stages(log) == set(SEED_STAGES), log[-3000:]
     for name, (beta, variant) in grid.items():
         assert ran_stages(logs[name]) >= {f"train@{variant}", f"probe@{variant}", f"evaluate@{variant}-humaneval",
                                           f"evaluate@{variant}-mbpp", "report"}

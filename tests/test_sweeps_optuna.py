@@ -1,7 +1,7 @@
 """An Optuna sweep end to end on the smoke experiment, in its own temporary copy of the
-repository: 2 trials over beta maximising a metric, each a DVC experiment. The first trial
-computes the debugging data and the reference evaluation, the others restore them from DVC's
-run cache. Apart from tests/test_sweeps.py so that the two run in separate test processes."""
+repository: 2 trials over beta maximising a metric, each a DVC experiment. Both restore the
+debugging data and the reference evaluation from DVC's run cache (`seeded_dvc_repo`). Apart from
+tests/test_sweeps.py so that the two run in separate test processes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import sys
 import processes
 import pytest
 import yaml
-from test_sweeps import CHEAP, experiments, metrics
+from dvc_repo import CHEAP
+from test_sweeps import experiments, metrics
 
 from iterpref import sweep
 
@@ -22,9 +23,9 @@ pytestmark = pytest.mark.slow
 ONE_BENCHMARK_UNLOGGED = ["eval.benchmarks=[humaneval]", "logging=disabled"]
 
 
-def test_optuna_maximises_a_metric(dvc_repo):
+def test_optuna_maximises_a_metric(seeded_dvc_repo):
     """Two Optuna trials over beta, each a DVC experiment whose dpo.average the job returns."""
-    root, env = dvc_repo
+    root, env = seeded_dvc_repo
     proc = processes.run([sys.executable, "-m", "iterpref.sweep", "--multirun", "hydra/sweeper=maximize",
                            "hydra.sweeper.n_trials=2", "sweep.name=opt", "sweep.metric=dpo.average", *CHEAP,
                            *ONE_BENCHMARK_UNLOGGED, "train.run=[dpo]", "train.common.beta=interval(0.01,0.5)"],
