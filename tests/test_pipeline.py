@@ -54,9 +54,9 @@ def stale_with(root, env, overrides: list[str]) -> set[str]:
 README_WIDTH = 30  # columns the README's comparison command may print
 
 
-def readme_comparison_fits_a_terminal(root, env) -> None:
+def readme_comparison_fits_a_terminal(root, env, changed: str) -> None:
     """The README's `dvc exp show --only-changed --drop ...` after one experiment on a committed
-    run: the changed param and the metrics, no dependency or output hashes."""
+    run: the ``changed`` param and the metrics, no dependency or output hashes."""
     import csv
     import shlex
     from pathlib import Path
@@ -68,7 +68,7 @@ def readme_comparison_fits_a_terminal(root, env) -> None:
         out = sh([sys.executable, "-m", *shlex.split(line), "--csv"], root, env)
         header = next(csv.reader(out.splitlines()))
         assert len(header) <= README_WIDTH, (line, header)
-        assert "train.common.learning_rate" in header, (line, header)
+        assert changed in header, (line, header)
         assert not [c for c in header if c.startswith(("data/", "models/", "reports/"))], (line, header)
 
 
@@ -172,12 +172,16 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     sh(["git", "checkout", "--", "data/seed/problems.jsonl"], root, env)
     assert (root / "params.yaml").read_text() == P.dump(smoke) and changed_stages(root, env) == set()
 
-    # A training parameter re-runs train, probe, evaluate and report only. The smoke run is committed
-    # first, as the README's comparison assumes: one experiment against a run it starts from.
+    # A training parameter of every variant: both variants' train and probe, and the report (the
+    # evaluations read the trained models, so they follow once those change, as below for one variant).
+    assert stale_with(root, env, ["experiment=smoke", "train.common.learning_rate=2e-4"]) == {
+        "train@dpo", "train@target_dpo", "probe@dpo", "probe@target_dpo", "report"}
+
+    # One variant's re-runs that variant's train, probe, evaluate and the report only. The smoke run
+    # is committed first, as the README's comparison assumes: one experiment against a run it starts from.
     sh(["git", "add", "-A"], root, env)
     sh(["git", "commit", "-qm", "the smoke run"], root, env)
-    log = sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "train.common.learning_rate=2e-4"], root, env)
+    log = sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "+train.variants.dpo.learning_rate=2e-4"], root, env)
     ran = ran_stages(log)
-    assert ran == {"train@dpo", "train@target_dpo", "probe@dpo", "probe@target_dpo", "evaluate@dpo-humaneval",
-                   "evaluate@target_dpo-humaneval", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp", "report"}, ran
-    readme_comparison_fits_a_terminal(root, env)
+    assert ran == {"train@dpo", "probe@dpo", "evaluate@dpo-humaneval", "evaluate@dpo-mbpp", "report"}, ran
+    readme_comparison_fits_a_terminal(root, env, "train.variants.dpo.learning_rate")
