@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from iterpref.llm.base import SamplingConfig
 from iterpref.llm.hf import HFGenerator
 from iterpref.llm.hf.attention import batch_invariant_attention
-from iterpref.llm.hf.packed import PackedLinear, can_pack
+from iterpref.llm.hf.packed import PackedLinear, can_pack, rows_independent
 from iterpref.llm.hf.prefixes import Prefixes
 
 pytestmark = pytest.mark.skipif(not can_pack(), reason="this CPU has no oneDNN bfloat16 kernels")
@@ -42,9 +42,13 @@ def student_shaped_dir(tiny_model_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("inputs, outputs", [(HIDDEN, HIDDEN // HEADS * KV_HEADS), (HIDDEN, INTERMEDIATE),
                                              (INTERMEDIATE, HIDDEN), (HIDDEN, 8192)])
-def test_a_linear_row_does_not_depend_on_the_rows_beside_it(inputs, outputs):
+@pytest.mark.parametrize("rows", ["blocks", "probed"])
+def test_a_linear_row_does_not_depend_on_the_rows_beside_it(inputs, outputs, rows):
+    """In blocks of ROWS, and in one call of any row count where the probe says the kernel allows it
+    (on this CPU, every shape here: the test fails if the probe passes a kernel that does not)."""
     torch.manual_seed(0)
     linear = PackedLinear(torch.nn.Linear(inputs, outputs, bias=False).to(torch.bfloat16))
+    linear.free_rows = rows == "probed" and rows_independent(linear)
     x = torch.randn(70, inputs).to(torch.bfloat16)
     with torch.inference_mode():
         alone = torch.cat([linear(x[i:i + 1]) for i in range(len(x))])
@@ -96,6 +100,14 @@ def test_replies_do_not_depend_on_the_batch(student_shaped_dir):
     gen.prompt_lookup = 8
     runs["drafts"] = gen.decode(prompts, SamplingConfig(max_new_tokens=40, batch_size=3))
     gen.prompt_lookup = 0
+    linears = [m for m in gen.model.modules() if isinstance(m, PackedLinear)]
+    free = [m.free_rows for m in linears]  # the probe's verdicts (on this development CPU: all free)
+    for m in linears:
+        m.free_rows = False  # what a kernel the probe rejects gets: fixed blocks of rows
+    gen.prefixes = Prefixes()
+    runs["fixed blocks, batch 3"] = gen.decode(prompts, SamplingConfig(max_new_tokens=40, batch_size=3))
+    for m, f in zip(linears, free):
+        m.free_rows = f
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
