@@ -25,11 +25,11 @@ class SandboxConfig:
         cpu_s (`int`):
             CPU time the code under test may use in one test of `run_unittest` (and in its
             import), counted afresh for each test, so a test that loops is stopped in that test
-            whatever ran before it: a ``timeout`` naming the test, not the line. For
+            whatever ran before it: a ``timeout`` naming neither the test nor the line. For
             `run_python`, the CPU-time limit (RLIMIT_CPU) of each process.
         total_cpu_s (`int`):
             CPU-time limit (RLIMIT_CPU) of each process of a `run_unittest` run over all its
-            tests, at least `cpu_s`: a run that reaches it is a ``timeout`` naming no test.
+            tests, at least `cpu_s`: a run that reaches it is the same ``timeout``.
         memory_mb (`int`):
             Address-space limit (RLIMIT_AS) of each process, in MiB.
         max_processes (`int`):

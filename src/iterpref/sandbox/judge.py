@@ -35,8 +35,10 @@ Time: the code may use ``cpu_s`` of CPU time in its import and again in each tes
 timer, ``ITIMER_PROF``, the judge has the solution process re-arm as each test starts; its
 ``SIGPROF`` ends the process), so a test that loops is stopped in that test whatever CPU time the
 tests before it used, on a loaded machine as on an idle one. Each process's RLIMIT_CPU,
-``total_cpu_s``, caps the whole run (also for code that ignores ``SIGPROF``); a run stopped there
-names no test.
+``total_cpu_s``, caps the whole run (also for code that ignores ``SIGPROF``). Either way the
+verdict says only that the code ran out of CPU time and whether that was at import: for tests that
+each use nearly ``cpu_s``, which limit comes first, in which test, varies from run to run (the CPU
+time of the same code does), and the feedback must not.
 """
 
 from __future__ import annotations
@@ -410,7 +412,7 @@ class Channel:
         self.rfile, self.wfile = rfile, wfile
         self.pid, self.cfg = pid, cfg
         self.gone: str | None = None  # why the solution can no longer be trusted, once it happened
-        self.out_of_cpu: str | None = None  # it was gone because it used up its CPU time: "test" or "total"
+        self.out_of_cpu = False  # it was gone because it used up its CPU time (in a test or in all)
         self.running: str | None = None  # the test being run
         self.gone_in: str | None = None  # the test that was running when the solution went
         self.handles: dict[int, Remote] = {}
@@ -534,12 +536,10 @@ class Channel:
                 if os.WIFSIGNALED(status):
                     sig = os.WTERMSIG(status)
                     used = usage.ru_utime + usage.ru_stime
-                    if sig == signal.SIGPROF:
-                        self.out_of_cpu = "test"
-                        return f"the code used up its CPU time limit of {self.cfg['cpu_s']} s"
-                    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and used >= self.cfg["total_cpu_s"]):
-                        self.out_of_cpu = "total"
-                        return f"the code used up the run's total CPU time limit of {self.cfg['total_cpu_s']} s"
+                    if sig in (signal.SIGPROF, signal.SIGXCPU) or (sig == signal.SIGKILL and used >= self.cfg["total_cpu_s"]):
+                        self.out_of_cpu = True
+                        return (f"the code used up its CPU time limit ({self.cfg['cpu_s']} s in a test, "
+                                f"{self.cfg['total_cpu_s']} s in all)")
                     return f"the solution process was killed by signal {sig}"
                 return f"the solution process exited with code {os.WEXITSTATUS(status)}"
             time.sleep(0.01)
@@ -637,11 +637,9 @@ def judge_main(cfg: dict) -> None:
         verdict.flush()
 
     def report(status, tests_run=0, failures=0, errors=0, error_type=None, tb=""):
-        if CHANNEL.out_of_cpu == "total":  # whatever the tests made of it; no test to blame
-            status, error_type, tb = "timeout", "TimeoutError", f"TimeoutError: {CHANNEL.gone}"
-        elif CHANNEL.out_of_cpu:  # in which test it happened, not when
-            where = f"while running {CHANNEL.gone_in}" if CHANNEL.gone_in else "before any test started (at import)"
-            status, error_type, tb = "timeout", "TimeoutError", f"TimeoutError: {CHANNEL.gone}, {where}"
+        if CHANNEL.out_of_cpu:  # whatever the tests made of it; not which test, nor when
+            where = "" if CHANNEL.gone_in else ", before any test started (at import)"
+            status, error_type, tb = "timeout", "TimeoutError", f"TimeoutError: {CHANNEL.gone}{where}"
         elif CHANNEL.gone and status != "crashed":
             status, error_type, tb = "crashed", "SolutionCrashed", CHANNEL.gone
         announce({"verdict": {"status": status, "tests_run": tests_run, "failures": failures, "errors": errors,
