@@ -74,5 +74,5 @@ def seeded_dvc_repo(dvc_repo, tmp_path_factory, worker_id) -> tuple[Path, dict]:
     (`dvc_repo.seed_cache`), computed once for the whole suite, whichever process asks first."""
     # under pytest-xdist each process has its own base folder inside the session's
     session = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
-    seed_cache(*dvc_repo, session / "smoke_seed")
+    seed_cache(dvc_repo[0], session / "smoke_seed")
     return dvc_repo

@@ -62,7 +62,7 @@ def make_repo(dst: Path) -> tuple[Path, dict]:
     return dst, env
 
 
-def seed_cache(repo: Path, env: dict, shared: Path) -> None:
+def seed_cache(repo: Path, shared: Path) -> None:
     """Fill ``repo``'s DVC cache with the outputs and run-cache entries of `SEED_STAGES` under
     `CHEAP`, computed once in ``shared`` (a folder all the suite's processes see; the first to
     get its lock computes, the others wait) and hard-linked from there (DVC never writes a cache
