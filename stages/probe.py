@@ -28,10 +28,9 @@ import torch
 from iterpref import params as P
 from iterpref import runtime, tracking
 from iterpref.cli import command
-from iterpref.probe import along_training, pair_sums, reference, step_sums, summarise
+from iterpref.probe import along_training, pair_sums, step_sums, summarise
 from iterpref.records import Pair, read_jsonl
-from iterpref.training import record
-from iterpref.training.logprobs import settings
+from iterpref.training import logprobs, record
 from iterpref.training.recipe import training_sample, variant_config
 
 SHOWN = 3  # held-out pairs whose every token the report pictures
@@ -53,10 +52,10 @@ def main(variant: str) -> None:
     trained_on = training_sample(read_jsonl("data/pairs.jsonl", Pair), cfg)
     shown = frozenset([p.pair_id for p in heldout if p.rejected_spans][:SHOWN])
     sets = {"heldout": heldout, "training": trained_on}
-    shared = {name: reference.load(REFERENCE / f"{name}.pt", pairs, cfg) for name, pairs in sets.items()}
+    shared = {name: logprobs.load(REFERENCE / f"{name}.pt", pairs, cfg) for name, pairs in sets.items()}
     stored = record.load(Path("models/trained") / variant / record.FILE)
     recorded = stored["steps"] if stored else {}
-    final = recorded[max(recorded)] if recorded and stored["settings"] == settings(cfg) else {}
+    final = recorded[max(recorded)] if recorded and stored["settings"] == logprobs.settings(cfg) else {}
     start = time.time()
     sums, tokens = pair_sums(Path("models/trained") / variant, "models/student", heldout, cfg, use_cpu, detail=shown,
                              reference=shared["heldout"], policy=final.get("heldout"))

@@ -18,6 +18,7 @@ from iterpref.cli import command
 from iterpref.config.fields import build
 from iterpref.probe import reference
 from iterpref.records import Pair, read_jsonl
+from iterpref.training import logprobs
 from iterpref.training.recipe import TrainConfig, training_sample
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, pairs in sets.items():
         start = time.time()
-        reference.save(out / f"{name}.pt", reference.compute("models/student", pairs, cfg, use_cpu), cfg)
+        logprobs.save(out / f"{name}.pt", reference.compute("models/student", pairs, cfg, use_cpu), cfg)
         print(f"reference log-probs: {len(pairs)} {name} pairs -> {out / name}.pt in {time.time() - start:.1f} s")
 
 

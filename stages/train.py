@@ -7,6 +7,9 @@ each recorded step cost.
 
 With ``train.launcher=accelerate`` this script re-launches itself under ``accelerate launch``
 (see iterpref.training.launch); every rank then trains and the main one writes the outputs.
+The reference's log-probs of the training pairs come from data/reference_logprobs/training.pt (stage
+`reference_logprobs`) where they were computed under the variant's settings (``shared_reference`` in
+the report says whether), else TRL's precompute runs the reference.
 A killed run resumes from its last checkpoint in .cache/train/VARIANT/ (``train.common.save_steps``).
 """
 
@@ -40,14 +43,14 @@ def main(variant: str) -> None:
         metrics = train(cfg, "models/student", "data/pairs.jsonl", Path("models/trained") / variant,
                         run_name=variant, cache_root=Path(".cache/train") / variant,
                         report_to=["wandb"] if run else [], use_cpu=use_cpu,
-                        heldout_path="data/pairs_heldout.jsonl")
+                        heldout_path="data/pairs_heldout.jsonl", reference_path="data/reference_logprobs/training.pt")
         from accelerate import PartialState
 
         if not PartialState().is_main_process:
             return
         history = metrics["log_history"]
         summary = {k: metrics[k] for k in ("pairs", "steps", "processes", "resumed_from_step", "train_loss",
-                                           "train_runtime_s", "recorded_steps_s")}
+                                           "train_runtime_s", "recorded_steps_s", "shared_reference")}
         summary.update({k: history[-1].get(k) if history else None for k in ("rewards/accuracies", "rewards/margins")})
         summary["peak_rss_gib"] = runtime.peak_rss_gib()
         tracking.log_train(run, summary)

@@ -102,6 +102,7 @@ def test_smoke_experiment_end_to_end(dvc_repo):
         assert (model_dir / "config.json").exists() and (model_dir / "model.safetensors").exists()
         train = json.loads((root / f"reports/train/{variant}.json").read_text())
         assert train["steps"] > 0 and train["pairs"] == min(16, len(pairs))
+        assert train["shared_reference"]  # its precompute read data/reference_logprobs
         assert 0.1 < train["peak_rss_gib"] < 20  # the stage's own peak: a model was loaded, under the 20 GiB cap
 
     for variant in ("reference", "dpo", "target_dpo"):

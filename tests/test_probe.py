@@ -25,7 +25,7 @@ from iterpref.pairs.build import PairConfig, make_pair, split_by_problem
 from iterpref.probe import positions, reference
 from iterpref.records import Attempt, Outcome, Pair, Problem, Trajectory, write_jsonl
 from iterpref.tracking import wandb_runs
-from iterpref.training import recipe, record
+from iterpref.training import logprobs, recipe, record
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import TrainConfig
 
@@ -246,14 +246,52 @@ def test_shared_reference_log_probs_give_the_same_sums(tiny_model_dir, trained, 
     sums the probe gets running the reference itself; a file of other settings or pairs is not used."""
     pairs = focal_pairs()
     path = tmp_path / "reference.pt"
-    reference.save(path, reference.compute(tiny_model_dir, pairs, CFG, use_cpu=True), CFG)
-    stored = reference.load(path, pairs, CFG)
+    logprobs.save(path, reference.compute(tiny_model_dir, pairs, CFG, use_cpu=True), CFG)
+    stored = logprobs.load(path, pairs, CFG)
     live, shared = (probe.pair_sums(trained["dpo"], tiny_model_dir, pairs, CFG, use_cpu=True, reference=lp)[0]
                     for lp in (None, stored))
     assert shared == live and any(s["rejected_error_sum"] != 0 for s in live)
-    assert reference.load(path, [*pairs, BY_ID["one_line"]], CFG) is None  # a pair it lacks
-    assert reference.load(path, pairs, TrainConfig(bf16=False, max_length=512)) is None  # another cut
-    assert reference.load(tmp_path / "absent.pt", pairs, CFG) is None
+    assert logprobs.load(path, [*pairs, BY_ID["one_line"]], CFG) is None  # a pair it lacks
+    assert logprobs.load(path, pairs, TrainConfig(bf16=False, max_length=512)) is None  # another cut
+    assert logprobs.load(tmp_path / "absent.pt", pairs, CFG) is None
+
+
+@pytest.mark.parametrize("mode", ["none", "line", "symmetric"])
+def test_training_precompute_from_the_shared_file_equals_trls(tiny_model_dir, mode):
+    """The reference sums training takes from the shared file equal, bit for bit, those TRL's own
+    precompute gets running the reference: every case pair, batches of 3 (padding differs between
+    batches), cut at 96 tokens (some completions lose their end)."""
+    import tempfile
+
+    from iterpref.training.trainer import FocalDPOTrainer
+
+    cfg = TrainConfig(mask=MaskConfig(mode=mode), per_device_batch_size=3, max_length=96, bf16=False)
+    shared = reference.compute(tiny_model_dir, ALL, cfg, use_cpu=True)
+    columns = {}
+    for source in (None, shared):
+        model, tok = load_tiny(tiny_model_dir)
+        with tempfile.TemporaryDirectory() as out:
+            data = FocalDPOTrainer(model=model, args=recipe.dpo_config(cfg, Path(out), "t", [], use_cpu=True),
+                                   train_dataset=recipe.pairs_dataset(ALL), processing_class=tok, mask=cfg.mask,
+                                   reference_log_probs=source).train_dataset
+        columns[source is None] = (data["pair_id"], data["ref_chosen_logps"], data["ref_rejected_logps"])
+    assert columns[True] == columns[False]
+    assert len(columns[True][0]) == len(ALL) and len(set(columns[True][2])) > 1
+
+
+def test_training_on_the_shared_reference_writes_the_same_weights(tiny_model_dir, trained, tmp_path):
+    """`recipe.train` given the `reference_logprobs` stage's file sums it instead of running the
+    reference, and writes the weights of the run that ran it (the fixture's), bit for bit."""
+    from safetensors.torch import load_file
+
+    cfg = focal_config("line")
+    path = tmp_path / "training.pt"
+    logprobs.save(path, reference.compute(tiny_model_dir, focal_pairs(), cfg, use_cpu=True), cfg)
+    metrics = recipe.train(cfg, tiny_model_dir, trained["pairs"], tmp_path / "shared", run_name="shared",
+                           cache_root=tmp_path / "cache", report_to=[], use_cpu=True, reference_path=path)
+    assert metrics["shared_reference"] and not trained["target_dpo_metrics"]["shared_reference"]
+    ran, shared = (load_file(d / "model.safetensors") for d in (trained["target_dpo"], tmp_path / "shared"))
+    assert ran.keys() == shared.keys() and all(ran[k].equal(shared[k]) for k in ran)
 
 
 @pytest.mark.parametrize("points, total, steps", [(-1, 4, [1, 2, 3, 4]), (4, 4, [1, 2, 3, 4]), (9, 3, [1, 2, 3]),

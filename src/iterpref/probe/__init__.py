@@ -37,6 +37,7 @@ import numpy as np
 
 from iterpref.probe.positions import GROUPS, SIDES, position_masks, token_ranges
 from iterpref.records import Pair
+from iterpref.training.logprobs import kept
 from iterpref.training.masks import MaskConfig
 from iterpref.training.recipe import TrainConfig
 
@@ -58,12 +59,6 @@ def probe_trainer(policy, reference, tokenizer, pairs: list[Pair], cfg: TrainCon
     with tempfile.TemporaryDirectory(prefix="iterpref-probe-") as out:
         return FocalDPOTrainer(model=policy, ref_model=reference, args=dpo_config(plain, out, "probe", [], use_cpu),
                                train_dataset=pairs_dataset(pairs), processing_class=tokenizer, mask=plain.mask)
-
-
-def kept(mask: list[int], length: int, truncation_mode: str) -> list[int]:
-    """The entries of a completion's token ``mask`` for the ``length`` tokens the collator kept
-    (``keep_start`` cuts a sequence's end, ``keep_end`` its start)."""
-    return mask[:length] if truncation_mode == "keep_start" else mask[len(mask) - length:]
 
 
 def token_detail(row: dict, tokenizer, side: str, shifts: list[float], masks: dict, truncation_mode: str) -> list[list]:

@@ -23,7 +23,7 @@ from typing import Literal
 from iterpref.cli import UserError
 from iterpref.config.fields import build, spec
 from iterpref.records import Pair, read_jsonl
-from iterpref.training import launch, schedule, workdir
+from iterpref.training import launch, logprobs, schedule, workdir
 from iterpref.training.masks import MaskConfig
 
 # TRL loss types per variant loss: "sigmoid" is DPO's -logsigmoid(beta * margin), "sft" the mean
@@ -251,7 +251,7 @@ def _recorder(trainer, cfg: TrainConfig, args, sets: dict[str, list[Pair]], fold
 def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.PathLike,
           out_dir: str | os.PathLike, run_name: str, cache_root: str | os.PathLike,
           report_to: list[str] | None = None, use_cpu: bool = False,
-          heldout_path: str | os.PathLike | None = None) -> dict:
+          heldout_path: str | os.PathLike | None = None, reference_path: str | os.PathLike | None = None) -> dict:
     """Train one variant from ``model_path`` on ``pairs_path``; save the model to ``out_dir``.
 
     Runs as one process or as every rank of an ``accelerate launch``. The work folder
@@ -266,6 +266,11 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
     Returns the run's metrics: ``log_history`` (every logged step), ``resumed_from_step``, the final
     loss and the seconds each recorded step took (also written to ``out_dir/train_metrics.json`` by
     the main process).
+
+    ``reference_path``: the reference's log-probs of the training pairs (the `reference_logprobs`
+    stage's file, `iterpref.training.logprobs`); with ``cfg.precompute_ref_log_probs``, when it was
+    computed under ``cfg``'s settings and holds every pair, the precompute sums it instead of running
+    the reference (``shared_reference`` in the metrics says whether it did).
     """
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -287,6 +292,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
                            "probed": {k: [p.pair_id for p in v] for k, v in probed.items()} if cfg.probe_points else None},
                           model_path, pairs_path)
     work = Path(cache_root) / key
+    reference = logprobs.load(reference_path, pairs, cfg) if reference_path and cfg.precompute_ref_log_probs else None
     model = AutoModelForCausalLM.from_pretrained(model_path)
     peft_config = None
     if cfg.lora:
@@ -296,7 +302,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
     args = dpo_config(cfg, work / "checkpoints", run_name, report_to or [], use_cpu)
     trainer = FocalDPOTrainer(
         model=model, args=args, train_dataset=_on_disk(pairs, work / "pairs"),
-        processing_class=tokenizer, peft_config=peft_config, mask=cfg.mask,
+        processing_class=tokenizer, peft_config=peft_config, mask=cfg.mask, reference_log_probs=reference,
     )
     if cfg.probe_points:
         trainer.add_callback(_recorder(trainer, cfg, args, probed, work / "along_training"))
@@ -315,6 +321,7 @@ def train(cfg: TrainConfig, model_path: str | os.PathLike, pairs_path: str | os.
         "pairs": len(pairs),
         "steps": trainer.state.global_step,
         "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
+        "shared_reference": reference is not None,
         "processes": state.num_processes,
         "distributed": trainer.accelerator.distributed_type.value,
         "train_loss": result.training_loss,

@@ -11,6 +11,9 @@ own sums, losses (sigmoid = DPO, sigmoid+sft = RPO) and metrics do the rest.
   processes the main one computes them and the others read its cache.
 - `FocalPreferenceCollator` multiplies them into TRL's ``completion_mask`` after TRL's own
   truncation, so policy and reference see the same mask.
+- Given the reference's per-token log-probs of the pairs (``reference_log_probs``, the shared file
+  of `iterpref.training.logprobs`), the precompute sums them under those masks (`reference_sums`)
+  instead of running the reference over the pairs again.
 """
 
 from __future__ import annotations
@@ -76,18 +79,46 @@ class FocalPreferenceCollator(DataCollatorForPreference):
         return out
 
 
+def reference_sums(rows, reference_log_probs: dict[str, dict], collator, batch_size: int):
+    """Per row of ``rows`` (a prepared dataset), the sums TRL's precompute would take of the
+    reference's log-probs of the chosen and of the rejected completion: ``reference_log_probs``'
+    per-token values (every kept completion token, `iterpref.training.logprobs.completion_log_probs`)
+    laid out in the batch TRL's precompute collates (``batch_size`` rows in order, ``collator``'s
+    padding and cut), zero outside the narrowed ``completion_mask``, summed along the row as TRL
+    sums them. Returns two float32 tensors (chosen, rejected)."""
+    chosen, rejected = [], []
+    for start in range(0, len(rows), batch_size):
+        batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
+        narrowed = collator(batch)["completion_mask"][:, 1:]
+        whole = collator([{k: v for k, v in r.items() if k not in MASK_COLUMNS} for r in batch])["completion_mask"][:, 1:]
+        per_token = torch.zeros(whole.shape, dtype=torch.float32)
+        n = len(batch)
+        for k, row in enumerate(batch):
+            for i, side in ((k, "chosen"), (n + k, "rejected")):
+                per_token[i][whole[i].bool()] = reference_log_probs[row["pair_id"]][side]
+        sums = (per_token * narrowed).sum(dim=1)
+        chosen.append(sums[:n])
+        rejected.append(sums[n:])
+    return torch.cat(chosen), torch.cat(rejected)
+
+
 class FocalDPOTrainer(DPOTrainer):
     """DPOTrainer whose completion masks come from character spans (Target-DPO / Target-RPO).
 
     Args:
         mask: which tokens enter the log-prob sums (`MaskConfig`); ``mode="none"`` is plain DPO.
+        reference_log_probs: the reference's per-token log-probs of every training pair
+            (`iterpref.training.logprobs.load`), computed under this run's settings; with
+            ``precompute_ref_log_probs`` the precompute sums them (`reference_sums`) instead of
+            running the reference (None: TRL's own precompute).
         **kwargs: everything `trl.DPOTrainer` takes. The train dataset is conversational
             (``prompt``/``chosen``/``rejected`` message lists) plus ``pair_id``,
             ``chosen_spans`` and ``rejected_spans`` columns.
     """
 
-    def __init__(self, *args, mask: MaskConfig, **kwargs):
+    def __init__(self, *args, mask: MaskConfig, reference_log_probs: dict[str, dict] | None = None, **kwargs):
         self.mask_config = mask
+        self.reference_log_probs = reference_log_probs
         dpo_args = kwargs["args"]
         if mask.focal:
             # These TRL options also read completion_mask and would silently change meaning.
@@ -140,6 +171,12 @@ class FocalDPOTrainer(DPOTrainer):
                 new_fingerprint=Hasher.hash((content_fingerprint(dataset), asdict(self.mask_config))),
                 desc=f"Error-token masks for {dataset_name} ({self.mask_config.mode})",
             )
+
+    def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+        if name != "train" or self.reference_log_probs is None:
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        chosen, rejected = reference_sums(dataset, self.reference_log_probs, self.data_collator, batch_size)
+        return dataset.add_column("ref_chosen_logps", chosen.tolist()).add_column("ref_rejected_logps", rejected.tolist())
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
