@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +30,52 @@ def pytest_collection_modifyitems(items):
     """Collect the modules of LONGEST_FIRST first, in that order; the others keep their order."""
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+# Where each test process appends what each module cost (`_module_cost`); the main process sets it
+# before the workers start and prints the costliest modules at the end (`pytest_terminal_summary`).
+COST_LOG = "ITERPREF_TEST_COST_LOG"
+SHOWN_MODULES = 15
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the main process (or the only one)
+        os.environ[COST_LOG] = os.path.join(tempfile.mkdtemp(prefix="iterpref-test-cost-"), "modules.jsonl")
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of every child it has waited for, theirs included."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_cost(request):
+    """A module's wall time and CPU time, its fixtures and the processes it ran and waited for
+    included (not what it left running, such as a DVC queue's worker), appended to `COST_LOG`."""
+    cpu, wall = cpu_seconds(), time.monotonic()
+    yield
+    if os.environ.get(COST_LOG):
+        with open(os.environ[COST_LOG], "a") as f:
+            f.write(json.dumps({"module": request.module.__name__, "cpu_s": cpu_seconds() - cpu,
+                                "wall_s": time.monotonic() - wall}) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The modules that cost the most CPU time (docs/benchmarks.md#make-test reads the suite by them)."""
+    path = os.environ.get(COST_LOG)
+    if hasattr(config, "workerinput") or not path or not os.path.exists(path):
+        return
+    modules = {}  # a module whose tests went to several processes: their sums
+    for line in Path(path).read_text().splitlines():
+        row = json.loads(line)
+        cost = modules.setdefault(row["module"], {"cpu_s": 0.0, "wall_s": 0.0})
+        cost["cpu_s"] += row["cpu_s"]
+        cost["wall_s"] += row["wall_s"]
+    total = sum(c["cpu_s"] for c in modules.values())
+    terminalreporter.section(f"modules by CPU time: {total:.0f} CPU s in {len(modules)} modules")
+    for name, c in sorted(modules.items(), key=lambda kv: -kv[1]["cpu_s"])[:SHOWN_MODULES]:
+        terminalreporter.write_line(f"{c['cpu_s']:8.1f} CPU s {c['wall_s']:8.1f} s wall  {name}")
 
 
 @pytest.fixture(autouse=True, scope="session")
