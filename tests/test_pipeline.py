@@ -1,6 +1,10 @@
-"""End to end: the smoke experiment through real DVC (`dvc exp run -S experiment=smoke`) in a
-temporary copy of the repository, then a training-parameter change re-runs only train, probe,
-evaluate and report."""
+"""End to end: the smoke experiment through real DVC (`dvc exp run`, `dvc_repo.CHEAP`: 2 tasks per
+benchmark, 4 training pairs) in a temporary copy of the repository, then a training-parameter change
+re-runs only train, probe, evaluate and report.
+
+The stages the suite's DVC modules share (`dvc_repo.SEED_STAGES`: model to pairs, the reference's
+log-probs and evaluations) run once per suite, by real DVC in a copy of their own (`seed_cache`);
+here they are restored from DVC's run cache and every other stage runs."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import sys
 
 import processes
 import pytest
-from dvc_repo import ran_stages, sh
+from dvc_repo import CHEAP, SEED_STAGES, ran_stages, restored_stages, sh
 
 from iterpref import params as P
 from iterpref.config import lock
@@ -72,16 +76,16 @@ def readme_comparison_fits_a_terminal(root, env, changed: str) -> None:
         assert not [c for c in header if c.startswith(("data/", "models/", "reports/"))], (line, header)
 
 
-def test_smoke_experiment_end_to_end(dvc_repo):
-    root, env = dvc_repo
-    log = sh(["dvc", "exp", "run", "-S", "experiment=smoke"], root, env)
-    assert ran_stages(log) >= {"model", "teacher_model", "synthesize", "debug", "pairs", "train@dpo", "train@target_dpo",
-                               "evaluate_reference@humaneval", "evaluate@dpo-humaneval",
-                               "evaluate@target_dpo-humaneval", "evaluate_reference@mbpp", "evaluate@dpo-mbpp",
-                               "evaluate@target_dpo-mbpp", "probe@dpo", "probe@target_dpo", "report"}
+def test_smoke_experiment_end_to_end(seeded_dvc_repo):
+    root, env = seeded_dvc_repo
+    log = sh(["dvc", "exp", "run", *[a for o in CHEAP for a in ("-S", o)]], root, env)
+    assert restored_stages(log) == set(SEED_STAGES), log
+    assert ran_stages(log) == {"train@dpo", "train@target_dpo", "evaluate@dpo-humaneval",
+                               "evaluate@target_dpo-humaneval", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp",
+                               "probe@dpo", "probe@target_dpo", "report"}, log
 
     # DVC's Hydra composition wrote params.yaml; it equals ours.
-    assert P.load(root / "params.yaml") == P.compose(["experiment=smoke"])
+    assert P.load(root / "params.yaml") == P.compose(CHEAP)
 
     problems = read_jsonl(root / "data/problems.jsonl", Problem)
     assert len(problems) == 8
@@ -101,16 +105,16 @@ def test_smoke_experiment_end_to_end(dvc_repo):
         model_dir = root / "models/trained" / variant
         assert (model_dir / "config.json").exists() and (model_dir / "model.safetensors").exists()
         train = json.loads((root / f"reports/train/{variant}.json").read_text())
-        assert train["steps"] > 0 and train["pairs"] == min(16, len(pairs))
+        assert train["steps"] > 0 and train["pairs"] == min(4, len(pairs))
         assert train["shared_reference"]  # its precompute read data/reference_logprobs
         assert 0.1 < train["peak_rss_gib"] < 20  # the stage's own peak: a model was loaded, under the 20 GiB cap
 
     for variant in ("reference", "dpo", "target_dpo"):
-        for bench, ids in (("humaneval", [f"HumanEval/{i}" for i in range(8)]), ("mbpp", [f"MBPP/{i}" for i in range(11, 19)])):
+        for bench, ids in (("humaneval", [f"HumanEval/{i}" for i in range(2)]), ("mbpp", [f"MBPP/{i}" for i in range(11, 13)])):
             report = json.loads((root / f"reports/eval/{variant}/{bench}.json").read_text())
-            assert report["tasks"] == 8 and [t["task_id"] for t in report["per_task"]] == ids
+            assert report["tasks"] == 2 and [t["task_id"] for t in report["per_task"]] == ids
             assert 0.0 <= report["pass@1"] <= 1.0 and 0.1 < report["peak_rss_gib"] < 20
-            assert sum(report["error_types"].values()) == 8 - report["passed"]
+            assert sum(report["error_types"].values()) == 2 - report["passed"]
             samples = (root / f"reports/eval/{variant}/{bench}.samples.jsonl").read_text().splitlines()
             assert [json.loads(line)["task_id"] for line in samples] == ids
         assert report["sanity"] is None  # MBPP carries no reference solutions
@@ -135,7 +139,7 @@ def test_smoke_experiment_end_to_end(dvc_repo):
 
     # What each kind of change makes out of date (`dvc status`, nothing re-run): the code's graph
     # and the params each stage really uses.
-    smoke = P.compose(["experiment=smoke"])
+    smoke = P.compose(CHEAP)
     evals = {f"evaluate_reference@{b}" for b in ("humaneval", "mbpp")} | {
         f"evaluate@{v}-{b}" for v in ("dpo", "target_dpo") for b in ("humaneval", "mbpp")}
     assert stale_after_edit(root, env, "src/iterpref/sandbox/judge.py") == {"synthesize", "debug"} | evals
@@ -151,8 +155,8 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     assert stale_after_edit(root, env, "src/iterpref/probe/__init__.py") == {"reference_logprobs", "probe@dpo",
                                                                              "probe@target_dpo"}
     assert stale_after_edit(root, env, "src/iterpref/reporting/summary.py") == {"report"}
-    assert stale_with(root, env, ["experiment=smoke", "logging.wandb.project=renamed", "logging.wandb.group=g"]) == set()
-    assert stale_with(root, env, ["experiment=smoke", "+eval.by_benchmark.mbpp.limit=4"]) == {
+    assert stale_with(root, env, [*CHEAP, "logging.wandb.project=renamed", "logging.wandb.group=g"]) == set()
+    assert stale_with(root, env, [*CHEAP, "+eval.by_benchmark.mbpp.limit=4"]) == {
         "evaluate_reference@mbpp", "evaluate@dpo-mbpp", "evaluate@target_dpo-mbpp"}
     # a benchmark's data (a file in its folder, or eval.data pointing at one): its evaluations only,
     # and synthesize, which checks problems against every benchmark
@@ -160,11 +164,11 @@ def test_smoke_experiment_end_to_end(dvc_repo):
     assert stale_after_edit(root, env, "data/benchmarks/mbpp/.gitkeep") == {"synthesize"} | mbpp_evals
     mine = root / "data/benchmarks/mbpp/mine.jsonl"  # a file a parameter names must exist at composition
     mine.write_text("{}\n")
-    assert stale_with(root, env, ["experiment=smoke", "eval.data.mbpp=data/benchmarks/mbpp/mine.jsonl"]) == {
+    assert stale_with(root, env, [*CHEAP, "eval.data.mbpp=data/benchmarks/mbpp/mine.jsonl"]) == {
         "synthesize"} | mbpp_evals
     mine.unlink()
     # a third benchmark: its own new stages only, no existing evaluation
-    assert stale_with(root, env, ["experiment=smoke", "eval.benchmarks=[humaneval,mbpp,humaneval_plus]"]) == {
+    assert stale_with(root, env, [*CHEAP, "eval.benchmarks=[humaneval,mbpp,humaneval_plus]"]) == {
         "evaluate_reference@humaneval_plus", "evaluate@dpo-humaneval_plus", "evaluate@target_dpo-humaneval_plus",
         "report"}
     seed = root / "data/seed/problems.jsonl"
@@ -175,14 +179,15 @@ def test_smoke_experiment_end_to_end(dvc_repo):
 
     # A training parameter of every variant: both variants' train and probe, and the report (the
     # evaluations read the trained models, so they follow once those change, as below for one variant).
-    assert stale_with(root, env, ["experiment=smoke", "train.common.learning_rate=2e-4"]) == {
+    assert stale_with(root, env, [*CHEAP, "train.common.learning_rate=2e-4"]) == {
         "train@dpo", "train@target_dpo", "probe@dpo", "probe@target_dpo", "report"}
 
     # One variant's re-runs that variant's train, probe, evaluate and the report only. The smoke run
     # is committed first, as the README's comparison assumes: one experiment against a run it starts from.
     sh(["git", "add", "-A"], root, env)
     sh(["git", "commit", "-qm", "the smoke run"], root, env)
-    log = sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "+train.variants.dpo.learning_rate=2e-4"], root, env)
+    log = sh(["dvc", "exp", "run", *[a for o in CHEAP for a in ("-S", o)], "-S", "+train.variants.dpo.learning_rate=2e-4"],
+             root, env)
     ran = ran_stages(log)
     assert ran == {"train@dpo", "probe@dpo", "evaluate@dpo-humaneval", "evaluate@dpo-mbpp", "report"}, ran
     readme_comparison_fits_a_terminal(root, env, "train.variants.dpo.learning_rate")
