@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +42,11 @@ SHOWN_MODULES = 15
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # the main process (or the only one)
         os.environ[COST_LOG] = os.path.join(tempfile.mkdtemp(prefix="iterpref-test-cost-"), "modules.jsonl")
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput") and os.environ.get(COST_LOG):
+        shutil.rmtree(os.path.dirname(os.environ.pop(COST_LOG)), ignore_errors=True)
 
 
 def cpu_seconds() -> float:

@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # the smoke experiment made cheaper still: 2 tasks per benchmark, one training step of 4 pairs
 CHEAP = ["experiment=smoke", "eval.limit=2", "train.common.max_pairs=4"]
-# What the modules that sweep or publish the smoke experiment share before their first training
-# (tests/test_sweeps.py, tests/test_sweeps_optuna.py, tests/test_remote.py): `seed_cache` runs it
-# once per suite and they restore it from DVC's run cache. tests/test_pipeline.py and
-# tests/test_debug_kill.py run these stages themselves: that they run is what they test.
+# What the modules that run the smoke experiment share before their first training
+# (tests/test_pipeline.py, tests/test_sweeps.py, tests/test_sweeps_optuna.py, tests/test_remote.py):
+# `seed_cache` runs it once per suite and they restore it from DVC's run cache.
+# tests/test_debug_kill.py runs these stages itself: that the debug stage runs is what it tests.
 SEED_STAGES = ["model", "synthesize", "debug", "pairs", "reference_logprobs", "evaluate_reference@humaneval",
                "evaluate_reference@mbpp"]
 
