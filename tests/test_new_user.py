@@ -19,6 +19,10 @@ BIN = Path(sys.executable).parent
 SEED = "data/seed/problems.jsonl"
 
 
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @pytest.fixture(scope="module")
 def repo(dvc_repo):
     """The fixture repository with DVC's Hydra composition on and a seed file whose 3rd record
@@ -31,20 +35,31 @@ def repo(dvc_repo):
     (root / "data/seed/bad.jsonl").write_text("\n".join([*lines[:2], json.dumps(bad)]) + "\n")
     sh(["git", "add", "-A"], root, env)
     sh(["git", "commit", "-qm", "a malformed seed file"], root, env)
-    return root, env, state(root, env)
+    return root, env, state(root, env), dvc_view(root, env)
 
 
-def state(root: Path, env: dict) -> tuple[str, str, str]:
-    """What a mistake must not change: git status, dvc status, the experiments."""
+def state(root: Path, env: dict) -> tuple[str, str, dict]:
+    """What a mistake must not change, read without starting DVC (19 mistakes, each checked): git
+    status, git's refs (DVC keeps every experiment and every queued job as one) and the digest of
+    every file git does not show (the DVC cache, the stages' outputs; not DVC's own .dvc/tmp or
+    bytecode). `test_dvc_sees_what_it_saw_before_the_mistakes` asks DVC itself once."""
     run = lambda *cmd: processes.run(cmd, cwd=root, env=env, capture_output=True, text=True).stdout  # noqa: E731
-    return (run("git", "status", "--porcelain"), run(sys.executable, "-m", "dvc", "status"),
-            run(sys.executable, "-m", "dvc", "exp", "list", "--all-commits"))
+    files = {str(f.relative_to(root)): digest(f) for f in sorted(root.rglob("*"))
+             if f.is_file() and f.relative_to(root).parts[0] != ".git"
+             and f.relative_to(root).parts[:2] != (".dvc", "tmp") and "__pycache__" not in f.parts}
+    return run("git", "status", "--porcelain"), run("git", "for-each-ref"), files
+
+
+def dvc_view(root: Path, env: dict) -> tuple[str, str]:
+    """`dvc status` and `dvc exp list --all-commits` (each must succeed)."""
+    return (sh([sys.executable, "-m", "dvc", "status"], root, env),
+            sh([sys.executable, "-m", "dvc", "exp", "list", "--all-commits"], root, env))
 
 
 def refused(repo: tuple, cmd: list[str], timeout: float = 60) -> str:
     """Run ``cmd`` in the fixture repository; it must fail, print exactly one error line and leave
     the repository's state as the fixture made it. Returns that line."""
-    root, env, before = repo
+    root, env, before, _ = repo
     proc = processes.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -111,15 +126,19 @@ def test_a_console_script_refuses_in_one_line(repo, what):
     assert not (root / "X").exists() and not (root / "multirun").exists()
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def test_dvc_sees_what_it_saw_before_the_mistakes(repo):
+    """After every refusal above (the module's tests run in order), DVC's own view is unchanged:
+    its status and its experiments (`state`, checked after each, reads them from git and the files)."""
+    root, env, before, dvc_before = repo
+    assert state(root, env) == before and dvc_view(root, env) == dvc_before
+    assert "changed" in dvc_before[0]  # the fixture's stages never ran: DVC lists them
 
 
 def test_a_stage_that_fails_on_its_input_says_how_to_restore_and_that_restores(repo):
     """`dvc repro` composes nothing: a seed file broken after a run reaches the synthesize stage,
     which DVC has already cleared. Its one line names the record and `dvc checkout synthesize`,
     which brings the previous outputs back byte for byte."""
-    root, env, _ = repo
+    root, env, _, _ = repo
     sh([str(BIN / "iterpref-params"), "experiment=smoke", "--out", "params.yaml"], root, env)
     sh([sys.executable, "-m", "dvc", "repro", "synthesize"], root, env)
     outs = ["data/problems.jsonl", "reports/problems.json"]
