@@ -1,6 +1,6 @@
 """End to end: the smoke experiment through real DVC (`dvc exp run`, `dvc_repo.CHEAP`: 2 tasks per
-benchmark, 4 training pairs) in a temporary copy of the repository, then a training-parameter change
-re-runs only train, probe, evaluate and report.
+benchmark, 4 training pairs) in a temporary copy of the repository, then what each kind of change
+(code, data, params) makes out of date, by `dvc status`.
 
 The stages the suite's DVC modules share (`dvc_repo.SEED_STAGES`: model to pairs, the reference's
 log-probs and evaluations) run once per suite, by real DVC in a copy of their own (`seed_cache`);
@@ -53,27 +53,6 @@ def stale_with(root, env, overrides: list[str]) -> set[str]:
         return changed_stages(root, env)
     finally:
         params.write_text(text)
-
-
-README_WIDTH = 30  # columns the README's comparison command may print
-
-
-def readme_comparison_fits_a_terminal(root, env, changed: str) -> None:
-    """The README's `dvc exp show --only-changed --drop ...` after one experiment on a committed
-    run: the ``changed`` param and the metrics, no dependency or output hashes."""
-    import csv
-    import shlex
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    lines = {ln.split(" # ")[0].strip() for ln in readme.splitlines() if ln.startswith("dvc exp show")}
-    assert lines
-    for line in lines:
-        out = sh([sys.executable, "-m", *shlex.split(line), "--csv"], root, env)
-        header = next(csv.reader(out.splitlines()))
-        assert len(header) <= README_WIDTH, (line, header)
-        assert changed in header, (line, header)
-        assert not [c for c in header if c.startswith(("data/", "models/", "reports/"))], (line, header)
 
 
 def test_smoke_experiment_end_to_end(seeded_dvc_repo):
@@ -182,12 +161,7 @@ def test_smoke_experiment_end_to_end(seeded_dvc_repo):
     assert stale_with(root, env, [*CHEAP, "train.common.learning_rate=2e-4"]) == {
         "train@dpo", "train@target_dpo", "probe@dpo", "probe@target_dpo", "report"}
 
-    # One variant's re-runs that variant's train, probe, evaluate and the report only. The smoke run
-    # is committed first, as the README's comparison assumes: one experiment against a run it starts from.
-    sh(["git", "add", "-A"], root, env)
-    sh(["git", "commit", "-qm", "the smoke run"], root, env)
-    log = sh(["dvc", "exp", "run", *[a for o in CHEAP for a in ("-S", o)], "-S", "+train.variants.dpo.learning_rate=2e-4"],
-             root, env)
-    ran = ran_stages(log)
-    assert ran == {"train@dpo", "probe@dpo", "evaluate@dpo-humaneval", "evaluate@dpo-mbpp", "report"}, ran
-    readme_comparison_fits_a_terminal(root, env, "train.variants.dpo.learning_rate")
+    # One variant's: that variant's train and probe, and the report. (Its evaluations follow when
+    # its model changes: test_remote's sweep runs such a change and asserts exactly these re-run.)
+    assert stale_with(root, env, [*CHEAP, "+train.variants.dpo.learning_rate=2e-4"]) == {
+        "train@dpo", "probe@dpo", "report"}

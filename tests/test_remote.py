@@ -22,7 +22,7 @@ import boto3
 import processes
 import pytest
 import yaml
-from dvc_repo import CHEAP, ran_stages, sh
+from dvc_repo import CHEAP, ran_stages, readme_comparison_fits_a_terminal, sh
 from silent_server import silent_server
 from test_pipeline import changed_stages
 from test_sweeps import dvc, experiments, metrics
@@ -206,6 +206,8 @@ def test_exp_push_and_pull_carry_a_sweep_through_the_remote(published, s3, tmp_p
         overrides = [*PUBLISHED, f"train.common.beta={beta}"]
         log = sh(dvc("exp", "run", "-n", name, *[a for o in overrides for a in ("-S", o)]), root, env)
         assert ran_stages(log) == {"train@dpo", "probe@dpo", "evaluate@dpo-humaneval", "report"}, log
+    # the README's comparison: experiments on the committed run they started from
+    readme_comparison_fits_a_terminal(root, env, "train.common.beta")
     ran_here = experiments(root, env)
     last_outputs = digests(root, lock_outputs(root))  # the workspace holds the last experiment's results
     sh(dvc("exp", "push", "origin"), root, env)  # every experiment of the current commit

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import processes
 import pytest
-from dvc_repo import CHEAP, SEED_STAGES, ran_stages, restored_stages, sh
+from dvc_repo import CHEAP, SEED_STAGES, ran_stages, readme_comparison_fits_a_terminal, restored_stages, sh
 
 from iterpref import params as P
 from iterpref import sweep
@@ -47,6 +47,23 @@ def metrics(data: dict) -> dict:
     return data["metrics"]["reports/metrics.json"]["data"]
 
 
+def queue_done(root, env, names: list[str], timeout_s: float = 3600) -> str:
+    """Wait for DVC's queue to finish ``names``; returns the last `dvc queue status`. Every 2 s
+    git's experiment refs are read (a git call: each finished experiment leaves one), and `dvc
+    queue status` (a DVC process, over a CPU second) is asked only once every name has its ref, or
+    once a minute (a failed experiment leaves none)."""
+    deadline, asked = time.monotonic() + timeout_s, 0.0
+    while time.monotonic() < deadline:
+        refs = sh(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root, env).split()
+        finished = {ref.rsplit("/", 1)[-1] for ref in refs} >= set(names)
+        if finished or time.monotonic() - asked > 60:
+            asked, status = time.monotonic(), sh(dvc("queue", "status"), root, env)
+            if not any(s in status for s in ("Queued", "Running")):
+                return status
+        time.sleep(2)
+    raise TimeoutError(f"the queue did not finish {names} in {timeout_s} s")
+
+
 @pytest.fixture(scope="module")
 def queued(seeded_dvc_repo):
     """The grid queued with `dvc exp run --queue` and run by `dvc queue start`; returns
@@ -57,12 +74,7 @@ def queued(seeded_dvc_repo):
     assert len(names) == 2, out
     sh(dvc("queue", "start"), root, env)
     try:
-        deadline = time.time() + 3600
-        while time.time() < deadline:
-            status = sh(dvc("queue", "status"), root, env)
-            if not any(s in status for s in ("Queued", "Running")):
-                break
-            time.sleep(10)
+        status = queue_done(root, env, names)
     finally:
         sh(dvc("queue", "stop"), root, env)
     assert status.count("Success") == 2, status
@@ -120,6 +132,7 @@ def test_dvc_queue_grid(dvc_repo, queued):
         assert 100 * r["pass@1_b"] == pytest.approx(metrics(shown[b])["dpo"][r["benchmark"]], abs=0.01)
     assert sh(["git", "status", "--porcelain"], root, env) == status
     assert not (root / "reports/eval/dpo").exists()  # nothing was applied to the workspace
+    readme_comparison_fits_a_terminal(root, env, "train.common.beta")  # the README's view of a sweep
 
     # W&B: one group per experiment, a train run named by its variant with the swept config
     head = sh(["git", "rev-parse", "HEAD"], root, env).strip()
