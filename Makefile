@@ -22,7 +22,9 @@ VEGA := vega@6.4.0 vega-lite@6.5.0 vega-embed@7.3.0
 
 .PHONY: run test test-fast install sandbox browser dvc-setup params clean-cache bench sync docs lock-check
 
+# preflight: a warning (nothing more) when params.yaml asks for bf16 on a CPU without bf16 kernels
 run: install sandbox dvc-setup
+	@$(PY) -m iterpref.config.preflight
 	PATH="$(BIN):$$PATH" dvc repro
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), each taking whole test modules, so a

@@ -10,7 +10,7 @@ whole package (the configuration reference, the dvc.yaml graph and lock check) s
 import counts, those inside functions too (`iterpref.config.graph.imports_of`). A unit may import a
 unit of a lower layer; never one of a higher layer, nor another unit of its own layer.
 
-     1. sweep, reporting, config.reference, config.lock
+     1. sweep, reporting, config.reference, config.lock, config.preflight
      2. params, config.graph
      3. config.schema                            (the check of a whole composition)
      4. config.sections                          (the section registry: every section's dataclass)
@@ -37,7 +37,7 @@ import pytest
 from iterpref.config import graph
 
 LAYERS: list[tuple[str, ...]] = [
-    ("sweep", "reporting", "config.reference", "config.lock"),
+    ("sweep", "reporting", "config.reference", "config.lock", "config.preflight"),
     ("params", "config.graph"),
     ("config.schema",),
     ("config.sections",),
