@@ -40,27 +40,6 @@ def restored_stages(log: str) -> set[str]:
             if line.startswith("Stage '") and "is cached - skipping run" in line}
 
 
-README_WIDTH = 30  # columns the README's comparison command may print
-
-
-def readme_comparison_fits_a_terminal(root: Path, env: dict, changed: str) -> None:
-    """The README's `dvc exp show --only-changed --drop ...` in ``root``, which holds experiments:
-    the ``changed`` param and the metrics within `README_WIDTH` columns, no dependency or output
-    hashes."""
-    import csv
-    import shlex
-
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    lines = {ln.split(" # ")[0].strip() for ln in readme.splitlines() if ln.startswith("dvc exp show")}
-    assert lines
-    for line in lines:
-        out = sh([sys.executable, "-m", *shlex.split(line), "--csv"], root, env)
-        header = next(csv.reader(out.splitlines()))
-        assert len(header) <= README_WIDTH, (line, header)
-        assert changed in header, (line, header)
-        assert not [c for c in header if c.startswith(("data/", "models/", "reports/"))], (line, header)
-
-
 def make_repo(dst: Path) -> tuple[Path, dict]:
     """A git repository at ``dst`` holding the working tree's files, as a fresh clone would;
     returns it and the environment to run DVC in (W&B offline, no key)."""

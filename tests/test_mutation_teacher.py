@@ -349,3 +349,66 @@ def test_sandbox_config_and_rejected_statuses():
     teacher = MutationTeacher(sandbox=config, max_tries=5, runner=runner)
     assert teacher.open(VOWELS, seed=0) is None
     assert len(seen) == 6 and all(c is config for c in seen)  # reference + max_tries candidates
+
+
+class _Cycle:
+    """Cyclic garbage with a finalizer: a collection that frees it runs Python code."""
+
+    def __init__(self):
+        self.me = self
+
+    def __del__(self):
+        sum(range(20))
+
+
+def _parse_in_threads(parse, seconds: float = 10.0, threads: int = 4) -> list[str]:
+    """``parse`` of this repository's largest teacher module in ``threads`` threads, while
+    another thread keeps making `_Cycle` garbage (so collections inside a parse run finalizers and
+    switch threads), for up to ``seconds``; the SystemErrors raised (it stops at the first)."""
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[1] / "src/iterpref/debugging/teachers/operators.py").read_text()
+    errors, stop = [], threading.Event()
+
+    def work():
+        while not stop.is_set():
+            try:
+                parse(source)
+            except SystemError as err:
+                errors.append(str(err))
+                stop.set()
+
+    def churn():
+        while not stop.is_set():
+            for _ in range(200):
+                _Cycle()
+            time.sleep(0)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    workers = [threading.Thread(target=work) for _ in range(threads)] + [threading.Thread(target=churn)]
+    try:
+        for t in workers:
+            t.start()
+        stop.wait(seconds)
+        stop.set()
+        for t in workers:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    return errors
+
+
+def test_parsing_in_the_debug_stages_threads_is_safe():
+    """CPython 3.11's AST builder fails under this load when threads parse at once
+    (python/cpython#106905); the teachers' `parse` serialises the parses and never does."""
+    from iterpref.debugging.teachers.operators import parse
+
+    bare = _parse_in_threads(ast.parse)
+    if not bare:
+        pytest.skip("this interpreter's ast.parse showed no race in 10 s: nothing to hold parse against")
+    assert "AST constructor recursion depth mismatch" in bare[0]
+    assert _parse_in_threads(parse, seconds=3.0) == []

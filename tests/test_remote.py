@@ -22,7 +22,7 @@ import boto3
 import processes
 import pytest
 import yaml
-from dvc_repo import CHEAP, ran_stages, readme_comparison_fits_a_terminal, sh
+from dvc_repo import CHEAP, ran_stages, sh
 from silent_server import silent_server
 from test_pipeline import changed_stages
 from test_sweeps import dvc, experiments, metrics
@@ -45,6 +45,27 @@ FAILURE_BOUND_S = 45
 # the run pushed: the smoke experiment as the suite's seed runs it (its shared stages come from DVC's
 # run cache), one variant on one benchmark, no W&B runs (not what this tests)
 PUBLISHED = [*CHEAP, "train.run=[dpo]", "eval.benchmarks=[humaneval]", "logging=disabled"]
+
+
+README_WIDTH = 30  # columns the README's comparison command may print
+
+
+def readme_comparison_fits_a_terminal(root: Path, env: dict, changed: str) -> None:
+    """The README's `dvc exp show --only-changed --drop ...` in ``root``, which holds experiments
+    over the committed run they started from: the ``changed`` param and the metrics within
+    `README_WIDTH` columns, no dependency or output hashes."""
+    import csv
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    lines = {ln.split(" # ")[0].strip() for ln in readme.splitlines() if ln.startswith("dvc exp show")}
+    assert lines
+    for line in lines:
+        out = sh([sys.executable, "-m", *shlex.split(line), "--csv"], root, env)
+        header = next(csv.reader(out.splitlines()))
+        assert len(header) <= README_WIDTH, (line, header)
+        assert changed in header, (line, header)
+        assert not [c for c in header if c.startswith(("data/", "models/", "reports/"))], (line, header)
 
 
 @dataclass(frozen=True)

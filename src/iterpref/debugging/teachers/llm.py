@@ -25,6 +25,7 @@ from dataclasses import replace
 
 from iterpref import prompts
 from iterpref.debugging.teachers.base import TeacherError
+from iterpref.debugging.teachers.operators import parse
 from iterpref.llm.base import Generator, SamplingConfig
 from iterpref.llm.openai_api import CONFIG_ERRORS, OpenAIRequestError
 from iterpref.records import Attempt, Outcome, Problem
@@ -54,7 +55,7 @@ def code_of(reply: str) -> str:
 def _defines_something(source: str) -> bool:
     """Whether ``source`` parses and defines a function or class at its top level."""
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except (SyntaxError, ValueError):
         return False
     return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for node in tree.body)

@@ -12,7 +12,6 @@ mutation is named and applied).
 
 from __future__ import annotations
 
-import ast
 import difflib
 import random
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from iterpref.config.fields import spec
-from iterpref.debugging.teachers.operators import OPERATORS, Mutation, apply_mutations, find_mutations
+from iterpref.debugging.teachers.operators import OPERATORS, Mutation, apply_mutations, find_mutations, parse
 from iterpref.records import Attempt, Outcome, Problem
 from iterpref.sandbox import SandboxConfig, run_unittest
 
@@ -144,7 +143,7 @@ class MutationTeacher:
         """The tests fail, in a usable way, on the reference with ``mutations`` applied."""
         try:
             code = apply_mutations(problem.reference, mutations)
-            ast.parse(code)
+            parse(code)
         except (SyntaxError, ValueError, RecursionError):  # a version ast.unparse cannot render
             return False
         outcome = self._run(code, problem)

@@ -28,8 +28,21 @@ from __future__ import annotations
 
 import ast
 import copy
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+_PARSING = threading.Lock()
+
+
+def parse(source: str) -> ast.Module:
+    """``ast.parse``, one thread at a time. The debug stage writes trajectories in threads, and
+    CPython 3.11 keeps the AST builder's recursion depth per interpreter, not per thread: when a
+    garbage collection inside one parse runs a finalizer and another thread parses meanwhile, one
+    of them fails with ``SystemError: AST constructor recursion depth mismatch`` (python/cpython#106905;
+    seen in our suite, reproduced by tests/test_mutation_teacher.py)."""
+    with _PARSING:
+        return ast.parse(source)
 
 # -----------------------------------------------------------------------------
 # The tree a mutation is applied to: a fresh parse plus the parent links edits need.
@@ -39,7 +52,7 @@ class Tree:
     """A fresh parse of ``source``: nodes in ``ast.walk`` order and each node's parent."""
 
     def __init__(self, source: str):
-        self.root = ast.parse(source)
+        self.root = parse(source)
         self.nodes = list(ast.walk(self.root))
         self.index = {node: i for i, node in enumerate(self.nodes)}
         self.parent = {child: node for node in self.nodes for child in ast.iter_child_nodes(node)}
