@@ -18,6 +18,7 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from iterpref.llm.hf.packed import can_pack
 from iterpref.records import Pair, read_jsonl
 
 
@@ -51,8 +52,7 @@ def main() -> None:
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     inputs = batch(tokenizer, read_jsonl("data/pairs.jsonl", Pair)[: args.pairs])
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).train()
-    kernels = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, oneDNN bf16 kernels: {kernels}, "
+    print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, oneDNN bf16 kernels: {can_pack()}, "
           f"{args.threads} threads, batch {tuple(inputs['input_ids'].shape)}")
     seconds = {}
     for name, bf16 in (("fp32", False), ("bf16 autocast", True)):

@@ -22,7 +22,7 @@ def test_the_keys_that_ask_for_bf16():
 
 @pytest.mark.parametrize("kernels", [False, True])
 def test_the_warning_names_the_keys_and_a_command_that_clears_it(monkeypatch, kernels):
-    monkeypatch.setattr(preflight, "cpu_bf16_kernels", lambda: kernels)
+    monkeypatch.setattr(preflight, "can_pack", lambda: kernels)
     params = P.compose(["runtime.device=cpu"])
     message = preflight.warning(params)
     if kernels:
@@ -40,4 +40,4 @@ def test_the_module_prints_the_warning_exactly_when_this_cpu_lacks_the_kernels(t
     proc = subprocess.run([sys.executable, "-m", "iterpref.config.preflight", "--params", str(path)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert (FP32 in proc.stdout) == (not preflight.cpu_bf16_kernels()), proc.stdout
+    assert (FP32 in proc.stdout) == (not preflight.can_pack()), proc.stdout

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from iterpref import params as P
 from iterpref.cli import ArgumentParser, command
+from iterpref.llm.hf.packed import can_pack
 
 
 def bf16_keys(params: dict) -> list[str]:
@@ -23,13 +24,6 @@ def bf16_keys(params: dict) -> list[str]:
     return keys + (["eval.dtype"] if params["eval"]["dtype"] in ("bfloat16", "bf16") else [])
 
 
-def cpu_bf16_kernels() -> bool:
-    """Whether oneDNN runs bfloat16 kernels on this CPU (torch's own check)."""
-    import torch
-
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
 def warning(params: dict) -> str | None:
     """The warning for ``params`` on this machine: bf16 asked for where the stages run on a CPU
     without bfloat16 kernels; None when there is nothing to say."""
@@ -37,7 +31,7 @@ def warning(params: dict) -> str | None:
 
     keys = bf16_keys(params)
     on_cpu = params["runtime"]["device"] == "cpu" or not torch.cuda.is_available()
-    if not keys or not on_cpu or cpu_bf16_kernels():
+    if not keys or not on_cpu or can_pack():
         return None
     capability = torch.backends.cpu.get_cpu_capability()
     fp32 = " ".join(f"-S {k}={'false' if k == 'train.common.bf16' else 'float32'}" for k in keys)
